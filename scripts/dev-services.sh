@@ -1,0 +1,43 @@
+#!/usr/bin/env bash
+# Makes sure the services the test suite talks to are installed and running
+# on this machine: PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres)
+# and the monitoring tools some tests run (promtool, prometheus, alertmanager,
+# amtool). Safe to run again; installs only what is missing (needs root for
+# that, as on CI).
+set -euo pipefail
+
+log() { printf '[dev-services] %s\n' "$*"; }
+
+as_root() {
+  if [ "$(id -u)" -eq 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+    log "need root to run: $*"; return 1; fi
+}
+
+apt_updated=0
+apt_install() {
+  if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
+  DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@" >/dev/null
+}
+
+# --- PostgreSQL -------------------------------------------------------------
+if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  log "installing PostgreSQL"
+  apt_install postgresql postgresql-client
+fi
+if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
+  version=$(ls /etc/postgresql | sort -V | tail -n 1)
+  log "starting PostgreSQL $version"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+fi
+pg_isready -h 127.0.0.1 -p 5432 || { log "PostgreSQL is not answering on 127.0.0.1:5432"; exit 1; }
+
+# --- Monitoring tools ---------------------------------------------------------
+need=()
+command -v promtool >/dev/null 2>&1 || need+=(prometheus)
+command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+if [ ${#need[@]} -gt 0 ]; then
+  log "installing ${need[*]}"
+  apt_install "${need[@]}"
+fi
+log "ready"

@@ -1,0 +1,111 @@
+//! The command line: `serve` (the default), `migrate`, `check-config`.
+//! `main.rs` only parses and calls [`run`]; every command lives here so it
+//! can be tested as a library call.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::Config;
+use crate::startup::Application;
+use crate::store::Database;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "amani",
+    version,
+    about = "Escrow backend: API server and operations commands"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the HTTP server (the default when no command is given).
+    Serve,
+    /// Apply pending database migrations and print the schema version.
+    Migrate,
+    /// Validate the configuration and print what would be used (secrets masked).
+    CheckConfig,
+}
+
+/// Exit code for a configuration the service refuses to start with.
+pub const EXIT_CONFIG: u8 = 2;
+
+pub fn run(cli: Cli) -> ExitCode {
+    let config = match Config::from_env() {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("amani: {err}");
+            return ExitCode::from(EXIT_CONFIG);
+        }
+    };
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::CheckConfig => check_config(&config),
+        Command::Serve => run_async(config, serve),
+        Command::Migrate => run_async(config, migrate),
+    }
+}
+
+/// Starts telemetry and the runtime, runs `command`, and turns its result
+/// into an exit code (the message goes to the log and to stderr).
+fn run_async<F, Fut>(config: Config, command: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("amani: cannot start the async runtime: {err}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let _telemetry = crate::telemetry::init(&config);
+    match runtime.block_on(command(config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            tracing::error!(error = %message, "command failed");
+            eprintln!("amani: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn check_config(config: &Config) -> ExitCode {
+    match serde_json::to_string_pretty(&config.masked()) {
+        Ok(text) => {
+            println!("{text}");
+            println!("configuration OK ({})", config.environment.as_str());
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("amani: cannot print the configuration: {err}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(config: Config) -> Result<(), String> {
+    let app = Application::build(config).await.map_err(|e| e.to_string())?;
+    let lifecycle = app.state().lifecycle.clone();
+    tokio::spawn(async move {
+        crate::lifecycle::termination_signal().await;
+        lifecycle.begin_shutdown();
+    });
+    app.run_until_stopped().await.map_err(|e| format!("server error: {e}"))
+}
+
+async fn migrate(config: Config) -> Result<(), String> {
+    let db = Database::new(&config.database).map_err(|e| e.to_string())?;
+    let status = db.migrate().await.map_err(|e| format!("migration failed: {e}"))?;
+    db.close().await;
+    let version = status.current_version.map_or("none".to_owned(), |v| v.to_string());
+    println!(
+        "migrations applied; schema version {version}, {} pending",
+        status.pending
+    );
+    Ok(())
+}

@@ -1,0 +1,473 @@
+//! Configuration, read once at start and passed down through `AppState`.
+//!
+//! Every setting comes from an environment variable (a `.env` file in the
+//! working directory is loaded first if present, without overriding variables
+//! already set). The names are the Python original's wherever it had one, so
+//! existing deployments keep their environment. Nothing else in the crate reads
+//! the environment: code that needs a setting takes it from [`Config`].
+//!
+//! A bad value fails start-up with a [`ConfigError`] that names the variable,
+//! the value given and what was expected.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::net::IpAddr;
+use std::str::FromStr;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret, SecretString};
+use serde::Serialize;
+
+/// The development `SECRET_KEY`: fine on a laptop, refused in production.
+pub const DEFAULT_SECRET_KEY: &str = "amani-development-secret-key-change-me-in-production";
+
+/// Below this length a `SECRET_KEY` is refused in production (HS256 wants at
+/// least 256 bits of key material).
+pub const MIN_PRODUCTION_SECRET_BYTES: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("invalid configuration: {name}={value:?}: expected {expected}")]
+    Invalid {
+        name: &'static str,
+        value: String,
+        expected: String,
+    },
+    #[error("invalid configuration: {name}: {reason}")]
+    Refused { name: &'static str, reason: String },
+}
+
+impl ConfigError {
+    /// The environment variable at fault.
+    pub fn variable(&self) -> &'static str {
+        match self {
+            ConfigError::Invalid { name, .. } | ConfigError::Refused { name, .. } => name,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Environment {
+    Development,
+    Test,
+    Staging,
+    Production,
+}
+
+impl Environment {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Environment::Development => "development",
+            Environment::Test => "test",
+            Environment::Staging => "staging",
+            Environment::Production => "production",
+        }
+    }
+}
+
+impl FromStr for Environment {
+    type Err = ();
+    fn from_str(s: &str) -> Result<Self, ()> {
+        match s.to_ascii_lowercase().as_str() {
+            "development" | "dev" | "local" => Ok(Environment::Development),
+            "test" | "testing" => Ok(Environment::Test),
+            "staging" => Ok(Environment::Staging),
+            "production" | "prod" => Ok(Environment::Production),
+            _ => Err(()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Json,
+    Pretty,
+}
+
+/// Which origins may call the API from a browser.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub enum AllowedOrigins {
+    /// No cross-origin access (the default: an API behind its own front end).
+    None,
+    /// `*`: any origin, never with credentials.
+    Any,
+    List(Vec<String>),
+}
+
+#[derive(Debug, Clone)]
+pub struct DatabaseConfig {
+    pub url: SecretString,
+    pub max_connections: u32,
+    pub min_connections: u32,
+    /// How long a request waits for a pooled connection before it gives up
+    /// with 503. Short on purpose: a lost database must fail requests fast.
+    pub acquire_timeout: Duration,
+    /// Apply pending migrations at start (`AUTO_MIGRATE`).
+    pub auto_migrate: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub app_name: String,
+    pub app_version: String,
+    pub environment: Environment,
+    pub host: IpAddr,
+    pub port: u16,
+    pub secret_key: SecretString,
+    pub access_token_expire_minutes: u32,
+    pub database: DatabaseConfig,
+    pub allowed_origins: AllowedOrigins,
+    /// The log filter: `RUST_LOG` when set, else `LOG_LEVEL`.
+    pub log_filter: String,
+    pub log_format: LogFormat,
+    pub force_https: bool,
+    pub request_timeout: Duration,
+    pub shutdown_timeout: Duration,
+    /// After SIGTERM, how long to keep accepting requests (readiness already
+    /// 503) so load balancers notice before the listener closes.
+    pub shutdown_drain_delay: Duration,
+    pub max_body_bytes: usize,
+}
+
+impl Config {
+    /// Reads `.env` (if present) and the process environment.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        // A missing .env is normal; a malformed one is worth failing on, but
+        // dotenvy cannot tell us which variable, so say which file instead.
+        if let Err(err) = dotenvy::dotenv()
+            && !err.not_found()
+        {
+            return Err(ConfigError::Refused {
+                name: ".env",
+                reason: err.to_string(),
+            });
+        }
+        Config::from_vars(std::env::vars())
+    }
+
+    /// Builds the configuration from explicit variables (tests use this).
+    pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
+        let vars = Vars(vars.into_iter().collect());
+        let environment = vars.parse_with("ENVIRONMENT", Environment::Development, |v| {
+            v.parse()
+                .map_err(|()| "one of development, test, staging, production".to_owned())
+        })?;
+        let secret_key = vars.get("SECRET_KEY").unwrap_or(DEFAULT_SECRET_KEY).to_owned();
+        if environment == Environment::Production {
+            check_production_secret(&secret_key)?;
+        }
+        let database = DatabaseConfig {
+            url: SecretString::from(vars.get("DATABASE_URL").unwrap_or("sqlite://data/amani.db").to_owned()),
+            max_connections: vars.parse_range("DATABASE_MAX_CONNECTIONS", 10, 1..=1000)?,
+            min_connections: vars.parse_range("DATABASE_MIN_CONNECTIONS", 0, 0..=1000)?,
+            acquire_timeout: Duration::from_secs(vars.parse_range("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 2, 1..=300)?),
+            auto_migrate: vars.parse_bool("AUTO_MIGRATE", true)?,
+        };
+        check_database_url(database.url.expose_secret())?;
+        if database.min_connections > database.max_connections {
+            return Err(ConfigError::Invalid {
+                name: "DATABASE_MIN_CONNECTIONS",
+                value: database.min_connections.to_string(),
+                expected: format!("at most DATABASE_MAX_CONNECTIONS ({})", database.max_connections),
+            });
+        }
+        Ok(Config {
+            app_name: vars.get("APP_NAME").unwrap_or("Amani").to_owned(),
+            app_version: vars.get("APP_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")).to_owned(),
+            environment,
+            host: vars.parse_with("HOST", IpAddr::from([127, 0, 0, 1]), |v| {
+                v.parse()
+                    .map_err(|_| "an IP address such as 127.0.0.1 or 0.0.0.0".to_owned())
+            })?,
+            port: vars.parse_range("PORT", 8000, 0..=65535)?,
+            secret_key: SecretString::from(secret_key),
+            access_token_expire_minutes: vars.parse_range("ACCESS_TOKEN_EXPIRE_MINUTES", 30, 1..=60 * 24 * 30)?,
+            database,
+            allowed_origins: parse_origins(vars.get("ALLOWED_ORIGINS").unwrap_or(""))?,
+            log_filter: match vars.get("RUST_LOG") {
+                Some(filter) => parse_log_level("RUST_LOG", filter)?,
+                None => parse_log_level("LOG_LEVEL", vars.get("LOG_LEVEL").unwrap_or("info"))?,
+            },
+            log_format: vars.parse_with("LOG_FORMAT", LogFormat::Json, |v| {
+                match v.to_ascii_lowercase().as_str() {
+                    "json" => Ok(LogFormat::Json),
+                    "pretty" | "text" => Ok(LogFormat::Pretty),
+                    _ => Err("json or pretty".to_owned()),
+                }
+            })?,
+            force_https: vars.parse_bool("FORCE_HTTPS", false)?,
+            request_timeout: Duration::from_secs(vars.parse_range("REQUEST_TIMEOUT_SECONDS", 30, 1..=3600)?),
+            shutdown_timeout: Duration::from_secs(vars.parse_range("SHUTDOWN_TIMEOUT_SECONDS", 30, 0..=3600)?),
+            shutdown_drain_delay: Duration::from_secs(vars.parse_range("SHUTDOWN_DRAIN_DELAY_SECONDS", 0, 0..=300)?),
+            max_body_bytes: vars.parse_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=64 * 1024 * 1024)?,
+        })
+    }
+
+    pub fn is_production(&self) -> bool {
+        self.environment == Environment::Production
+    }
+
+    /// The configuration as an operator may see it: secrets masked, the
+    /// database password removed from its URL.
+    pub fn masked(&self) -> serde_json::Value {
+        serde_json::json!({
+            "APP_NAME": self.app_name,
+            "APP_VERSION": self.app_version,
+            "ENVIRONMENT": self.environment.as_str(),
+            "HOST": self.host.to_string(),
+            "PORT": self.port,
+            "SECRET_KEY": mask(self.secret_key.expose_secret()),
+            "ACCESS_TOKEN_EXPIRE_MINUTES": self.access_token_expire_minutes,
+            "DATABASE_URL": redact_url_password(self.database.url.expose_secret()),
+            "DATABASE_MAX_CONNECTIONS": self.database.max_connections,
+            "DATABASE_MIN_CONNECTIONS": self.database.min_connections,
+            "DATABASE_ACQUIRE_TIMEOUT_SECONDS": self.database.acquire_timeout.as_secs(),
+            "AUTO_MIGRATE": self.database.auto_migrate,
+            "ALLOWED_ORIGINS": match &self.allowed_origins {
+                AllowedOrigins::None => String::new(),
+                AllowedOrigins::Any => "*".to_owned(),
+                AllowedOrigins::List(list) => list.join(","),
+            },
+            "LOG_FILTER": self.log_filter,
+            "LOG_FORMAT": self.log_format,
+            "FORCE_HTTPS": self.force_https,
+            "REQUEST_TIMEOUT_SECONDS": self.request_timeout.as_secs(),
+            "SHUTDOWN_TIMEOUT_SECONDS": self.shutdown_timeout.as_secs(),
+            "SHUTDOWN_DRAIN_DELAY_SECONDS": self.shutdown_drain_delay.as_secs(),
+            "MAX_BODY_BYTES": self.max_body_bytes,
+        })
+    }
+}
+
+fn check_production_secret(secret: &str) -> Result<(), ConfigError> {
+    if secret == DEFAULT_SECRET_KEY || secret.is_empty() {
+        return Err(ConfigError::Refused {
+            name: "SECRET_KEY",
+            reason: "ENVIRONMENT=production needs its own SECRET_KEY (the default is public)".to_owned(),
+        });
+    }
+    if secret.len() < MIN_PRODUCTION_SECRET_BYTES {
+        return Err(ConfigError::Refused {
+            name: "SECRET_KEY",
+            reason: format!(
+                "ENVIRONMENT=production needs a SECRET_KEY of at least {MIN_PRODUCTION_SECRET_BYTES} bytes (got {})",
+                secret.len()
+            ),
+        });
+    }
+    Ok(())
+}
+
+fn check_database_url(url: &str) -> Result<(), ConfigError> {
+    let supported = ["sqlite:", "postgres://", "postgresql://"];
+    if supported.iter().any(|prefix| url.starts_with(prefix)) {
+        return Ok(());
+    }
+    Err(ConfigError::Invalid {
+        name: "DATABASE_URL",
+        value: redact_url_password(url),
+        expected: "a sqlite://PATH or postgres://USER@HOST/DB URL".to_owned(),
+    })
+}
+
+fn parse_origins(raw: &str) -> Result<AllowedOrigins, ConfigError> {
+    let origins: Vec<&str> = raw.split(',').map(str::trim).filter(|o| !o.is_empty()).collect();
+    if origins.is_empty() {
+        return Ok(AllowedOrigins::None);
+    }
+    if origins == ["*"] {
+        return Ok(AllowedOrigins::Any);
+    }
+    for origin in &origins {
+        let valid = url::Url::parse(origin)
+            .map(|u| matches!(u.scheme(), "http" | "https") && u.host().is_some() && u.path() == "/")
+            .unwrap_or(false);
+        if !valid || origin.ends_with('/') {
+            return Err(ConfigError::Invalid {
+                name: "ALLOWED_ORIGINS",
+                value: raw.to_owned(),
+                expected: "`*` or comma-separated origins such as https://app.example.com (scheme and host, no path)"
+                    .to_owned(),
+            });
+        }
+    }
+    Ok(AllowedOrigins::List(origins.into_iter().map(str::to_owned).collect()))
+}
+
+fn parse_log_level(name: &'static str, raw: &str) -> Result<String, ConfigError> {
+    // LOG_LEVEL is the original's single level; a full filter directive
+    // (`info,sqlx=warn`) is accepted too and checked here, not at first log.
+    let level = raw.trim().to_ascii_lowercase();
+    let level = if level == "warning" { "warn".to_owned() } else { level };
+    if level == "critical" {
+        return Ok("error".to_owned());
+    }
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    // A bare word must be a level: EnvFilter would take `loud` as a target
+    // name and silently log nothing useful.
+    let valid = if level.contains('=') || level.contains(',') {
+        tracing_subscriber::EnvFilter::try_new(&level).is_ok()
+    } else {
+        LEVELS.contains(&level.as_str())
+    };
+    if valid {
+        Ok(level)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            value: raw.to_owned(),
+            expected: "trace, debug, info, warn or error (or a tracing filter such as info,sqlx=warn)".to_owned(),
+        })
+    }
+}
+
+/// Shows the first four characters of a secret and its length, nothing more.
+pub fn mask(secret: &str) -> String {
+    if secret.is_empty() {
+        return String::new();
+    }
+    let shown: String = secret.chars().take(4).collect();
+    format!("{shown}… ({} chars)", secret.chars().count())
+}
+
+/// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
+pub fn redact_url_password(raw: &str) -> String {
+    match url::Url::parse(raw) {
+        Ok(mut url) if url.password().is_some() => {
+            // Cannot fail: the URL already has a password, so it has a host.
+            let _ = url.set_password(Some("***"));
+            url.to_string()
+        }
+        Ok(_) => raw.to_owned(),
+        Err(_) => "<unparseable URL>".to_owned(),
+    }
+}
+
+struct Vars(HashMap<String, String>);
+
+impl Vars {
+    /// A variable's value; an empty or blank value counts as unset, as it did
+    /// in the original (`SENTRY_DSN=` means "off").
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    fn parse_with<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        parse: impl Fn(&str) -> Result<T, String>,
+    ) -> Result<T, ConfigError> {
+        match self.get(name) {
+            None => Ok(default),
+            Some(value) => parse(value).map_err(|expected| ConfigError::Invalid {
+                name,
+                value: value.to_owned(),
+                expected,
+            }),
+        }
+    }
+
+    fn parse_range<T>(
+        &self,
+        name: &'static str,
+        default: T,
+        range: std::ops::RangeInclusive<T>,
+    ) -> Result<T, ConfigError>
+    where
+        T: FromStr + PartialOrd + fmt::Display + Copy,
+    {
+        self.parse_with(name, default, |v| {
+            let expected = || format!("a whole number from {} to {}", range.start(), range.end());
+            let n: T = v.parse().map_err(|_| expected())?;
+            if range.contains(&n) { Ok(n) } else { Err(expected()) }
+        })
+    }
+
+    fn parse_bool(&self, name: &'static str, default: bool) -> Result<bool, ConfigError> {
+        self.parse_with(name, default, |v| match v.to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" | "on" => Ok(true),
+            "false" | "0" | "no" | "off" => Ok(false),
+            _ => Err("true or false".to_owned()),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        Config::from_vars(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+    }
+
+    #[test]
+    fn defaults_run_on_sqlite_without_any_variable() {
+        let config = config(&[]).unwrap();
+        assert_eq!(config.database.url.expose_secret(), "sqlite://data/amani.db");
+        assert_eq!(config.port, 8000);
+        assert!(config.database.auto_migrate);
+        assert_eq!(config.allowed_origins, AllowedOrigins::None);
+    }
+
+    #[test]
+    fn a_bad_value_names_the_variable_and_what_was_expected() {
+        let err = config(&[("PORT", "eighty")]).unwrap_err();
+        assert_eq!(err.variable(), "PORT");
+        assert!(err.to_string().contains("whole number from 0 to 65535"), "{err}");
+        assert_eq!(
+            config(&[("AUTO_MIGRATE", "maybe")]).unwrap_err().variable(),
+            "AUTO_MIGRATE"
+        );
+        assert_eq!(
+            config(&[("DATABASE_URL", "mysql://x")]).unwrap_err().variable(),
+            "DATABASE_URL"
+        );
+        assert_eq!(
+            config(&[("ALLOWED_ORIGINS", "example.com")]).unwrap_err().variable(),
+            "ALLOWED_ORIGINS"
+        );
+        assert_eq!(config(&[("LOG_LEVEL", "loud")]).unwrap_err().variable(), "LOG_LEVEL");
+    }
+
+    #[test]
+    fn production_refuses_default_or_short_secret_keys() {
+        let prod = ("ENVIRONMENT", "production");
+        assert_eq!(config(&[prod]).unwrap_err().variable(), "SECRET_KEY");
+        assert_eq!(
+            config(&[prod, ("SECRET_KEY", "short")]).unwrap_err().variable(),
+            "SECRET_KEY"
+        );
+        assert!(config(&[prod, ("SECRET_KEY", &"k".repeat(32))]).is_ok());
+        // Outside production the development default is fine.
+        assert!(config(&[("SECRET_KEY", "short")]).is_ok());
+    }
+
+    #[test]
+    fn masked_config_hides_secrets_and_database_passwords() {
+        let config = config(&[
+            ("SECRET_KEY", "supersecretvalue"),
+            ("DATABASE_URL", "postgres://amani:hunter2@db:5432/amani"),
+        ])
+        .unwrap();
+        let shown = config.masked().to_string();
+        assert!(!shown.contains("supersecretvalue"), "{shown}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("postgres://amani:***@db:5432/amani"), "{shown}");
+    }
+
+    #[test]
+    fn origins_accept_a_list_or_a_star() {
+        let list = config(&[("ALLOWED_ORIGINS", "https://a.example, http://localhost:3000")]).unwrap();
+        assert_eq!(
+            list.allowed_origins,
+            AllowedOrigins::List(vec!["https://a.example".into(), "http://localhost:3000".into()])
+        );
+        assert_eq!(
+            config(&[("ALLOWED_ORIGINS", "*")]).unwrap().allowed_origins,
+            AllowedOrigins::Any
+        );
+    }
+}

@@ -1,0 +1,126 @@
+//! The HTTP surface: the router, its middleware stack, and one module per
+//! resource.
+
+pub mod docs;
+pub mod error;
+pub mod request_id;
+pub mod service;
+
+use std::any::Any;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::from_fn;
+use axum::response::{IntoResponse, Response};
+use tower_http::catch_panic::CatchPanicLayer;
+use tower_http::cors::{AllowOrigin, CorsLayer};
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::timeout::TimeoutLayer;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use utoipa_swagger_ui::SwaggerUi;
+
+use crate::config::{AllowedOrigins, Config};
+use crate::state::AppState;
+use crate::telemetry;
+use error::ApiError;
+
+/// Builds the whole application: routes, docs and middleware.
+///
+/// ## Middleware order
+/// `Router::layer` wraps everything added before it, so the *last* call is
+/// the *outermost* layer. From the outside in:
+/// 1. `request_id` — assigns the id first, so every later layer, log line
+///    and error body can carry it; turns any non-problem error response from
+///    the layers inside into problem+json on the way out.
+/// 2. `telemetry::observe` — one span and one access-log line per request,
+///    measured around everything below so that timeouts, panics and body-limit
+///    rejections are logged (and counted) too.
+/// 3. `CatchPanicLayer` — a panicking handler becomes a 500 problem and the
+///    server keeps serving; it sits inside observe so the 500 is logged.
+/// 4. `TimeoutLayer` — abandons a request after `REQUEST_TIMEOUT_SECONDS`.
+/// 5. CORS, then the security headers.
+/// 6. Inside the routes: the body-size limit, honoured by the extractors that
+///    read bodies, and `record_route`, which reports the matched template.
+pub fn router(state: AppState) -> Router {
+    let config = &state.config;
+    // `Router::layer` wraps each route separately, inside the point where
+    // axum answers 405 (with its `Allow` header). Nesting the routes as the
+    // fallback of an outer router makes the stack below wrap the whole app.
+    let mut app = Router::new().fallback_service(routes(state.clone()));
+    for (name, value) in security_headers(config) {
+        app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
+    }
+    app.layer(tower::util::option_layer(cors(config)))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            config.request_timeout,
+        ))
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(from_fn(telemetry::observe))
+        .layer(from_fn(request_id::middleware))
+}
+
+/// Every route and the docs, without the outer middleware stack.
+fn routes(state: AppState) -> Router {
+    let (api, mut openapi) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+        .routes(routes!(service::root))
+        .routes(routes!(service::version))
+        .routes(routes!(service::ping))
+        .routes(routes!(service::health))
+        .routes(routes!(service::readiness))
+        .split_for_parts();
+    openapi.info.version = state.config.app_version.clone();
+    let max_body_bytes = state.config.max_body_bytes;
+    api.merge(SwaggerUi::new(docs::DOCS_PATH).url(docs::OPENAPI_PATH, openapi))
+        .route_layer(from_fn(telemetry::record_route))
+        .layer(DefaultBodyLimit::max(max_body_bytes))
+        .with_state(state)
+}
+
+fn security_headers(config: &Config) -> Vec<(HeaderName, HeaderValue)> {
+    let mut headers = vec![
+        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
+        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
+        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
+    ];
+    if config.force_https {
+        headers.push((
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
+        ));
+    }
+    headers
+}
+
+fn cors(config: &Config) -> Option<CorsLayer> {
+    let origin = match &config.allowed_origins {
+        AllowedOrigins::None => return None,
+        AllowedOrigins::Any => AllowOrigin::any(),
+        // Parsed and checked in config, so every entry is a valid header value.
+        AllowedOrigins::List(list) => AllowOrigin::list(list.iter().filter_map(|o| HeaderValue::from_str(o).ok())),
+    };
+    Some(
+        CorsLayer::new()
+            .allow_origin(origin)
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::PATCH, Method::DELETE])
+            .allow_headers([
+                header::AUTHORIZATION,
+                header::CONTENT_TYPE,
+                HeaderName::from_static("idempotency-key"),
+                request_id::X_REQUEST_ID.clone(),
+            ])
+            .expose_headers([request_id::X_REQUEST_ID.clone(), header::RETRY_AFTER]),
+    )
+}
+
+fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("non-string panic payload");
+    ApiError::internal(format!("handler panicked: {message}")).into_response()
+}

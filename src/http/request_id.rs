@@ -1,0 +1,159 @@
+//! `X-Request-ID`: kept from the caller when sane, generated otherwise, and
+//! returned on every response.
+//!
+//! The id lives in a task-local for the duration of the request, so code that
+//! builds an error body, a log line or an outbound call can read it without
+//! threading it through every signature. It is also put in the request's
+//! extensions for handlers that want it explicitly.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use uuid::Uuid;
+
+use super::error::{ApiError, PROBLEM_JSON};
+
+pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Longest caller-supplied id we keep; longer ones are replaced.
+pub const MAX_LEN: usize = 128;
+
+tokio::task_local! {
+    static CURRENT: RequestId;
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestId(Arc<str>);
+
+impl RequestId {
+    /// Keeps a caller's id only if it is short and made of `[A-Za-z0-9._:-]`,
+    /// so it is safe in headers, logs and JSON without escaping surprises.
+    pub fn parse(raw: &str) -> Option<RequestId> {
+        let sane = !raw.is_empty()
+            && raw.len() <= MAX_LEN
+            && raw
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
+        sane.then(|| RequestId(raw.into()))
+    }
+
+    pub fn generate() -> RequestId {
+        RequestId(Uuid::new_v4().to_string().into())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for RequestId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The id of the request this task is serving, if any.
+pub fn current() -> Option<RequestId> {
+    CURRENT.try_with(|id| id.clone()).ok()
+}
+
+/// Runs `fut` as part of request `id` (for work spawned on its behalf).
+pub async fn scope<F: Future>(id: RequestId, fut: F) -> F::Output {
+    CURRENT.scope(id, fut).await
+}
+
+/// The outermost middleware: assigns the id, runs the request inside its
+/// scope, and makes sure every error leaving the service is problem+json
+/// carrying that id, whichever layer produced it.
+pub async fn middleware(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(&X_REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .and_then(RequestId::parse)
+        .unwrap_or_else(RequestId::generate);
+    request.extensions_mut().insert(id.clone());
+    let method = request.method().clone();
+    let path = request.uri().path().to_owned();
+
+    let mut response = CURRENT
+        .scope(id.clone(), async move {
+            let response = next.run(request).await;
+            if needs_problem_body(&response) {
+                problem_for(response, &method, &path)
+            } else {
+                response
+            }
+        })
+        .await;
+
+    if let Ok(value) = HeaderValue::from_str(id.as_str()) {
+        response.headers_mut().insert(X_REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+fn needs_problem_body(response: &Response) -> bool {
+    let status = response.status();
+    // JSON bodies are kept: a problem document already, or a probe's report
+    // (a 503 from /health says which check failed).
+    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+        let v = v.as_bytes();
+        v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+    });
+    (status.is_client_error() || status.is_server_error()) && !is_json
+}
+
+/// Rebuilds an error response from an outer layer (or axum itself) as a
+/// problem document, keeping the headers that matter to the client.
+fn problem_for(response: Response, method: &axum::http::Method, path: &str) -> Response {
+    let status = response.status();
+    let detail = match status {
+        StatusCode::NOT_FOUND => format!("no route matches {method} {path}"),
+        StatusCode::METHOD_NOT_ALLOWED => {
+            let allowed = response
+                .headers()
+                .get(header::ALLOW)
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            format!("{method} is not allowed on {path}; allowed: {allowed}")
+        }
+        StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this endpoint accepts".to_owned(),
+        StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {
+            "the request took too long and was abandoned; it may be retried".to_owned()
+        }
+        _ => status.canonical_reason().unwrap_or("error").to_lowercase(),
+    };
+    let (parts, _body) = response.into_parts();
+    let (mut new_parts, body) = ApiError::from_status(status, detail).into_response().into_parts();
+    // Keep what inner layers set (Allow, Retry-After, security headers, the
+    // matched route, an error cause); only the body and its type change.
+    for (name, value) in &parts.headers {
+        if name != header::CONTENT_TYPE && name != header::CONTENT_LENGTH {
+            new_parts.headers.insert(name.clone(), value.clone());
+        }
+    }
+    new_parts.extensions.extend(parts.extensions);
+    Response::from_parts(new_parts, Body::new(body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sane_ids_are_kept_and_hostile_ones_refused() {
+        assert!(RequestId::parse("abc-123_x.y:z").is_some());
+        assert!(RequestId::parse(&"a".repeat(MAX_LEN)).is_some());
+        assert!(RequestId::parse(&"a".repeat(MAX_LEN + 1)).is_none());
+        assert!(RequestId::parse("a\r\nSet-Cookie: x").is_none());
+        assert!(RequestId::parse("\"quoted\"").is_none());
+        assert!(RequestId::parse("").is_none());
+        assert!(RequestId::parse("with space").is_none());
+    }
+}

@@ -1,0 +1,21 @@
+//! Amani: escrow for a marketplace of clients and freelancers.
+//!
+//! Where things live:
+//! - [`config`]: every setting, read once at start;
+//! - [`startup`]: `Application::build` and the server loop;
+//! - [`http`]: router, middleware, handlers, the problem+json error type;
+//! - [`store`]: the database (SQLite or PostgreSQL through one query body);
+//! - [`health`]: operational checks shared by probes and watchdogs;
+//! - [`telemetry`]: logs (and the seams for metrics, traces, Sentry);
+//! - [`lifecycle`]: draining and shutdown.
+
+pub mod build_info;
+pub mod cli;
+pub mod config;
+pub mod health;
+pub mod http;
+pub mod lifecycle;
+pub mod startup;
+pub mod state;
+pub mod store;
+pub mod telemetry;

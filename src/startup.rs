@@ -1,0 +1,112 @@
+//! Building and running the application, the same way in production and in
+//! tests: [`Application::build`] binds (port 0 picks a free one) and returns
+//! a server that [`Application::run_until_stopped`] drives to a clean exit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+
+use crate::build_info::BuildInfo;
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::state::{App, AppState};
+use crate::store::Database;
+
+pub struct Application {
+    listener: TcpListener,
+    state: AppState,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("database configuration: {0}")]
+    Database(#[from] crate::store::StoreError),
+}
+
+impl Application {
+    /// Binds the listener and builds the state. Does not touch the database:
+    /// the service must come up (and answer probes) while it is unreachable.
+    pub async fn build(config: Config) -> Result<Application, StartError> {
+        let addr = SocketAddr::new(config.host, config.port);
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|source| StartError::Bind { addr, source })?;
+        let db = Database::new(&config.database)?;
+        let state = AppState::new(App {
+            config,
+            db,
+            lifecycle: Lifecycle::new(),
+            build: BuildInfo::current(),
+        });
+        Ok(Application { listener, state })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        // A bound listener always has a local address.
+        self.listener
+            .local_addr()
+            .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    pub fn state(&self) -> AppState {
+        self.state.clone()
+    }
+
+    /// Serves until [`Lifecycle::begin_shutdown`] is called (the binary calls
+    /// it on SIGTERM/SIGINT), then stops accepting, lets in-flight requests
+    /// finish for up to `SHUTDOWN_TIMEOUT_SECONDS`, stops background work and
+    /// closes the pool.
+    pub async fn run_until_stopped(self) -> std::io::Result<()> {
+        let Application { listener, state } = self;
+        let background = spawn_background(&state);
+        let router = crate::http::router(state.clone());
+        let lifecycle = state.lifecycle.clone();
+        let shutdown_timeout = state.config.shutdown_timeout;
+        let drain_delay = state.config.shutdown_drain_delay;
+
+        tracing::info!(
+            address = %listener.local_addr()?,
+            environment = state.config.environment.as_str(),
+            version = %state.config.app_version,
+            git_sha = state.build.git_sha,
+            database = state.db.engine().as_str(),
+            "listening"
+        );
+
+        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(async move {
+                lifecycle.stopping().await;
+                // Keep accepting while load balancers notice readiness is 503.
+                tokio::time::sleep(drain_delay).await;
+                tracing::info!("no longer accepting connections; finishing in-flight requests");
+            })
+            .into_future();
+        let stopping = state.lifecycle.clone();
+        let result = tokio::select! {
+            result = server => result,
+            () = async {
+                stopping.stopping().await;
+                tokio::time::sleep(drain_delay + shutdown_timeout).await;
+            } => {
+                tracing::warn!(timeout_seconds = shutdown_timeout.as_secs(), "in-flight requests still running at the shutdown timeout; exiting anyway");
+                Ok(())
+            }
+        };
+        state.lifecycle.begin_shutdown();
+        for task in background {
+            let _ = task.await;
+        }
+        state.db.close().await;
+        tracing::info!("stopped");
+        result
+    }
+}
+
+fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
+    let db = Arc::clone(&state.db);
+    vec![tokio::spawn(db.run_monitor(state.lifecycle.subscribe()))]
+}

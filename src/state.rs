@@ -1,0 +1,33 @@
+//! The one state type every handler receives.
+
+use std::ops::Deref;
+use std::sync::Arc;
+
+use crate::build_info::BuildInfo;
+use crate::config::Config;
+use crate::lifecycle::Lifecycle;
+use crate::store::Database;
+
+/// Cheap to clone: one `Arc` around everything the service shares.
+#[derive(Clone)]
+pub struct AppState(Arc<App>);
+
+pub struct App {
+    pub config: Config,
+    pub db: Arc<Database>,
+    pub lifecycle: Lifecycle,
+    pub build: BuildInfo,
+}
+
+impl AppState {
+    pub fn new(app: App) -> AppState {
+        AppState(Arc::new(app))
+    }
+}
+
+impl Deref for AppState {
+    type Target = App;
+    fn deref(&self) -> &App {
+        &self.0
+    }
+}

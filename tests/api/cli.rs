@@ -1,0 +1,149 @@
+//! The binary itself: configuration errors, first run, migrate, signals.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::both_engines;
+use crate::helpers::{Engine, TestDb};
+
+const AMANI: &str = env!("CARGO_BIN_EXE_amani");
+
+/// The binary with an empty environment (no inherited DATABASE_URL etc.),
+/// run in `dir` so no stray `.env` is read.
+fn amani(dir: &std::path::Path, vars: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(AMANI);
+    command.env_clear().current_dir(dir).envs(vars.iter().copied());
+    command
+}
+
+#[test]
+fn a_bad_environment_value_exits_non_zero_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    for (vars, variable) in [
+        (vec![("PORT", "eighty")], "PORT"),
+        (vec![("AUTO_MIGRATE", "perhaps")], "AUTO_MIGRATE"),
+        (vec![("DATABASE_URL", "mysql://db/amani")], "DATABASE_URL"),
+        (vec![("ENVIRONMENT", "production")], "SECRET_KEY"),
+        (
+            vec![("ENVIRONMENT", "production"), ("SECRET_KEY", "too-short")],
+            "SECRET_KEY",
+        ),
+    ] {
+        for subcommand in [&["check-config"][..], &["serve"][..], &[][..]] {
+            let output = amani(dir.path(), &vars).args(subcommand).output().unwrap();
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            assert_eq!(output.status.code(), Some(2), "{vars:?} {subcommand:?}: {stderr}");
+            assert!(stderr.contains(variable), "{vars:?}: {stderr}");
+        }
+    }
+    // Nothing was created by a refused start.
+    assert!(!dir.path().join("data").exists());
+}
+
+#[test]
+fn check_config_prints_the_configuration_with_secrets_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = amani(
+        dir.path(),
+        &[
+            ("SECRET_KEY", "a-very-secret-value-that-must-not-print"),
+            ("DATABASE_URL", "postgres://amani:hunter2@db.internal:5432/amani"),
+        ],
+    )
+    .arg("check-config")
+    .output()
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("configuration OK"));
+    assert!(stdout.contains("db.internal"));
+    assert!(!stdout.contains("hunter2"), "{stdout}");
+    assert!(!stdout.contains("must-not-print"), "{stdout}");
+}
+
+/// Reads JSON log lines from the child's stdout until one says "listening",
+/// and returns the address it names.
+fn wait_for_listening(child: &mut Child) -> String {
+    let stdout = child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Ok(log) = serde_json::from_str::<serde_json::Value>(&line)
+                && log["message"] == "listening"
+            {
+                let _ = tx.send(log["address"].as_str().unwrap_or_default().to_owned());
+            }
+        }
+    });
+    rx.recv_timeout(Duration::from_secs(20))
+        .expect("the server logged its address")
+}
+
+/// `cargo run` on a fresh clone: no configuration, an empty directory. The
+/// SQLite file and its folder appear, the schema is migrated, the probes say
+/// ready, and SIGTERM ends the process with exit code 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_first_run_in_an_empty_directory_creates_and_migrates_sqlite_and_stops_cleanly_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = amani(dir.path(), &[("PORT", "0")])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let address = wait_for_listening(&mut child);
+
+    let client = reqwest::Client::new();
+    let started = Instant::now();
+    loop {
+        let response = client
+            .get(format!("http://{address}/api/v1/readiness"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(15), "never became ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(dir.path().join("data/amani.db").is_file());
+
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "did not exit after SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert_eq!(status.code(), Some(0));
+}
+
+both_engines!(migrate_applies_every_migration_and_is_idempotent);
+
+async fn migrate_applies_every_migration_and_is_idempotent(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let dir = tempfile::tempdir().unwrap();
+    for _ in 0..2 {
+        let output = amani(dir.path(), &[("DATABASE_URL", &db.url)])
+            .arg("migrate")
+            .output()
+            .unwrap();
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout} {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("0 pending"), "{stdout}");
+    }
+}

@@ -1,0 +1,10 @@
+//! The one integration-test binary: the real application over real HTTP on
+//! loopback, against a real SQLite file and a real PostgreSQL database.
+
+mod helpers;
+mod proxy;
+
+mod cli;
+mod http_errors;
+mod probes;
+mod service;
