@@ -6,9 +6,11 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::build_info::BuildInfo;
 use crate::config::Config;
 use crate::startup::Application;
 use crate::store::Database;
+use crate::telemetry::metrics::Metrics;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -99,7 +101,8 @@ async fn serve(config: Config) -> Result<(), String> {
 }
 
 async fn migrate(config: Config) -> Result<(), String> {
-    let db = Database::new(&config.database).map_err(|e| e.to_string())?;
+    let metrics = Metrics::new(&config, &BuildInfo::current());
+    let db = Database::new(&config.database, metrics).map_err(|e| e.to_string())?;
     let status = db.migrate().await.map_err(|e| format!("migration failed: {e}"))?;
     db.close().await;
     let version = status.current_version.map_or("none".to_owned(), |v| v.to_string());

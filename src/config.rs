@@ -129,6 +129,10 @@ pub struct Config {
     /// 503) so load balancers notice before the listener closes.
     pub shutdown_drain_delay: Duration,
     pub max_body_bytes: usize,
+    /// Record and serve Prometheus metrics (`METRICS_ENABLED`).
+    pub metrics_enabled: bool,
+    /// When set, `/metrics` requires `Authorization: Bearer <token>`.
+    pub metrics_token: Option<SecretString>,
 }
 
 impl Config {
@@ -202,7 +206,22 @@ impl Config {
             shutdown_timeout: Duration::from_secs(vars.parse_range("SHUTDOWN_TIMEOUT_SECONDS", 30, 0..=3600)?),
             shutdown_drain_delay: Duration::from_secs(vars.parse_range("SHUTDOWN_DRAIN_DELAY_SECONDS", 0, 0..=300)?),
             max_body_bytes: vars.parse_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=64 * 1024 * 1024)?,
+            metrics_enabled: vars.parse_bool("METRICS_ENABLED", true)?,
+            metrics_token: vars.get("METRICS_TOKEN").map(|t| SecretString::from(t.to_owned())),
         })
+    }
+
+    /// The folder the service keeps its files in: the SQLite file's folder,
+    /// or the working directory when the database is elsewhere.
+    pub fn data_dir(&self) -> std::path::PathBuf {
+        let url = self.database.url.expose_secret();
+        url.strip_prefix("sqlite://")
+            .or_else(|| url.strip_prefix("sqlite:"))
+            .map(|rest| rest.split('?').next().unwrap_or(rest))
+            .filter(|path| !path.is_empty() && !path.starts_with(':'))
+            .and_then(|path| std::path::Path::new(path).parent().map(|p| p.to_path_buf()))
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or_else(|| std::path::PathBuf::from("."))
     }
 
     pub fn is_production(&self) -> bool {
@@ -237,6 +256,8 @@ impl Config {
             "SHUTDOWN_TIMEOUT_SECONDS": self.shutdown_timeout.as_secs(),
             "SHUTDOWN_DRAIN_DELAY_SECONDS": self.shutdown_drain_delay.as_secs(),
             "MAX_BODY_BYTES": self.max_body_bytes,
+            "METRICS_ENABLED": self.metrics_enabled,
+            "METRICS_TOKEN": self.metrics_token.as_ref().map(|t| mask(t.expose_secret())),
         })
     }
 }

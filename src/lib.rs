@@ -12,6 +12,7 @@
 pub mod build_info;
 pub mod cli;
 pub mod config;
+pub mod domain;
 pub mod health;
 pub mod http;
 pub mod lifecycle;

@@ -13,6 +13,7 @@ use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::state::{App, AppState};
 use crate::store::Database;
+use crate::telemetry::metrics::Metrics;
 
 pub struct Application {
     listener: TcpListener,
@@ -35,12 +36,18 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
-        let db = Database::new(&config.database)?;
+        let build = BuildInfo::current();
+        let metrics = Metrics::new(&config, &build);
+        let db = Database::new(&config.database, Arc::clone(&metrics))?;
+        if config.is_production() && config.metrics_enabled && config.metrics_token.is_none() {
+            tracing::warn!("METRICS_TOKEN is not set: /metrics is open to anyone who can reach this port");
+        }
         let state = AppState::new(App {
             config,
             db,
+            metrics,
             lifecycle: Lifecycle::new(),
-            build: BuildInfo::current(),
+            build,
         });
         Ok(Application { listener, state })
     }

@@ -7,6 +7,7 @@ use crate::build_info::BuildInfo;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
 use crate::store::Database;
+use crate::telemetry::metrics::Metrics;
 
 /// Cheap to clone: one `Arc` around everything the service shares.
 #[derive(Clone)]
@@ -15,6 +16,7 @@ pub struct AppState(Arc<App>);
 pub struct App {
     pub config: Config,
     pub db: Arc<Database>,
+    pub metrics: Arc<Metrics>,
     pub lifecycle: Lifecycle,
     pub build: BuildInfo,
 }

@@ -34,6 +34,11 @@ pub struct Problem {
     pub request_id: Option<String>,
 }
 
+/// The problem type of an error response (its URN's last part), for the
+/// `errors_total{error_type}` metric.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorKind(pub &'static str);
+
 /// The internal cause of a 5xx, attached to the response so the access log
 /// (and error tracking) can report it without it reaching the body.
 #[derive(Debug, Clone)]
@@ -98,7 +103,14 @@ impl ApiError {
     /// A problem for a status produced outside any handler (a layer's 408 or
     /// 413, an unmatched method): the reason phrase, with the given detail.
     pub fn from_status(status: StatusCode, detail: impl Into<String>) -> ApiError {
-        let slug = match status {
+        ApiError::new(status, slug_for_status(status), detail)
+    }
+}
+
+/// The problem type for a bare status code.
+pub fn slug_for_status(status: StatusCode) -> &'static str {
+    {
+        match status {
             StatusCode::NOT_FOUND => "not-found",
             StatusCode::METHOD_NOT_ALLOWED => "method-not-allowed",
             StatusCode::PAYLOAD_TOO_LARGE => "payload-too-large",
@@ -107,8 +119,7 @@ impl ApiError {
             StatusCode::SERVICE_UNAVAILABLE => "unavailable",
             s if s.is_server_error() => "internal",
             _ => "bad-request",
-        };
-        ApiError::new(status, slug, detail)
+        }
     }
 }
 
@@ -136,6 +147,7 @@ impl IntoResponse for ApiError {
                 .headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
         }
+        response.extensions_mut().insert(ErrorKind(self.slug));
         if let Some(cause) = self.cause {
             response.extensions_mut().insert(ErrorCause(cause));
         }

@@ -3,6 +3,7 @@
 
 pub mod docs;
 pub mod error;
+pub mod metrics;
 pub mod request_id;
 pub mod service;
 
@@ -11,7 +12,7 @@ use std::any::Any;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
-use axum::middleware::from_fn;
+use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
@@ -59,7 +60,7 @@ pub fn router(state: AppState) -> Router {
             config.request_timeout,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn(telemetry::observe))
+        .layer(from_fn_with_state(state.clone(), telemetry::observe))
         .layer(from_fn(request_id::middleware))
 }
 
@@ -71,11 +72,12 @@ fn routes(state: AppState) -> Router {
         .routes(routes!(service::ping))
         .routes(routes!(service::health))
         .routes(routes!(service::readiness))
+        .routes(routes!(metrics::metrics))
         .split_for_parts();
     openapi.info.version = state.config.app_version.clone();
     let max_body_bytes = state.config.max_body_bytes;
     api.merge(SwaggerUi::new(docs::DOCS_PATH).url(docs::OPENAPI_PATH, openapi))
-        .route_layer(from_fn(telemetry::record_route))
+        .route_layer(from_fn_with_state(state.clone(), telemetry::record_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }

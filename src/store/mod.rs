@@ -24,6 +24,10 @@
 //! to be down, instead of making every request wait for a timeout.
 
 pub mod audit;
+pub mod gauges;
+mod handle;
+
+pub use handle::{Conn, DbHandle, QueryObserver, Tx};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +40,7 @@ use sqlx::migrate::{Migrate, Migrator};
 use sqlx::{AnyPool, Executor};
 
 use crate::config::DatabaseConfig;
+use crate::telemetry::metrics::Metrics;
 
 /// Migrations are embedded in the binary; the same files run on both engines.
 pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
@@ -65,6 +70,11 @@ impl Engine {
             Engine::Postgres => "postgresql",
         }
     }
+
+    /// The OpenTelemetry `db.system` value.
+    pub fn otel_name(self) -> &'static str {
+        self.as_str()
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -90,7 +100,7 @@ impl StoreError {
     }
 }
 
-fn is_connection_error(err: &sqlx::Error) -> bool {
+pub(crate) fn is_connection_error(err: &sqlx::Error) -> bool {
     matches!(
         err,
         sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
@@ -121,9 +131,10 @@ pub struct Database {
     engine: Engine,
     auto_migrate: bool,
     sqlite_path: Option<PathBuf>,
-    /// Last known reachability; cleared by a request that hits a connection
-    /// error so the next ones fail fast, set again by the monitor.
-    reachable: AtomicBool,
+    /// Last known reachability; cleared by a statement that hits a connection
+    /// error so the next requests fail fast, set again by the monitor.
+    reachable: Arc<AtomicBool>,
+    observer: QueryObserver,
     schema: RwLock<SchemaStatus>,
 }
 
@@ -131,7 +142,7 @@ static INSTALL_DRIVERS: Once = Once::new();
 
 impl Database {
     /// Creates the (lazy) pool; connects nothing yet.
-    pub fn new(config: &DatabaseConfig) -> Result<Arc<Database>, StoreError> {
+    pub fn new(config: &DatabaseConfig, metrics: Arc<Metrics>) -> Result<Arc<Database>, StoreError> {
         INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
         let raw_url = config.url.expose_secret();
         let engine = Engine::from_url(raw_url);
@@ -163,12 +174,15 @@ impl Database {
                 })
             })
             .connect_lazy_with(options);
+        metrics.db_connections_max.set(i64::from(config.max_connections));
+        let reachable = Arc::new(AtomicBool::new(false));
         Ok(Arc::new(Database {
             pool,
             engine,
             auto_migrate: config.auto_migrate,
             sqlite_path,
-            reachable: AtomicBool::new(false),
+            observer: QueryObserver::new(metrics, engine, Arc::clone(&reachable)),
+            reachable,
             schema: RwLock::new(SchemaStatus::default()),
         }))
     }
@@ -177,16 +191,50 @@ impl Database {
         self.engine
     }
 
-    /// The pool, for code that serves requests: refuses at once while the
-    /// database is known to be down or its schema is not current.
-    pub fn pool(&self) -> Result<&AnyPool, StoreError> {
+    /// Refuses at once while the database is known to be down or its schema
+    /// is not current, so requests fail fast with 503 instead of waiting.
+    pub fn ensure_usable(&self) -> Result<(), StoreError> {
         if !self.reachable.load(Ordering::Acquire) {
             return Err(StoreError::Unavailable("the database cannot be reached".into()));
         }
         if !self.schema_status().is_current() {
             return Err(StoreError::Unavailable("the database schema is not current".into()));
         }
-        Ok(&self.pool)
+        Ok(())
+    }
+
+    /// A pooled connection for requests.
+    pub async fn acquire(&self) -> Result<Conn, StoreError> {
+        self.ensure_usable()?;
+        let conn = self.observer.acquire(self.pool.acquire()).await?;
+        Ok(Conn {
+            conn,
+            obs: self.observer.clone(),
+        })
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front
+    /// (`begin immediate`), so two writers queue on the busy timeout instead
+    /// of one failing at its first write with "database is locked".
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        self.ensure_usable()?;
+        let tx = match self.engine {
+            Engine::Sqlite => {
+                self.observer
+                    .run("transaction.begin", self.pool.begin_with("begin immediate"))
+                    .await?
+            }
+            Engine::Postgres => self.observer.run("transaction.begin", self.pool.begin()).await?,
+        };
+        Ok(Tx {
+            tx,
+            obs: self.observer.clone(),
+        })
+    }
+
+    /// Pool use right now, for the `db_connections_*` gauges.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
     }
 
     /// The raw pool, for the probes and operations code that must reach the
@@ -198,6 +246,7 @@ impl Database {
     /// Called by the error path when a request met a connection error, so
     /// that the following requests fail fast until the monitor sees it back.
     pub fn mark_unreachable(&self) {
+        // (QueryObserver clears the same flag when a statement loses its connection.)
         if self.reachable.swap(false, Ordering::AcqRel) {
             tracing::warn!(engine = self.engine.as_str(), "database connection lost");
         }
@@ -215,6 +264,7 @@ impl Database {
     /// monitor and by the health probes, so both see the same truth.
     pub async fn check(&self) -> Result<SchemaStatus, StoreError> {
         let result = self.check_inner().await;
+        self.observer.record_check(&result);
         match &result {
             Ok(status) => {
                 if !self.reachable.swap(true, Ordering::AcqRel) {
@@ -232,11 +282,21 @@ impl Database {
 
     async fn check_inner(&self) -> Result<SchemaStatus, StoreError> {
         self.prepare_sqlite_file()?;
-        let mut conn = self.pool.acquire().await?;
-        sqlx::query("select 1").execute(&mut *conn).await?;
+        let obs = &self.observer;
+        let mut conn = obs.acquire(self.pool.acquire()).await?;
+        obs.run("health.ping", sqlx::query("select 1").execute(&mut *conn))
+            .await?;
         let tables = self.list_tables(&mut conn).await?;
         let applied = if tables.iter().any(|t| t.as_str() == MIGRATOR.table_name) {
-            conn.list_applied_migrations(&MIGRATOR.table_name).await?
+            obs.run("health.migrations", async {
+                conn.list_applied_migrations(&MIGRATOR.table_name)
+                    .await
+                    .map_err(|e| match e {
+                        sqlx::migrate::MigrateError::Execute(e) => e,
+                        other => sqlx::Error::Protocol(other.to_string()),
+                    })
+            })
+            .await?
         } else {
             Vec::new()
         };
@@ -265,7 +325,10 @@ impl Database {
                 "select table_name::text from information_schema.tables where table_schema = current_schema()"
             }
         };
-        let names: Vec<(String,)> = sqlx::query_as(sql).fetch_all(conn).await?;
+        let names: Vec<(String,)> = self
+            .observer
+            .run("health.tables", sqlx::query_as(sql).fetch_all(conn))
+            .await?;
         Ok(names.into_iter().map(|(n,)| n).collect())
     }
 

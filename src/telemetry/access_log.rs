@@ -1,14 +1,16 @@
-//! One span and one access-log line per request.
+//! One span, one access-log line and the HTTP metrics for every request.
 
 use std::time::Instant;
 
-use axum::extract::{MatchedPath, Request};
+use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::Response;
 use tracing::{Instrument, Level};
 
-use crate::http::error::ErrorCause;
+use super::metrics::{ErrorLabels, RequestLabels, RouteLabels, TraceExemplar, method_label};
+use crate::http::error::{ErrorCause, ErrorKind, slug_for_status};
 use crate::http::request_id::RequestId;
+use crate::state::AppState;
 
 /// The route template that served a request, copied from axum's
 /// [`MatchedPath`] into the response so outer layers can read it. Requests
@@ -18,23 +20,54 @@ pub struct MatchedRoute(pub String);
 
 pub const UNMATCHED: &str = "unmatched";
 
-/// Route-level layer: records which template matched.
-pub async fn record_route(request: Request, next: Next) -> Response {
-    let route = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned());
+/// The metrics endpoint is neither counted nor logged at info: scrapes are
+/// not traffic.
+pub const METRICS_ROUTE: &str = "/metrics";
+
+/// Route-level layer: records which template matched, and counts the
+/// request as in progress under that template while it runs.
+pub async fn record_route(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let Some(route) = request.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()) else {
+        return next.run(request).await;
+    };
+    let in_progress = (state.config.metrics_enabled && route != METRICS_ROUTE).then(|| {
+        let gauge = state
+            .metrics
+            .http_requests_in_progress
+            .get_or_create(&RouteLabels {
+                method: method_label(request.method()),
+                endpoint: route.clone(),
+            })
+            .clone();
+        gauge.inc();
+        InProgress(gauge)
+    });
     let mut response = next.run(request).await;
-    if let Some(route) = route {
-        response.extensions_mut().insert(MatchedRoute(route));
-    }
+    drop(in_progress);
+    response.extensions_mut().insert(MatchedRoute(route));
     response
+}
+
+/// Decrements the in-progress gauge even if the request future is dropped
+/// (client gone, timeout).
+struct InProgress(prometheus_client::metrics::gauge::Gauge);
+
+impl Drop for InProgress {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
 }
 
 /// Probes are polled every few seconds; their lines go to debug level so the
 /// log shows traffic, not heartbeats.
-fn is_probe(route: &str) -> bool {
-    matches!(route, "/api/v1/ping" | "/api/v1/health" | "/api/v1/readiness")
+fn is_quiet(route: &str) -> bool {
+    matches!(
+        route,
+        "/api/v1/ping" | "/api/v1/health" | "/api/v1/readiness" | METRICS_ROUTE
+    )
 }
 
-pub async fn observe(request: Request, next: Next) -> Response {
+pub async fn observe(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let started = Instant::now();
     let method = request.method().clone();
     let request_id = request
@@ -55,15 +88,51 @@ pub async fn observe(request: Request, next: Next) -> Response {
         .extensions()
         .get::<MatchedRoute>()
         .map_or(UNMATCHED, |r| r.0.as_str());
-    let status = response.status().as_u16();
+    let status = response.status();
+    let elapsed = started.elapsed();
     span.record("route", route);
-    span.record("status", status);
-    let latency_ms = (started.elapsed().as_secs_f64() * 1000.0 * 1000.0).round() / 1000.0;
-    let cause = response.extensions().get::<ErrorCause>().map(|c| c.0.as_str());
+    span.record("status", status.as_u16());
 
+    if state.config.metrics_enabled && route != METRICS_ROUTE {
+        let metrics = &state.metrics;
+        let method = method_label(&method);
+        metrics
+            .http_requests
+            .get_or_create(&RequestLabels {
+                method,
+                endpoint: route.to_owned(),
+                status: status.as_u16(),
+            })
+            .inc();
+        let exemplar = super::current_trace_id(&span).map(|trace_id| TraceExemplar { trace_id });
+        metrics
+            .http_request_duration
+            .get_or_create(&RouteLabels {
+                method,
+                endpoint: route.to_owned(),
+            })
+            .observe(elapsed.as_secs_f64(), exemplar, None);
+        if status.is_client_error() || status.is_server_error() {
+            let error_type = response
+                .extensions()
+                .get::<ErrorKind>()
+                .map_or_else(|| slug_for_status(status), |kind| kind.0);
+            metrics
+                .errors
+                .get_or_create(&ErrorLabels {
+                    error_type,
+                    endpoint: route.to_owned(),
+                })
+                .inc();
+        }
+    }
+
+    let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
+    let cause = response.extensions().get::<ErrorCause>().map(|c| c.0.as_str());
+    let status = status.as_u16();
     let level = if status >= 500 {
         Level::ERROR
-    } else if is_probe(route) {
+    } else if is_quiet(route) {
         Level::DEBUG
     } else {
         Level::INFO

@@ -235,3 +235,38 @@ pub async fn json(response: reqwest::Response) -> (u16, serde_json::Value) {
     let body = response.json().await.expect("JSON body");
     (status, body)
 }
+
+/// Runs an installed tool (promtool, amtool, prometheus …), feeding `stdin`,
+/// and returns whether it succeeded and what it printed. A missing tool fails
+/// the test with the command that installs it.
+pub fn run_tool(tool: &str, args: &[&str], stdin: Option<&[u8]>) -> (bool, String) {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let mut child = Command::new(tool)
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|err| panic!("{tool} is needed by this test ({err}); run scripts/dev-services.sh"));
+    if let (Some(input), Some(mut pipe)) = (stdin, child.stdin.take()) {
+        pipe.write_all(input).expect("write to tool");
+    }
+    drop(child.stdin.take());
+    let output = child.wait_with_output().expect("tool output");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// A free loopback port for a helper server (Prometheus, Alertmanager).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}

@@ -6,5 +6,7 @@ mod proxy;
 
 mod cli;
 mod http_errors;
+mod metrics;
+mod monitoring;
 mod probes;
 mod service;

@@ -118,7 +118,7 @@ async fn a_database_lost_while_serving_fails_fast_with_503_and_recovers() {
     );
     // Once known down, requests that need the database are refused at once.
     let fast = Instant::now();
-    let err = app.state.db.pool().expect_err("database known to be down");
+    let err = app.state.db.ensure_usable().expect_err("database known to be down");
     assert!(err.is_unavailable());
     assert!(fast.elapsed() < Duration::from_millis(50));
     assert_eq!(app.status_of("/api/v1/ping").await, 200);
@@ -126,7 +126,7 @@ async fn a_database_lost_while_serving_fails_fast_with_503_and_recovers() {
     proxy.restore();
     app.wait_for_status("/api/v1/readiness", 200, Duration::from_secs(15))
         .await;
-    assert!(app.state.db.pool().is_ok());
+    assert!(app.state.db.ensure_usable().is_ok());
 }
 
 /// Shutdown while a request is in flight: readiness turns 503 at once, the

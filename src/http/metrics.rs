@@ -1,0 +1,67 @@
+//! `GET /metrics`: the Prometheus scrape endpoint.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use secrecy::ExposeSecret;
+
+use super::error::ApiError;
+use crate::state::AppState;
+use crate::telemetry::metrics::refresh_scrape_time_gauges;
+
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Metrics in the Prometheus text format, or OpenMetrics (with trace-id
+/// exemplars on request latency) when the scraper's `Accept` asks for it.
+#[utoipa::path(get, path = "/metrics", tag = super::service::TAG, responses(
+    (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
+    (status = 401, description = "METRICS_TOKEN is set and the bearer token is missing or wrong", body = super::error::Problem),
+    (status = 404, description = "metrics are disabled (METRICS_ENABLED=false)", body = super::error::Problem),
+), security(("metrics_token" = [])))]
+pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if !state.config.metrics_enabled {
+        return Err(ApiError::not_found(
+            "metrics are disabled on this instance (METRICS_ENABLED=false)",
+        ));
+    }
+    if let Some(token) = &state.config.metrics_token {
+        let given = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or("");
+        if !constant_time_eq(given.as_bytes(), token.expose_secret().as_bytes()) {
+            let mut response = ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthorized",
+                "a valid bearer token is required",
+            )
+            .into_response();
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            return Ok(response);
+        }
+    }
+    refresh_scrape_time_gauges(&state).await;
+    let wants_openmetrics = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/openmetrics-text"));
+    let (content_type, body) = if wants_openmetrics {
+        (OPENMETRICS, state.metrics.render_openmetrics())
+    } else {
+        (TEXT, state.metrics.render_text())
+    };
+    Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response())
+}
+
+/// Compares secrets without an early exit, so timing does not reveal how
+/// many leading bytes were right.
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    if a.len() != b.len() {
+        return false;
+    }
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}

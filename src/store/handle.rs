@@ -1,0 +1,133 @@
+//! Connections and transactions handed to store functions, each carrying a
+//! [`QueryObserver`] so that every statement is timed into
+//! `db_query_duration_seconds{operation}`, runs inside a `db.query` span, and
+//! reports a lost connection — without each query repeating that code.
+//!
+//! Store functions take `&mut impl DbHandle` and write
+//! `let (conn, obs) = db.parts(); obs.run("users.insert", query.execute(conn)).await?`.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, Transaction};
+use tracing::Instrument;
+
+use super::{Engine, StoreError, is_connection_error};
+use crate::telemetry::metrics::{Metrics, OperationLabels};
+
+#[derive(Clone)]
+pub struct QueryObserver {
+    metrics: Arc<Metrics>,
+    engine: Engine,
+    reachable: Arc<AtomicBool>,
+}
+
+impl QueryObserver {
+    pub(super) fn new(metrics: Arc<Metrics>, engine: Engine, reachable: Arc<AtomicBool>) -> QueryObserver {
+        QueryObserver {
+            metrics,
+            engine,
+            reachable,
+        }
+    }
+
+    /// Runs one statement as `operation` (a fixed, low-cardinality name such
+    /// as `users.insert`; never SQL text or parameter values).
+    pub async fn run<T>(
+        &self,
+        operation: &'static str,
+        statement: impl Future<Output = Result<T, sqlx::Error>>,
+    ) -> Result<T, StoreError> {
+        let span = tracing::info_span!(
+            "db.query",
+            otel.name = operation,
+            otel.kind = "client",
+            db.system = self.engine.otel_name(),
+            db.operation = operation,
+        );
+        let started = Instant::now();
+        let result = statement.instrument(span).await;
+        self.metrics
+            .db_query_duration
+            .get_or_create(&OperationLabels { operation })
+            .observe(started.elapsed().as_secs_f64());
+        self.note_connection_loss(operation, result)
+    }
+
+    /// Waits for a pooled connection. Not a statement, so not timed into
+    /// `db_query_duration_seconds` (pool waits would skew its quantiles).
+    pub async fn acquire<T>(&self, acquire: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, StoreError> {
+        let result = acquire.await;
+        self.note_connection_loss("pool.acquire", result)
+    }
+
+    fn note_connection_loss<T>(
+        &self,
+        operation: &'static str,
+        result: Result<T, sqlx::Error>,
+    ) -> Result<T, StoreError> {
+        if let Err(err) = &result
+            && is_connection_error(err)
+            && self.reachable.swap(false, Ordering::AcqRel)
+        {
+            tracing::warn!(operation, "database connection lost");
+        }
+        Ok(result?)
+    }
+}
+
+impl QueryObserver {
+    /// Publishes the outcome of a database check as `amani_database_up`
+    /// and `amani_database_migrations_pending`.
+    pub(super) fn record_check(&self, result: &Result<super::SchemaStatus, StoreError>) {
+        match result {
+            Ok(status) => {
+                self.metrics.database_up.set(1);
+                let pending = i64::try_from(status.pending).unwrap_or(i64::MAX);
+                self.metrics.database_migrations_pending.set(pending);
+            }
+            Err(err) if err.is_unavailable() => {
+                self.metrics.database_up.set(0);
+            }
+            Err(_) => {}
+        }
+    }
+}
+
+/// Something store functions can run statements on.
+pub trait DbHandle: Send {
+    fn parts(&mut self) -> (&mut AnyConnection, &QueryObserver);
+}
+
+/// A pooled connection for reads and single statements.
+pub struct Conn {
+    pub(super) conn: PoolConnection<Any>,
+    pub(super) obs: QueryObserver,
+}
+
+impl DbHandle for Conn {
+    fn parts(&mut self) -> (&mut AnyConnection, &QueryObserver) {
+        (&mut self.conn, &self.obs)
+    }
+}
+
+/// A transaction: commit it, or it rolls back when dropped.
+pub struct Tx {
+    pub(super) tx: Transaction<'static, Any>,
+    pub(super) obs: QueryObserver,
+}
+
+impl Tx {
+    pub async fn commit(self) -> Result<(), StoreError> {
+        let Tx { tx, obs } = self;
+        obs.run("transaction.commit", tx.commit()).await
+    }
+}
+
+impl DbHandle for Tx {
+    fn parts(&mut self) -> (&mut AnyConnection, &QueryObserver) {
+        (&mut self.tx, &self.obs)
+    }
+}

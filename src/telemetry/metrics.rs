@@ -1,0 +1,515 @@
+//! Every Prometheus metric the service exports, declared in one place.
+//!
+//! ## Why `prometheus-client`
+//! It is the Prometheus project's own Rust client, speaks OpenMetrics and
+//! supports exemplars: each `http_request_duration_seconds` observation can
+//! carry the trace id of the request, so a slow bucket on a dashboard links
+//! to a trace. (`metrics` + `metrics-exporter-prometheus` is the other common
+//! choice; it has no exemplars.) Scrapers that ask for OpenMetrics get it
+//! with exemplars; anything else gets the classic text format (0.0.4), which
+//! every Prometheus-compatible tool parses.
+//!
+//! Names and labels of the seed service's metrics are kept exactly, so its
+//! dashboards and alert rules keep working. Labels are bounded by
+//! construction: `endpoint` is a route template or `unmatched`, `method` one
+//! of the standard methods or `other`, `status` a number.
+//!
+//! Gauges that describe the database (pool use, money in escrow, pending KYC)
+//! are read at scrape time, so every replica reports the truth.
+
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::exemplar::HistogramWithExemplars;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+use super::process::ProcessCollector;
+use crate::build_info::BuildInfo;
+use crate::config::Config;
+
+/// The seed's request-latency buckets (the Python client's defaults), in seconds.
+pub const HTTP_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+/// Database statements are expected to be one or two orders faster.
+pub const DB_BUCKETS: [f64; 12] = [
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+];
+/// Outbound payment-gateway calls.
+pub const GATEWAY_BUCKETS: [f64; 10] = [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0];
+
+/// Label vocabularies. Known combinations are created at zero at start, so
+/// every family is visible (and `rate()` works) before its first event.
+pub const ESCROW_TYPES: [&str; 5] = ["hold", "release", "refund", "deposit", "withdrawal"];
+pub const OUTCOMES: [&str; 2] = ["succeeded", "failed"];
+pub const KYC_STATUSES: [&str; 3] = ["pending", "approved", "rejected"];
+pub const ALERT_CHANNELS: [&str; 2] = ["slack", "pagerduty"];
+pub const GATEWAY_PROVIDERS: [&str; 2] = ["sandbox", "fincra"];
+pub const GATEWAY_OPERATIONS: [&str; 3] = ["checkout", "payout", "verify"];
+pub const GATEWAY_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];
+pub const WEBHOOK_OUTCOMES: [&str; 4] = ["processed", "duplicate", "rejected", "unknown_reference"];
+
+/// How long database-derived gauges are reused between scrapes.
+pub const SCRAPE_CACHE: Duration = Duration::from_secs(5);
+
+pub type FloatGauge = Gauge<f64, AtomicU64>;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RequestLabels {
+    pub method: &'static str,
+    pub endpoint: String,
+    pub status: u16,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub method: &'static str,
+    pub endpoint: String,
+}
+
+/// The exemplar attached to a latency observation: the request's trace.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TraceExemplar {
+    pub trace_id: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub error_type: &'static str,
+    pub endpoint: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EscrowLabels {
+    /// Rendered as `type` (the derive strips the raw-identifier prefix).
+    pub r#type: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabels {
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CurrencyLabels {
+    pub currency: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayLabels {
+    pub provider: &'static str,
+    pub operation: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayOperationLabels {
+    pub provider: &'static str,
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub provider: String,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AlertLabels {
+    pub channel: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct InfoLabels {
+    pub version: String,
+    pub environment: String,
+    pub app_name: String,
+    pub git_sha: String,
+}
+
+type LatencyFamily =
+    Family<RouteLabels, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>;
+type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
+
+pub struct Metrics {
+    registry: Registry,
+    pub http_requests: Family<RequestLabels, Counter>,
+    pub http_request_duration: LatencyFamily,
+    pub http_requests_in_progress: Family<RouteLabels, Gauge>,
+    pub db_connections_active: Gauge,
+    pub db_connections_idle: Gauge,
+    pub db_connections_max: Gauge,
+    pub db_query_duration: HistogramFamily<OperationLabels>,
+    pub escrow_transactions: Family<EscrowLabels, Counter>,
+    pub user_registrations: Counter,
+    pub kyc_submissions: Family<StatusLabels, Counter>,
+    pub errors: Family<ErrorLabels, Counter>,
+    pub escrow_held: Family<CurrencyLabels, Gauge>,
+    pub kyc_pending: Gauge,
+    pub gateway_requests: Family<GatewayLabels, Counter>,
+    pub gateway_request_duration: HistogramFamily<GatewayOperationLabels>,
+    pub webhooks_received: Family<WebhookLabels, Counter>,
+    pub alerts_sent: Family<AlertLabels, Counter>,
+    pub alerts_dropped: Counter,
+    pub ledger_check_ok: Gauge,
+    pub ledger_check_timestamp: FloatGauge,
+    pub backup_last_success_timestamp: FloatGauge,
+    pub database_up: Gauge,
+    pub database_migrations_pending: Gauge,
+    /// When the database-derived gauges were last refreshed.
+    pub(crate) scrape_cache: Mutex<Option<Instant>>,
+}
+
+fn latency_histogram() -> HistogramWithExemplars<TraceExemplar> {
+    HistogramWithExemplars::new(HTTP_BUCKETS.into_iter())
+}
+
+fn db_histogram() -> Histogram {
+    Histogram::new(DB_BUCKETS)
+}
+
+fn gateway_histogram() -> Histogram {
+    Histogram::new(GATEWAY_BUCKETS)
+}
+
+impl Metrics {
+    pub fn new(config: &Config, build: &BuildInfo) -> Arc<Metrics> {
+        let mut registry = Registry::default();
+        let metrics = Metrics {
+            http_requests: Family::default(),
+            http_request_duration: Family::new_with_constructor(latency_histogram),
+            http_requests_in_progress: Family::default(),
+            db_connections_active: Gauge::default(),
+            db_connections_idle: Gauge::default(),
+            db_connections_max: Gauge::default(),
+            db_query_duration: Family::new_with_constructor(db_histogram),
+            escrow_transactions: Family::default(),
+            user_registrations: Counter::default(),
+            kyc_submissions: Family::default(),
+            errors: Family::default(),
+            escrow_held: Family::default(),
+            kyc_pending: Gauge::default(),
+            gateway_requests: Family::default(),
+            gateway_request_duration: Family::new_with_constructor(gateway_histogram),
+            webhooks_received: Family::default(),
+            alerts_sent: Family::default(),
+            alerts_dropped: Counter::default(),
+            ledger_check_ok: Gauge::default(),
+            ledger_check_timestamp: FloatGauge::default(),
+            backup_last_success_timestamp: FloatGauge::default(),
+            database_up: Gauge::default(),
+            database_migrations_pending: Gauge::default(),
+            scrape_cache: Mutex::new(None),
+            registry: Registry::default(),
+        };
+        let info: Family<InfoLabels, Gauge> = Family::default();
+        info.get_or_create(&InfoLabels {
+            version: config.app_version.clone(),
+            environment: config.environment.as_str().to_owned(),
+            app_name: config.app_name.clone(),
+            git_sha: build.git_sha.to_owned(),
+        })
+        .set(1);
+        metrics
+            .db_connections_max
+            .set(i64::from(config.database.max_connections));
+        metrics.create_known_series();
+
+        // prometheus-client appends `_total` to counters itself.
+        let r = &mut registry;
+        r.register(
+            "amani_app_info",
+            "Build and deployment of this process (always 1)",
+            info,
+        );
+        r.register(
+            "http_requests",
+            "HTTP requests served, by method, route template and status",
+            metrics.http_requests.clone(),
+        );
+        r.register(
+            "http_request_duration_seconds",
+            "HTTP request latency by method and route template, with the trace id as exemplar",
+            metrics.http_request_duration.clone(),
+        );
+        r.register(
+            "http_requests_in_progress",
+            "HTTP requests being served now, by method and route template",
+            metrics.http_requests_in_progress.clone(),
+        );
+        r.register(
+            "db_connections_active",
+            "Pooled database connections in use",
+            metrics.db_connections_active.clone(),
+        );
+        r.register(
+            "db_connections_idle",
+            "Pooled database connections open and idle",
+            metrics.db_connections_idle.clone(),
+        );
+        r.register(
+            "db_connections_max",
+            "Configured maximum pool size",
+            metrics.db_connections_max.clone(),
+        );
+        r.register(
+            "db_query_duration_seconds",
+            "Database statement latency by operation",
+            metrics.db_query_duration.clone(),
+        );
+        r.register(
+            "escrow_transactions",
+            "Escrow ledger operations by type (hold, release, refund, deposit, withdrawal) and outcome",
+            metrics.escrow_transactions.clone(),
+        );
+        r.register(
+            "user_registrations",
+            "Accounts created through sign-up",
+            metrics.user_registrations.clone(),
+        );
+        r.register(
+            "kyc_submissions",
+            "KYC submissions and decisions by status",
+            metrics.kyc_submissions.clone(),
+        );
+        r.register(
+            "errors",
+            "Error responses by problem type and route template",
+            metrics.errors.clone(),
+        );
+        r.register(
+            "amani_escrow_held_minor_units",
+            "Money held in escrow now, in minor units, by currency (read from the ledger)",
+            metrics.escrow_held.clone(),
+        );
+        r.register(
+            "amani_kyc_pending",
+            "KYC submissions awaiting review (read from the database)",
+            metrics.kyc_pending.clone(),
+        );
+        r.register(
+            "amani_gateway_requests",
+            "Payment-gateway calls by provider, operation and outcome",
+            metrics.gateway_requests.clone(),
+        );
+        r.register(
+            "amani_gateway_request_duration_seconds",
+            "Payment-gateway call latency",
+            metrics.gateway_request_duration.clone(),
+        );
+        r.register(
+            "amani_webhooks_received",
+            "Payment webhooks received by provider and outcome",
+            metrics.webhooks_received.clone(),
+        );
+        r.register(
+            "alerts_sent",
+            "Alert deliveries by channel and outcome",
+            metrics.alerts_sent.clone(),
+        );
+        r.register(
+            "alerts_dropped",
+            "Alerts dropped because the delivery queue was full",
+            metrics.alerts_dropped.clone(),
+        );
+        r.register(
+            "amani_ledger_check_ok",
+            "1 when the last ledger check balanced, 0 when it found a break",
+            metrics.ledger_check_ok.clone(),
+        );
+        r.register(
+            "amani_ledger_check_timestamp_seconds",
+            "Unix time of the last ledger check",
+            metrics.ledger_check_timestamp.clone(),
+        );
+        r.register(
+            "backup_last_success_timestamp_seconds",
+            "Unix time of the newest verified backup found in the backup folder",
+            metrics.backup_last_success_timestamp.clone(),
+        );
+        r.register(
+            "amani_database_up",
+            "1 when the last database check succeeded, 0 when the database could not be reached",
+            metrics.database_up.clone(),
+        );
+        r.register(
+            "amani_database_migrations_pending",
+            "Embedded migrations not yet applied to the database",
+            metrics.database_migrations_pending.clone(),
+        );
+        r.register_collector(Box::new(ProcessCollector {
+            volumes: vec![("data".to_owned(), config.data_dir())],
+        }));
+
+        Arc::new(Metrics { registry, ..metrics })
+    }
+
+    fn create_known_series(&self) {
+        for r#type in ESCROW_TYPES {
+            for status in OUTCOMES {
+                let _ = self.escrow_transactions.get_or_create(&EscrowLabels { r#type, status });
+            }
+        }
+        for status in KYC_STATUSES {
+            let _ = self.kyc_submissions.get_or_create(&StatusLabels { status });
+        }
+        for channel in ALERT_CHANNELS {
+            for outcome in OUTCOMES {
+                let _ = self.alerts_sent.get_or_create(&AlertLabels { channel, outcome });
+            }
+        }
+        for provider in GATEWAY_PROVIDERS {
+            for operation in GATEWAY_OPERATIONS {
+                for outcome in GATEWAY_OUTCOMES {
+                    let _ = self.gateway_requests.get_or_create(&GatewayLabels {
+                        provider,
+                        operation,
+                        outcome,
+                    });
+                }
+                let _ = self
+                    .gateway_request_duration
+                    .get_or_create(&GatewayOperationLabels { provider, operation });
+            }
+            for outcome in WEBHOOK_OUTCOMES {
+                let _ = self.webhooks_received.get_or_create(&WebhookLabels {
+                    provider: provider.to_owned(),
+                    outcome,
+                });
+            }
+        }
+        for currency in crate::domain::money::Currency::ALL {
+            let _ = self.escrow_held.get_or_create(&CurrencyLabels {
+                currency: currency.code().to_owned(),
+            });
+        }
+    }
+
+    /// Renders the registry as OpenMetrics text (with exemplars).
+    pub fn render_openmetrics(&self) -> String {
+        let mut out = String::with_capacity(16 * 1024);
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+
+    /// Renders the registry in the classic Prometheus text format (0.0.4).
+    pub fn render_text(&self) -> String {
+        openmetrics_to_text(&self.render_openmetrics())
+    }
+}
+
+/// Brings the scrape-time gauges up to date: pool use on every scrape, and
+/// the database-derived gauges at most every [`SCRAPE_CACHE`], so a burst of
+/// scrapes (several Prometheus replicas) costs one round of queries.
+pub async fn refresh_scrape_time_gauges(state: &crate::state::AppState) {
+    let metrics = &state.metrics;
+    let (size, idle) = state.db.pool_stats();
+    let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+    metrics.db_connections_idle.set(idle);
+    metrics.db_connections_active.set(i64::from(size) - idle);
+
+    let due = {
+        let Ok(mut last) = metrics.scrape_cache.lock() else {
+            return;
+        };
+        let due = last.is_none_or(|at| at.elapsed() >= SCRAPE_CACHE);
+        if due {
+            *last = Some(Instant::now());
+        }
+        due
+    };
+    if due && let Err(err) = crate::store::gauges::refresh(state).await {
+        tracing::debug!(error = %err, "scrape-time gauges not refreshed");
+    }
+}
+
+/// The request method as a label: the standard methods, or `other`, so a
+/// client inventing methods cannot create series.
+pub fn method_label(method: &http::Method) -> &'static str {
+    match *method {
+        http::Method::GET => "GET",
+        http::Method::POST => "POST",
+        http::Method::PUT => "PUT",
+        http::Method::PATCH => "PATCH",
+        http::Method::DELETE => "DELETE",
+        http::Method::HEAD => "HEAD",
+        http::Method::OPTIONS => "OPTIONS",
+        _ => "other",
+    }
+}
+
+/// Turns OpenMetrics text into the classic text format: counter families are
+/// named with their `_total` suffix, exemplars and `# EOF` are dropped.
+pub fn openmetrics_to_text(openmetrics: &str) -> String {
+    let mut out = String::with_capacity(openmetrics.len());
+    let mut pending_help: Option<&str> = None;
+    for line in openmetrics.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            pending_help = Some(rest);
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').unwrap_or((rest, "untyped"));
+            let (name, kind) = match kind {
+                "counter" if !name.ends_with("_total") => (format!("{name}_total"), "counter"),
+                "info" | "stateset" | "gaugehistogram" | "unknown" => (name.to_owned(), "untyped"),
+                _ => (name.to_owned(), kind),
+            };
+            if let Some(help) = pending_help.take() {
+                let text = help.split_once(' ').map_or("", |(_, text)| text);
+                out.push_str(&format!("# HELP {name} {text}\n"));
+            }
+            out.push_str(&format!("# TYPE {name} {kind}\n"));
+            continue;
+        }
+        // A sample, possibly followed by ` # {exemplar} value [timestamp]`.
+        let sample = line.split_once(" # ").map_or(line, |(sample, _)| sample);
+        out.push_str(sample);
+        out.push('\n');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn classic_text_names_counters_with_total_and_drops_exemplars() {
+        let openmetrics = "# HELP http_requests Requests.\n# TYPE http_requests counter\n\
+            http_requests_total{method=\"GET\"} 3\n\
+            # HELP lat Latency.\n# TYPE lat histogram\n\
+            lat_bucket{le=\"0.1\"} 1 # {trace_id=\"abc\"} 0.05 1700000000.0\n# EOF\n";
+        let text = openmetrics_to_text(openmetrics);
+        assert_eq!(
+            text,
+            "# HELP http_requests_total Requests.\n# TYPE http_requests_total counter\n\
+             http_requests_total{method=\"GET\"} 3\n\
+             # HELP lat Latency.\n# TYPE lat histogram\nlat_bucket{le=\"0.1\"} 1\n"
+        );
+    }
+
+    #[test]
+    fn unknown_methods_share_one_label() {
+        assert_eq!(method_label(&http::Method::GET), "GET");
+        let invented = http::Method::from_bytes(b"BREW").unwrap();
+        assert_eq!(method_label(&invented), "other");
+    }
+}

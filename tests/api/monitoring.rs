@@ -1,0 +1,313 @@
+//! The shipped monitoring configuration: valid for the real tools, naming
+//! only metrics the service exports, and a real Prometheus scraping Amani.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::helpers::{Engine, TestApp, TestDb, free_port, run_tool};
+
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+#[test]
+fn prometheus_config_and_rules_pass_promtool_including_the_rule_unit_tests() {
+    for args in [
+        &["check", "config", "config/prometheus.yml"][..],
+        &["check", "rules", "config/alert_rules.yml"][..],
+        &["test", "rules", "config/alert_rules.test.yml"][..],
+    ] {
+        let (ok, output) = run_tool("promtool", args, None);
+        assert!(ok, "promtool {args:?}:\n{output}");
+    }
+}
+
+#[test]
+fn alertmanager_config_passes_amtool() {
+    let (ok, output) = run_tool("amtool", &["check-config", "config/alertmanager.yml"], None);
+    assert!(ok, "{output}");
+}
+
+#[test]
+fn every_alert_in_the_rules_has_a_unit_test() {
+    let rules = std::fs::read_to_string(Path::new(ROOT).join("config/alert_rules.yml")).unwrap();
+    let tests = std::fs::read_to_string(Path::new(ROOT).join("config/alert_rules.test.yml")).unwrap();
+    for line in rules.lines() {
+        if let Some(name) = line.trim().strip_prefix("- alert: ") {
+            assert!(
+                tests.contains(&format!("alertname: {name}")),
+                "no promtool test for {name}"
+            );
+        }
+    }
+}
+
+/// Every metric name used by an expression in the rules or the dashboard.
+pub fn metric_names_in_config() -> BTreeSet<String> {
+    let rules = std::fs::read_to_string(Path::new(ROOT).join("config/alert_rules.yml")).unwrap();
+    let mut exprs = rule_expressions(&rules);
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("config/grafana/dashboards/amani.json")).unwrap(),
+    )
+    .unwrap();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().unwrap() {
+            exprs.push(target["expr"].as_str().unwrap().to_owned());
+        }
+    }
+    exprs.iter().flat_map(|e| metric_names(e)).collect()
+}
+
+/// The `expr:` values of a rules file, one-line or `|` blocks.
+fn rule_expressions(rules: &str) -> Vec<String> {
+    let indent = |line: &str| line.len() - line.trim_start().len();
+    let lines: Vec<&str> = rules.lines().collect();
+    let mut exprs = Vec::new();
+    for (i, line) in lines.iter().enumerate() {
+        let Some(value) = line.trim_start().strip_prefix("expr:") else {
+            continue;
+        };
+        if value.trim() != "|" {
+            exprs.push(value.trim().to_owned());
+            continue;
+        }
+        let block = lines[i + 1..]
+            .iter()
+            .take_while(|next| next.trim().is_empty() || indent(next) > indent(line))
+            .map(|next| next.trim())
+            .collect::<Vec<_>>()
+            .join(" ");
+        exprs.push(block);
+    }
+    exprs
+}
+
+/// Metric names in one PromQL expression: identifiers outside strings,
+/// selectors, ranges and grouping label lists, minus functions and keywords.
+/// `up` is Prometheus' own; `a:b:c` names are our recording rules.
+fn metric_names(expr: &str) -> Vec<String> {
+    const NOT_METRICS: &[&str] = &[
+        "sum",
+        "rate",
+        "irate",
+        "increase",
+        "histogram_quantile",
+        "max",
+        "min",
+        "avg",
+        "count",
+        "and",
+        "or",
+        "unless",
+        "time",
+        "abs",
+        "clamp_min",
+        "clamp_max",
+        "bool",
+        "up",
+        "offset",
+        "topk",
+        "vector",
+    ];
+    const GROUPING: &[&str] = &["by", "without", "on", "ignoring", "group_left", "group_right"];
+    let mut names = Vec::new();
+    let (mut braces, mut brackets, mut in_string) = (0, 0, false);
+    let (mut after_grouping, mut in_label_list) = (false, false);
+    let mut word = String::new();
+    for c in expr.chars().chain(std::iter::once(' ')) {
+        match c {
+            '"' => in_string = !in_string,
+            _ if in_string => {}
+            '{' => braces += 1,
+            '}' => braces -= 1,
+            '[' => brackets += 1,
+            ']' => brackets -= 1,
+            _ if braces > 0 || brackets > 0 => {}
+            c if c.is_ascii_alphanumeric() || c == '_' || c == ':' => {
+                word.push(c);
+                continue;
+            }
+            _ => {}
+        }
+        if !word.is_empty() {
+            let w = std::mem::take(&mut word);
+            if GROUPING.contains(&w.as_str()) {
+                after_grouping = true;
+            } else if !in_label_list {
+                names.push(w);
+            }
+        }
+        match c {
+            '(' if after_grouping => (in_label_list, after_grouping) = (true, false),
+            ')' if in_label_list => in_label_list = false,
+            c if !c.is_whitespace() => after_grouping = false,
+            _ => {}
+        }
+    }
+    names
+        .into_iter()
+        .filter(|w| !NOT_METRICS.contains(&w.as_str()) && !w.contains(':'))
+        .filter(|w| w.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_'))
+        .collect()
+}
+
+#[test]
+fn the_metric_name_extractor_finds_names_and_skips_labels_and_functions() {
+    let names = metric_names(
+        r#"histogram_quantile(0.95, sum by (job, le) (rate(http_request_duration_seconds_bucket{job="amani",le="0.5"}[5m]))) > 2 and on(instance) up == 1"#,
+    );
+    assert_eq!(names, vec!["http_request_duration_seconds_bucket"]);
+}
+
+#[test]
+fn the_compose_stack_mounts_files_that_exist_and_prometheus_targets_its_services() {
+    let compose = std::fs::read_to_string(Path::new(ROOT).join("docker-compose.yml")).unwrap();
+    let mut mounts = 0;
+    for line in compose.lines() {
+        let line = line.trim().trim_start_matches("- ");
+        if let Some(source) = line.strip_prefix("./") {
+            let source = source.split(':').next().unwrap();
+            // config/secrets holds operator-provided files; its README is committed.
+            let path = Path::new(ROOT).join(source);
+            assert!(
+                path.exists(),
+                "docker-compose.yml mounts ./{source}, which does not exist"
+            );
+            mounts += 1;
+        }
+    }
+    assert!(mounts >= 5, "expected the config mounts, found {mounts}");
+    for file in ["Dockerfile", "config/grafana/provisioning/datasources/prometheus.yml"] {
+        assert!(Path::new(ROOT).join(file).exists(), "{file}");
+    }
+    let services: BTreeSet<&str> = compose
+        .lines()
+        .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
+        .map(|l| l.trim().trim_end_matches(':'))
+        .collect();
+    for service in ["amani", "postgres", "prometheus", "alertmanager", "grafana", "jaeger"] {
+        assert!(
+            services.contains(service),
+            "compose service {service} missing: {services:?}"
+        );
+    }
+    let prometheus = std::fs::read_to_string(Path::new(ROOT).join("config/prometheus.yml")).unwrap();
+    for target in ["amani:8000", "alertmanager:9093"] {
+        assert!(prometheus.contains(target), "prometheus.yml does not target {target}");
+        let host = target.split(':').next().unwrap();
+        assert!(services.contains(host));
+    }
+}
+
+/// A real Prometheus on loopback, killed when dropped.
+pub struct Prometheus {
+    pub url: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Prometheus {
+    /// Starts Prometheus scraping `target` every second, with `rules` (a
+    /// rules file's text) and optionally an Alertmanager.
+    pub async fn start(target: &str, rules: Option<&str>, alertmanager: Option<&str>) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        let port = free_port();
+        let mut config = format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: amani\n    static_configs:\n      - targets: [\"{target}\"]\n"
+        );
+        if let Some(rules) = rules {
+            std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+            config.push_str("rule_files: [rules.yml]\n");
+        }
+        if let Some(am) = alertmanager {
+            config.push_str(&format!(
+                "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{am}\"]\n"
+            ));
+        }
+        std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
+        let child = Command::new("prometheus")
+            .arg(format!("--config.file={}", dir.path().join("prometheus.yml").display()))
+            .arg(format!("--storage.tsdb.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--enable-feature=exemplar-storage")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus is needed by this test; run scripts/dev-services.sh");
+        let url = format!("http://127.0.0.1:{port}");
+        let prometheus = Prometheus { url, child, _dir: dir };
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while client
+            .get(format!("{}/-/ready", prometheus.url))
+            .send()
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "prometheus did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        prometheus
+    }
+
+    pub async fn api(&self, path_and_query: &str) -> serde_json::Value {
+        reqwest::get(format!("{}{}", self.url, path_and_query))
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    }
+
+    /// Polls an instant query until it returns at least one series.
+    pub async fn wait_for_series(&self, query: &str, limit: Duration) -> serde_json::Value {
+        let started = Instant::now();
+        loop {
+            let encoded = url::form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>();
+            let body = self.api(&format!("/api/v1/query?query={encoded}")).await;
+            if body["data"]["result"].as_array().is_some_and(|r| !r.is_empty()) {
+                return body;
+            }
+            assert!(
+                started.elapsed() < limit,
+                "no series for {query} after {limit:?}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+    }
+}
+
+impl Drop for Prometheus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_real_prometheus_scrapes_amani_and_sees_requests_by_route_template() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = TestApp::spawn(&db).await;
+    let prometheus = Prometheus::start(&app.addr.to_string(), None, None).await;
+
+    prometheus
+        .wait_for_series(r#"up{job="amani"} == 1"#, Duration::from_secs(20))
+        .await;
+    let targets = prometheus.api("/api/v1/targets").await;
+    assert_eq!(targets["data"]["activeTargets"][0]["health"], "up", "{targets}");
+
+    for _ in 0..3 {
+        app.get("/api/v1/ping").await;
+    }
+    let body = prometheus
+        .wait_for_series(
+            r#"http_requests_total{job="amani",endpoint="/api/v1/ping",method="GET",status="200"} >= 3"#,
+            Duration::from_secs(20),
+        )
+        .await;
+    assert_eq!(body["data"]["result"][0]["metric"]["endpoint"], "/api/v1/ping");
+}
