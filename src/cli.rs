@@ -58,6 +58,9 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    // Sentry first, before any thread exists, so its panic hook sees them all.
+    crate::telemetry::install_panic_log_hook();
+    let _sentry = crate::telemetry::error_tracking::init(&config, &BuildInfo::current());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(runtime) => runtime,
         Err(err) => {
@@ -65,14 +68,28 @@ where
             return ExitCode::FAILURE;
         }
     };
-    let _telemetry = crate::telemetry::init(&config);
-    match runtime.block_on(command(config)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(message) => {
-            tracing::error!(error = %message, "command failed");
-            eprintln!("amani: {message}");
-            ExitCode::FAILURE
+    let telemetry = {
+        let _inside = runtime.enter();
+        match crate::telemetry::init(&config) {
+            Ok(guard) => guard,
+            Err(err) => {
+                eprintln!("amani: {err}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
         }
+    };
+    let result = runtime.block_on(command(config));
+    if let Err(message) = &result {
+        tracing::error!(error = %message, "command failed");
+        eprintln!("amani: {message}");
+    }
+    // Flush spans while the runtime still drives the exporter's I/O.
+    drop(telemetry);
+    drop(runtime);
+    if result.is_ok() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
     }
 }
 

@@ -96,6 +96,43 @@ pub enum AllowedOrigins {
     List(Vec<String>),
 }
 
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TracingExporter {
+    Otlp,
+    Console,
+    /// A name we do not know: refused in production, a warning elsewhere.
+    Unknown(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OtlpProtocol {
+    Grpc,
+    HttpProtobuf,
+}
+
+#[derive(Debug, Clone)]
+pub struct TracingConfig {
+    /// Export spans (`TRACING_ENABLED`). Trace ids exist either way.
+    pub enabled: bool,
+    pub exporter: TracingExporter,
+    pub protocol: OtlpProtocol,
+    pub endpoint: String,
+    /// `OTLP_HEADERS`: `key=value,key2=value2` (e.g. an API key for a vendor).
+    pub headers: Vec<(String, String)>,
+    /// Fraction of new traces sampled; a caller's sampling decision wins.
+    pub sample_ratio: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct SentryConfig {
+    /// Empty: no client, no network, no cost.
+    pub dsn: Option<SecretString>,
+    pub traces_sample_rate: f32,
+    pub profiles_sample_rate: f32,
+    /// Send the user's email with events (`SENTRY_SEND_PII`); the id is always sent.
+    pub send_pii: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub url: SecretString,
@@ -133,6 +170,11 @@ pub struct Config {
     pub metrics_enabled: bool,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<SecretString>,
+    pub tracing: TracingConfig,
+    pub sentry: SentryConfig,
+    /// Diagnostic routes that fail on purpose (`/api/v1/debug/*`), to check
+    /// error tracking end to end in staging. Refused in production.
+    pub debug_routes: bool,
 }
 
 impl Config {
@@ -170,6 +212,29 @@ impl Config {
             auto_migrate: vars.parse_bool("AUTO_MIGRATE", true)?,
         };
         check_database_url(database.url.expose_secret())?;
+        let tracing = parse_tracing(&vars, environment)?;
+        let sentry = SentryConfig {
+            dsn: vars.get("SENTRY_DSN").map(|d| SecretString::from(d.to_owned())),
+            traces_sample_rate: vars.parse_fraction("SENTRY_TRACES_SAMPLE_RATE", 0.1)? as f32,
+            profiles_sample_rate: vars.parse_fraction("SENTRY_PROFILES_SAMPLE_RATE", 0.1)? as f32,
+            send_pii: vars.parse_bool("SENTRY_SEND_PII", false)?,
+        };
+        if let Some(dsn) = &sentry.dsn
+            && !dsn.expose_secret().starts_with("http")
+        {
+            return Err(ConfigError::Invalid {
+                name: "SENTRY_DSN",
+                value: "<hidden>".into(),
+                expected: "a DSN such as https://KEY@o0.ingest.sentry.io/PROJECT, or empty".into(),
+            });
+        }
+        let debug_routes = vars.parse_bool("ENABLE_DEBUG_ROUTES", false)?;
+        if debug_routes && environment == Environment::Production {
+            return Err(ConfigError::Refused {
+                name: "ENABLE_DEBUG_ROUTES",
+                reason: "debug routes fail on purpose and are refused in production".into(),
+            });
+        }
         if database.min_connections > database.max_connections {
             return Err(ConfigError::Invalid {
                 name: "DATABASE_MIN_CONNECTIONS",
@@ -208,6 +273,9 @@ impl Config {
             max_body_bytes: vars.parse_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=64 * 1024 * 1024)?,
             metrics_enabled: vars.parse_bool("METRICS_ENABLED", true)?,
             metrics_token: vars.get("METRICS_TOKEN").map(|t| SecretString::from(t.to_owned())),
+            tracing,
+            sentry,
+            debug_routes,
         })
     }
 
@@ -258,8 +326,96 @@ impl Config {
             "MAX_BODY_BYTES": self.max_body_bytes,
             "METRICS_ENABLED": self.metrics_enabled,
             "METRICS_TOKEN": self.metrics_token.as_ref().map(|t| mask(t.expose_secret())),
+            "TRACING_ENABLED": self.tracing.enabled,
+            "TRACING_EXPORTER": match &self.tracing.exporter {
+                TracingExporter::Otlp => "otlp".to_owned(),
+                TracingExporter::Console => "console".to_owned(),
+                TracingExporter::Unknown(name) => format!("{name} (unknown: spans not exported)"),
+            },
+            "OTLP_PROTOCOL": match self.tracing.protocol {
+                OtlpProtocol::Grpc => "grpc",
+                OtlpProtocol::HttpProtobuf => "http/protobuf",
+            },
+            "OTLP_ENDPOINT": self.tracing.endpoint,
+            "OTLP_HEADERS": self.tracing.headers.iter().map(|(k, _)| format!("{k}=***")).collect::<Vec<_>>().join(","),
+            "TRACING_SAMPLE_RATIO": self.tracing.sample_ratio,
+            "SENTRY_DSN": self.sentry.dsn.as_ref().map(|_| "<set>"),
+            "SENTRY_TRACES_SAMPLE_RATE": self.sentry.traces_sample_rate,
+            "SENTRY_PROFILES_SAMPLE_RATE": self.sentry.profiles_sample_rate,
+            "SENTRY_SEND_PII": self.sentry.send_pii,
+            "ENABLE_DEBUG_ROUTES": self.debug_routes,
         })
     }
+}
+
+fn parse_tracing(vars: &Vars, environment: Environment) -> Result<TracingConfig, ConfigError> {
+    let exporter = match vars
+        .get("TRACING_EXPORTER")
+        .unwrap_or("otlp")
+        .to_ascii_lowercase()
+        .as_str()
+    {
+        "otlp" | "jaeger" | "tempo" | "datadog" => TracingExporter::Otlp,
+        "console" | "stdout" => TracingExporter::Console,
+        other => TracingExporter::Unknown(other.to_owned()),
+    };
+    let enabled = vars.parse_bool("TRACING_ENABLED", false)?;
+    if let TracingExporter::Unknown(name) = &exporter
+        && enabled
+        && environment == Environment::Production
+    {
+        return Err(ConfigError::Invalid {
+            name: "TRACING_EXPORTER",
+            value: name.clone(),
+            expected: "otlp or console (an unknown exporter is refused in production)".into(),
+        });
+    }
+    let protocol = vars.parse_with("OTLP_PROTOCOL", OtlpProtocol::Grpc, |v| {
+        match v.to_ascii_lowercase().as_str() {
+            "grpc" => Ok(OtlpProtocol::Grpc),
+            "http" | "http/protobuf" | "http-protobuf" => Ok(OtlpProtocol::HttpProtobuf),
+            _ => Err("grpc or http/protobuf".into()),
+        }
+    })?;
+    let default_endpoint = match protocol {
+        OtlpProtocol::Grpc => "http://localhost:4317",
+        OtlpProtocol::HttpProtobuf => "http://localhost:4318",
+    };
+    let endpoint = vars.get("OTLP_ENDPOINT").unwrap_or(default_endpoint).to_owned();
+    if url::Url::parse(&endpoint)
+        .map(|u| !matches!(u.scheme(), "http" | "https"))
+        .unwrap_or(true)
+    {
+        return Err(ConfigError::Invalid {
+            name: "OTLP_ENDPOINT",
+            value: endpoint,
+            expected: "an http:// or https:// URL of an OTLP collector".into(),
+        });
+    }
+    let mut headers = Vec::new();
+    for pair in vars
+        .get("OTLP_HEADERS")
+        .unwrap_or("")
+        .split(',')
+        .filter(|p| !p.trim().is_empty())
+    {
+        let Some((key, value)) = pair.split_once('=') else {
+            return Err(ConfigError::Invalid {
+                name: "OTLP_HEADERS",
+                value: "<hidden>".into(),
+                expected: "comma-separated key=value pairs".into(),
+            });
+        };
+        headers.push((key.trim().to_ascii_lowercase(), value.trim().to_owned()));
+    }
+    Ok(TracingConfig {
+        enabled,
+        exporter,
+        protocol,
+        endpoint,
+        headers,
+        sample_ratio: vars.parse_fraction("TRACING_SAMPLE_RATIO", 1.0)?,
+    })
 }
 
 fn check_production_secret(secret: &str) -> Result<(), ConfigError> {
@@ -404,6 +560,13 @@ impl Vars {
             let expected = || format!("a whole number from {} to {}", range.start(), range.end());
             let n: T = v.parse().map_err(|_| expected())?;
             if range.contains(&n) { Ok(n) } else { Err(expected()) }
+        })
+    }
+
+    fn parse_fraction(&self, name: &'static str, default: f64) -> Result<f64, ConfigError> {
+        self.parse_with(name, default, |v| match v.parse::<f64>() {
+            Ok(f) if (0.0..=1.0).contains(&f) => Ok(f),
+            _ => Err("a number from 0.0 to 1.0".into()),
         })
     }
 

@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, its middleware stack, and one module per
 //! resource.
 
+pub mod debug;
 pub mod docs;
 pub mod error;
 pub mod metrics;
@@ -33,6 +34,8 @@ use error::ApiError;
 /// ## Middleware order
 /// `Router::layer` wraps everything added before it, so the *last* call is
 /// the *outermost* layer. From the outside in:
+/// 0. When `SENTRY_DSN` is set, Sentry's two layers wrap all of the below
+///    (a hub per request, so tags set by the layers inside stay with it).
 /// 1. `request_id` — assigns the id first, so every later layer, log line
 ///    and error body can carry it; turns any non-problem error response from
 ///    the layers inside into problem+json on the way out.
@@ -44,7 +47,8 @@ use error::ApiError;
 /// 4. `TimeoutLayer` — abandons a request after `REQUEST_TIMEOUT_SECONDS`.
 /// 5. CORS, then the security headers.
 /// 6. Inside the routes: the body-size limit, honoured by the extractors that
-///    read bodies, and `record_route`, which reports the matched template.
+///    read bodies; `record_route`, which reports the matched template; and a
+///    second panic catcher, so a handler's panic keeps its route label.
 pub fn router(state: AppState) -> Router {
     let config = &state.config;
     // `Router::layer` wraps each route separately, inside the point where
@@ -54,6 +58,7 @@ pub fn router(state: AppState) -> Router {
     for (name, value) in security_headers(config) {
         app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
     }
+    let sentry = config.sentry.dsn.is_some();
     app.layer(tower::util::option_layer(cors(config)))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -62,6 +67,14 @@ pub fn router(state: AppState) -> Router {
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn_with_state(state.clone(), telemetry::observe))
         .layer(from_fn(request_id::middleware))
+        // Sentry outermost, in the order its maintainers document for axum:
+        // a hub per request, then the HTTP layer (request data, transaction).
+        .layer(tower::util::option_layer(sentry.then(|| {
+            sentry::integrations::tower::SentryHttpLayer::new().enable_transaction()
+        })))
+        .layer(tower::util::option_layer(sentry.then(
+            sentry::integrations::tower::NewSentryLayer::<axum::extract::Request>::new_from_top,
+        )))
 }
 
 /// Every route and the docs, without the outer middleware stack.
@@ -76,7 +89,15 @@ fn routes(state: AppState) -> Router {
         .split_for_parts();
     openapi.info.version = state.config.app_version.clone();
     let max_body_bytes = state.config.max_body_bytes;
+    let api = if state.config.debug_routes {
+        api.merge(debug::routes())
+    } else {
+        api
+    };
     api.merge(SwaggerUi::new(docs::DOCS_PATH).url(docs::OPENAPI_PATH, openapi))
+        // A panicking handler is caught here, inside record_route, so its
+        // 500 keeps the route label; the outer catcher covers middleware.
+        .route_layer(CatchPanicLayer::custom(panic_response))
         .route_layer(from_fn_with_state(state.clone(), telemetry::record_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
@@ -124,5 +145,7 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("non-string panic payload");
-    ApiError::internal(format!("handler panicked: {message}")).into_response()
+    let mut response = ApiError::internal(format!("handler panicked: {message}")).into_response();
+    response.extensions_mut().insert(telemetry::Panicked);
+    response
 }

@@ -40,13 +40,19 @@ impl QueryObserver {
         operation: &'static str,
         statement: impl Future<Output = Result<T, sqlx::Error>>,
     ) -> Result<T, StoreError> {
-        let span = tracing::info_span!(
-            "db.query",
-            otel.name = operation,
-            otel.kind = "client",
-            db.system = self.engine.otel_name(),
-            db.operation = operation,
-        );
+        // A span only inside a request or business step: the monitor's
+        // background checks would otherwise start a new trace every 5 s.
+        let span = if tracing::Span::current().is_none() {
+            tracing::Span::none()
+        } else {
+            tracing::info_span!(
+                "db.query",
+                otel.name = operation,
+                otel.kind = "client",
+                db.system = self.engine.otel_name(),
+                db.operation = operation,
+            )
+        };
         let started = Instant::now();
         let result = statement.instrument(span).await;
         self.metrics

@@ -42,11 +42,17 @@ pub async fn record_route(State(state): State<AppState>, request: Request, next:
         gauge.inc();
         InProgress(gauge)
     });
+    super::error_tracking::tag_route(&route);
     let mut response = next.run(request).await;
     drop(in_progress);
     response.extensions_mut().insert(MatchedRoute(route));
     response
 }
+
+/// Marks a 500 produced by a caught panic: the panic hook already reported
+/// it to error tracking, so it is not reported again as a 5xx.
+#[derive(Debug, Clone, Copy)]
+pub struct Panicked;
 
 /// Decrements the in-progress gauge even if the request future is dropped
 /// (client gone, timeout).
@@ -77,11 +83,33 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .unwrap_or_default();
     let span = tracing::info_span!(
         "http_request",
+        otel.name = %method,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
         request_id = %request_id,
+        trace_id = tracing::field::Empty,
+        span_id = tracing::field::Empty,
+        user_id = tracing::field::Empty,
         method = %method,
         route = tracing::field::Empty,
         status = tracing::field::Empty,
+        http.request.method = %method,
+        http.route = tracing::field::Empty,
+        http.response.status_code = tracing::field::Empty,
+        url.scheme = "http",
+        user_agent.original = request
+            .headers()
+            .get(http::header::USER_AGENT)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or(""),
     );
+    super::traces::continue_trace(&span, request.headers());
+    let trace = super::traces::span_ids(&span);
+    if let Some((trace_id, span_id, _)) = &trace {
+        span.record("trace_id", trace_id.as_str());
+        span.record("span_id", span_id.as_str());
+    }
+    super::error_tracking::tag_request(&request_id, trace.as_ref());
     let response = next.run(request).instrument(span.clone()).await;
 
     let route = response
@@ -90,8 +118,14 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .map_or(UNMATCHED, |r| r.0.as_str());
     let status = response.status();
     let elapsed = started.elapsed();
+    super::traces::rename(&span, format!("{method} {route}"));
     span.record("route", route);
+    span.record("http.route", route);
     span.record("status", status.as_u16());
+    span.record("http.response.status_code", status.as_u16());
+    if status.is_server_error() {
+        span.record("otel.status_code", "error");
+    }
 
     if state.config.metrics_enabled && route != METRICS_ROUTE {
         let metrics = &state.metrics;
@@ -104,7 +138,13 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
                 status: status.as_u16(),
             })
             .inc();
-        let exemplar = super::current_trace_id(&span).map(|trace_id| TraceExemplar { trace_id });
+        // Only exported (enabled and sampled) traces are worth linking.
+        let exemplar = trace
+            .as_ref()
+            .filter(|(_, _, sampled)| *sampled && state.config.tracing.enabled)
+            .map(|(trace_id, _, _)| TraceExemplar {
+                trace_id: trace_id.clone(),
+            });
         metrics
             .http_request_duration
             .get_or_create(&RouteLabels {
@@ -129,6 +169,12 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
 
     let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
     let cause = response.extensions().get::<ErrorCause>().map(|c| c.0.as_str());
+    if status.is_server_error()
+        && response.extensions().get::<Panicked>().is_none()
+        && let Some(cause) = cause
+    {
+        super::error_tracking::capture_server_error(status.as_u16(), route, cause);
+    }
     let status = status.as_u16();
     let level = if status >= 500 {
         Level::ERROR

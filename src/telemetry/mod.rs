@@ -1,52 +1,113 @@
-//! Logs and metrics; traces and error tracking plug in here.
+//! Logs, metrics, traces and error tracking, all correlated by request id
+//! and trace id.
 //!
-//! [`init`] installs one `tracing` subscriber for the process: an env filter
-//! (`RUST_LOG`, else `LOG_LEVEL`) and a formatter writing one JSON object per
-//! line to stdout (or a human format with `LOG_FORMAT=pretty`).
+//! [`init`] installs one `tracing` subscriber built from layers:
+//! - [`json::CorrelationLayer`] keeps each span's request id, trace id, user
+//!   id and route, so every log line inside a request carries them;
+//! - the formatter (JSON lines, or `LOG_FORMAT=pretty`), filtered by
+//!   `RUST_LOG`/`LOG_LEVEL`;
+//! - OpenTelemetry ([`traces`]), which sees the service's own spans whatever
+//!   the log level, so a quiet log never means missing traces;
+//! - Sentry breadcrumbs ([`error_tracking`]) when `SENTRY_DSN` is set.
+//!
+//! It returns a guard that flushes the span exporter when dropped.
 
 mod access_log;
+pub mod error_tracking;
+pub mod json;
 pub mod metrics;
 mod process;
+pub mod traces;
 
-pub use access_log::{MatchedRoute, observe, record_route};
+pub use access_log::{MatchedRoute, Panicked, observe, record_route};
 
+use opentelemetry_sdk::trace::SdkTracerProvider;
+use tracing::Level;
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::Layer;
+use tracing_subscriber::filter::Targets;
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
 
 use crate::config::{Config, LogFormat};
 
-/// Flushes telemetry when dropped; keep it alive for the life of `main`.
+/// Flushes and stops telemetry when dropped; keep it alive for the life of
+/// the command, and drop it before the runtime.
 #[must_use = "dropping the guard stops telemetry"]
 pub struct TelemetryGuard {
-    _private: (),
+    tracer_provider: SdkTracerProvider,
 }
 
-/// Installs the global subscriber. Call once, before the runtime serves.
-pub fn init(config: &Config) -> TelemetryGuard {
-    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
-    let registry = tracing_subscriber::registry().with(filter);
-    let result = match config.log_format {
-        LogFormat::Json => registry
-            .with(
-                tracing_subscriber::fmt::layer()
-                    .json()
-                    .flatten_event(true)
-                    .with_current_span(false)
-                    .with_span_list(false)
-                    .with_target(true),
-            )
-            .try_init(),
-        LogFormat::Pretty => registry.with(tracing_subscriber::fmt::layer()).try_init(),
+impl Drop for TelemetryGuard {
+    fn drop(&mut self) {
+        if let Err(err) = self.tracer_provider.shutdown() {
+            eprintln!("telemetry: flushing spans failed: {err}");
+        }
+    }
+}
+
+/// Sends panic messages through the log as one JSON line (with the request's
+/// correlation fields) instead of plain text on stderr. Install before
+/// Sentry, whose panic handler calls this one after reporting.
+pub fn install_panic_log_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "non-string panic payload".to_owned());
+        tracing::error!(panic.location = %location, panic.message = %message, "panic");
+    }));
+}
+
+/// Installs the global subscriber. Call inside the Tokio runtime (the gRPC
+/// exporter binds to it), after [`error_tracking::init`].
+pub fn init(config: &Config) -> Result<TelemetryGuard, traces::TracingError> {
+    let tracer_provider = traces::provider(config)?;
+    traces::install_propagator();
+    // Our own spans and events; other crates' only at warn and above.
+    let ours = || {
+        Targets::new()
+            .with_target("amani", Level::INFO)
+            .with_default(Level::WARN)
     };
+    let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
+    let (json, pretty) = match config.log_format {
+        LogFormat::Json => (
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .event_format(json::JsonLines)
+                    .with_filter(filter),
+            ),
+            None,
+        ),
+        LogFormat::Pretty => (None, Some(tracing_subscriber::fmt::layer().with_filter(filter))),
+    };
+    let otel = tracing_opentelemetry::layer()
+        .with_tracer(traces::tracer(&tracer_provider))
+        .with_filter(ours());
+    let breadcrumbs = config
+        .sentry
+        .dsn
+        .as_ref()
+        .map(|_| error_tracking::breadcrumbs().with_filter(ours()));
+    let result = tracing_subscriber::registry()
+        .with(json::CorrelationLayer.with_filter(ours()))
+        .with(json)
+        .with(pretty)
+        .with(otel)
+        .with(breadcrumbs)
+        .try_init();
     if let Err(err) = result {
         eprintln!("telemetry: a global subscriber was already installed: {err}");
     }
-    TelemetryGuard { _private: () }
-}
-
-/// The OpenTelemetry trace id of `span`, when tracing is on and the span is
-/// sampled; used as the exemplar of latency observations.
-pub fn current_trace_id(_span: &tracing::Span) -> Option<String> {
-    None
+    if let (true, crate::config::TracingExporter::Unknown(name)) = (config.tracing.enabled, &config.tracing.exporter) {
+        tracing::warn!(exporter = %name, "unknown TRACING_EXPORTER: spans will not be exported");
+    }
+    Ok(TelemetryGuard { tracer_provider })
 }

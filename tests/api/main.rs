@@ -3,10 +3,14 @@
 
 mod helpers;
 mod proxy;
+mod server;
 
 mod cli;
+mod error_tracking;
 mod http_errors;
+mod logs;
 mod metrics;
 mod monitoring;
 mod probes;
 mod service;
+mod traces;

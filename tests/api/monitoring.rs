@@ -311,3 +311,67 @@ async fn a_real_prometheus_scrapes_amani_and_sees_requests_by_route_template() {
         .await;
     assert_eq!(body["data"]["result"][0]["metric"]["endpoint"], "/api/v1/ping");
 }
+
+/// A slow bucket on the dashboard links to a trace: Prometheus, scraping
+/// OpenMetrics with exemplar storage on, stores the request's trace id.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn prometheus_stores_trace_id_exemplars_for_request_latency() {
+    let collector = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&collector)
+        .await;
+    let server = crate::server::Server::start(&[
+        ("TRACING_ENABLED", "true"),
+        ("OTLP_PROTOCOL", "http/protobuf"),
+        ("OTLP_ENDPOINT", &collector.uri()),
+    ]);
+    let prometheus = Prometheus::start(&server.addr.to_string(), None, None).await;
+    prometheus
+        .wait_for_series(r#"up{job="amani"} == 1"#, Duration::from_secs(20))
+        .await;
+
+    let trace_id = "5bf92f3577b34da6a3ce929d0e0e4736";
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let response = client
+            .get(server.url("/api/v1/version"))
+            .header("traceparent", format!("00-{trace_id}-00f067aa0ba902b7-01"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 200);
+    }
+    let query =
+        url::form_urlencoded::byte_serialize(br#"http_request_duration_seconds_bucket{endpoint="/api/v1/version"}"#)
+            .collect::<String>();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let started = Instant::now();
+    loop {
+        let body = prometheus
+            .api(&format!(
+                "/api/v1/query_exemplars?query={query}&start={}&end={}",
+                now - 60,
+                now + 60
+            ))
+            .await;
+        let found = body["data"].as_array().into_iter().flatten().any(|series| {
+            series["exemplars"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| e["labels"]["trace_id"] == trace_id)
+        });
+        if found {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "no exemplar with the trace id: {body}"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}

@@ -1,0 +1,249 @@
+//! OpenTelemetry export, checked on what reached a local OTLP receiver.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTraceServiceRequest, ExportTraceServiceResponse};
+use opentelemetry_proto::tonic::common::v1::any_value::Value;
+use opentelemetry_proto::tonic::trace::v1::Span;
+use prost::Message;
+
+use crate::helpers::free_port;
+use crate::server::{Server, eventually};
+
+const CALLER_TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+const CALLER_SPAN: &str = "00f067aa0ba902b7";
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn attribute(span: &Span, key: &str) -> Option<String> {
+    span.attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        kv.value.as_ref().and_then(|v| match &v.value {
+            Some(Value::StringValue(s)) => Some(s.clone()),
+            Some(Value::IntValue(i)) => Some(i.to_string()),
+            _ => None,
+        })
+    })
+}
+
+/// Spans received, with their resource's `service.name`.
+#[derive(Clone, Default)]
+struct Received(Arc<Mutex<Vec<(String, Span)>>>);
+
+impl Received {
+    fn record(&self, request: ExportTraceServiceRequest) {
+        let mut spans = self.0.lock().unwrap();
+        for resource_spans in request.resource_spans {
+            let service = resource_spans
+                .resource
+                .as_ref()
+                .and_then(|r| r.attributes.iter().find(|kv| kv.key == "service.name"))
+                .and_then(|kv| kv.value.as_ref())
+                .and_then(|v| match &v.value {
+                    Some(Value::StringValue(s)) => Some(s.clone()),
+                    _ => None,
+                })
+                .unwrap_or_default();
+            for scope in resource_spans.scope_spans {
+                for span in scope.spans {
+                    spans.push((service.clone(), span));
+                }
+            }
+        }
+    }
+
+    fn spans(&self) -> Vec<(String, Span)> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[tonic::async_trait]
+impl TraceService for Received {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        self.record(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse::default()))
+    }
+}
+
+async fn start_grpc_receiver() -> (u16, Received) {
+    let received = Received::default();
+    let port = free_port();
+    let service = TraceServiceServer::new(received.clone());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    (port, received)
+}
+
+/// Sends a health check carrying the caller's `traceparent` and returns the
+/// server span and the spans received for that trace.
+async fn traced_health_check(server: &Server, received: &Received) -> (Span, Vec<Span>) {
+    let response = reqwest::Client::new()
+        .get(server.url("/api/v1/health"))
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .header("x-request-id", "trace-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    eventually(Duration::from_secs(20), "the server span", async || {
+        let spans: Vec<Span> = received
+            .spans()
+            .into_iter()
+            .map(|(service, span)| {
+                assert_eq!(service, "amani");
+                span
+            })
+            .filter(|s| hex(&s.trace_id) == CALLER_TRACE)
+            .collect();
+        let server_span = spans.iter().find(|s| s.name == "GET /api/v1/health")?.clone();
+        spans
+            .iter()
+            .any(|s| s.name.starts_with("health."))
+            .then_some((server_span, spans))
+    })
+    .await
+}
+
+fn assert_request_trace(server_span: &Span, spans: &[Span]) {
+    assert_eq!(
+        hex(&server_span.parent_span_id),
+        CALLER_SPAN,
+        "the caller's span is the parent"
+    );
+    assert_eq!(attribute(server_span, "http.route").as_deref(), Some("/api/v1/health"));
+    assert_eq!(attribute(server_span, "http.request.method").as_deref(), Some("GET"));
+    assert_eq!(
+        attribute(server_span, "http.response.status_code").as_deref(),
+        Some("200")
+    );
+    assert_eq!(attribute(server_span, "request_id").as_deref(), Some("trace-test-1"));
+    let db_span = spans
+        .iter()
+        .find(|s| s.name == "health.ping")
+        .expect("a span per database statement");
+    assert_eq!(
+        db_span.parent_span_id, server_span.span_id,
+        "database spans are children of the request"
+    );
+    assert_eq!(attribute(db_span, "db.system").as_deref(), Some("sqlite"));
+    assert_eq!(attribute(db_span, "db.operation").as_deref(), Some("health.ping"));
+    assert!(
+        db_span.attributes.iter().all(|kv| !kv.key.contains("statement")),
+        "no SQL text or parameters"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_grpc_continuing_the_callers_trace() {
+    let (port, received) = start_grpc_receiver().await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server::start(&[
+        ("TRACING_ENABLED", "true"),
+        ("TRACING_EXPORTER", "otlp"),
+        ("OTLP_PROTOCOL", "grpc"),
+        ("OTLP_ENDPOINT", &endpoint),
+    ]);
+    let (server_span, spans) = traced_health_check(&server, &received).await;
+    assert_request_trace(&server_span, &spans);
+
+    // Spans still in the batch when SIGTERM arrives are flushed, not lost.
+    let response = reqwest::get(server.url("/api/v1/version")).await.unwrap();
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        tokio::task::spawn_blocking(move || server.stop()).await.unwrap(),
+        Some(0)
+    );
+    let names: Vec<String> = received.spans().into_iter().map(|(_, s)| s.name).collect();
+    assert!(names.iter().any(|n| n == "GET /api/v1/version"), "{names:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn spans_are_exported_over_otlp_http_protobuf_with_the_configured_headers() {
+    let collector = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .and(wiremock::matchers::path("/v1/traces"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&collector)
+        .await;
+    let server = Server::start(&[
+        ("TRACING_ENABLED", "true"),
+        ("OTLP_PROTOCOL", "http/protobuf"),
+        ("OTLP_ENDPOINT", &collector.uri()),
+        ("OTLP_HEADERS", "x-api-key=collector-key,x-tenant=amani"),
+    ]);
+    let received = Received::default();
+    let response = reqwest::Client::new()
+        .get(server.url("/api/v1/health"))
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .header("x-request-id", "trace-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (server_span, spans) = eventually(Duration::from_secs(20), "spans over HTTP", async || {
+        for request in collector.received_requests().await.unwrap_or_default() {
+            assert_eq!(request.headers.get("x-api-key").unwrap(), "collector-key");
+            assert_eq!(request.headers.get("x-tenant").unwrap(), "amani");
+            received.record(ExportTraceServiceRequest::decode(request.body.as_slice()).expect("OTLP protobuf"));
+        }
+        let spans: Vec<Span> = received.spans().into_iter().map(|(_, s)| s).collect();
+        let server_span = spans.iter().find(|s| s.name == "GET /api/v1/health")?.clone();
+        Some((server_span, spans))
+    })
+    .await;
+    assert_request_trace(&server_span, &spans);
+}
+
+#[test]
+fn the_console_exporter_prints_spans() {
+    let server = Server::start(&[("TRACING_ENABLED", "true"), ("TRACING_EXPORTER", "console")]);
+    let status = reqwest::blocking::get(server.url("/api/v1/ping")).map(|r| r.status().as_u16());
+    assert_eq!(status.ok(), Some(200));
+    let output = {
+        let started = std::time::Instant::now();
+        loop {
+            let output = server.output().join("\n");
+            if output.contains("GET /api/v1/ping") || started.elapsed() > Duration::from_secs(15) {
+                break output;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    };
+    assert!(output.contains("GET /api/v1/ping"), "{output}");
+}
+
+#[test]
+fn an_unknown_exporter_fails_start_up_in_production_and_only_warns_elsewhere() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_amani"))
+        .env_clear()
+        .current_dir(dir.path())
+        .envs([
+            ("ENVIRONMENT", "production"),
+            ("SECRET_KEY", "0123456789abcdef0123456789abcdef-prod"),
+            ("TRACING_ENABLED", "true"),
+            ("TRACING_EXPORTER", "zipkin"),
+        ])
+        .arg("check-config")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&output.stderr).contains("TRACING_EXPORTER"));
+
+    let server = Server::start(&[("TRACING_ENABLED", "true"), ("TRACING_EXPORTER", "zipkin")]);
+    let logs = server.logs();
+    assert!(
+        logs.iter().any(|l| l["level"] == "WARN" && l["exporter"] == "zipkin"),
+        "{logs:#?}"
+    );
+}
