@@ -157,14 +157,30 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
+        let cause = error_chain(&err);
         if err.is_unavailable() {
             let mut api = ApiError::unavailable("the database is unavailable; try again shortly");
-            api.cause = Some(err.to_string());
+            api.cause = Some(cause);
             api
         } else {
-            ApiError::internal(err)
+            ApiError::internal(cause)
         }
     }
+}
+
+/// An error and its sources, outermost first: `a: b: c`.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(inner) = source {
+        let next = inner.to_string();
+        if !text.contains(&next) {
+            text.push_str(": ");
+            text.push_str(&next);
+        }
+        source = inner.source();
+    }
+    text
 }
 
 impl From<JsonRejection> for ApiError {
