@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Makes sure the services the test suite talks to are installed and running
-# on this machine: PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres)
-# and the monitoring tools some tests run (promtool, prometheus, alertmanager,
+# on this machine: PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres),
+# Redis on 127.0.0.1:6379, and the monitoring tools some tests run (promtool, prometheus, alertmanager,
 # amtool). Safe to run again; installs only what is missing (needs root for
 # that, as on CI).
 set -euo pipefail
@@ -31,6 +31,20 @@ if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
   for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
 fi
 pg_isready -h 127.0.0.1 -p 5432 || { log "PostgreSQL is not answering on 127.0.0.1:5432"; exit 1; }
+
+# --- Redis (shared rate limits) -------------------------------------------------
+if ! command -v redis-server >/dev/null 2>&1; then
+  log "installing Redis"
+  apt_install redis-server
+fi
+if ! redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1; then
+  log "starting Redis"
+  mkdir -p /var/lib/redis /var/log/redis
+  redis-server --daemonize yes --bind 127.0.0.1 -::1 --port 6379 --save "" --appendonly no \
+    --dir /var/lib/redis --logfile /var/log/redis/ci.log
+  for _ in $(seq 1 30); do redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null 2>&1 && break; sleep 1; done
+fi
+redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { log "Redis is not answering on 127.0.0.1:6379"; exit 1; }
 
 # --- Monitoring tools ---------------------------------------------------------
 need=()

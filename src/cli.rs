@@ -31,6 +31,23 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and print what would be used (secrets masked).
     CheckConfig,
+    /// Administration from the command line.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AdminCommand {
+    /// Create an admin account. The password is read from standard input
+    /// (one line) or from AMANI_ADMIN_PASSWORD, never from the command line.
+    Create {
+        #[arg(long)]
+        email: String,
+        #[arg(long, default_value = "Administrator")]
+        full_name: String,
+    },
 }
 
 /// Exit code for a configuration the service refuses to start with.
@@ -48,6 +65,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::CheckConfig => check_config(&config),
         Command::Serve => run_async(config, serve),
         Command::Migrate => run_async(config, migrate),
+        Command::Admin {
+            command: AdminCommand::Create { email, full_name },
+        } => run_async(config, move |config| create_admin(config, email, full_name)),
     }
 }
 
@@ -127,5 +147,63 @@ async fn migrate(config: Config) -> Result<(), String> {
         "migrations applied; schema version {version}, {} pending",
         status.pending
     );
+    Ok(())
+}
+
+async fn create_admin(config: Config, email: String, full_name: String) -> Result<(), String> {
+    use crate::domain::account::{Email, Role, bounded_text, check_password_policy};
+    use crate::store::users::{self, NewUser};
+    use secrecy::SecretString;
+
+    let email = Email::parse(&email).map_err(|e| e.to_string())?;
+    let full_name = bounded_text("full_name", &full_name, 120).map_err(|e| e.to_string())?;
+    let password = match std::env::var("AMANI_ADMIN_PASSWORD") {
+        Ok(password) if !password.is_empty() => password,
+        _ => {
+            let mut line = String::new();
+            std::io::stdin()
+                .read_line(&mut line)
+                .map_err(|e| format!("cannot read the password from standard input: {e}"))?;
+            line.trim_end_matches(['\n', '\r']).to_owned()
+        }
+    };
+    check_password_policy(&password, &email).map_err(|e| e.to_string())?;
+    let hash = crate::auth::passwords::hash(SecretString::from(password))
+        .await
+        .map_err(|e| e.to_string())?;
+
+    let metrics = Metrics::new(&config, &BuildInfo::current());
+    let db = Database::new(&config.database, metrics).map_err(|e| e.to_string())?;
+    db.migrate().await.map_err(|e| format!("database not ready: {e}"))?;
+    let mut tx = db.begin().await.map_err(|e| e.to_string())?;
+    let user = users::insert(
+        &mut tx,
+        NewUser {
+            email: &email,
+            password_hash: &hash,
+            full_name: &full_name,
+            role: Role::Admin,
+            phone_number: None,
+            bio: None,
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    crate::store::audit::record(
+        &mut tx,
+        crate::store::audit::AuditEvent {
+            actor_id: None,
+            action: "user.admin_created",
+            target_type: "user",
+            target_id: Some(&user.id),
+            request_id: None,
+            details: serde_json::json!({ "via": "cli" }),
+        },
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    tx.commit().await.map_err(|e| e.to_string())?;
+    db.close().await;
+    println!("admin created: {} ({})", user.email, user.id);
     Ok(())
 }

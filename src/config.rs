@@ -134,6 +134,20 @@ pub struct SentryConfig {
 }
 
 #[derive(Debug, Clone)]
+pub struct RateLimitConfig {
+    pub enabled: bool,
+    /// Sustained requests per minute per key (client IP, email).
+    pub per_minute: u32,
+    /// Requests allowed at once before the sustained rate applies.
+    pub burst: u32,
+    /// `REDIS_URL`: share the limits across replicas; in-process without it.
+    pub redis_url: Option<SecretString>,
+    /// Take the client IP from the last `X-Forwarded-For` hop (set only
+    /// behind a proxy that writes it; otherwise clients could pick their IP).
+    pub trust_forwarded_for: bool,
+}
+
+#[derive(Debug, Clone)]
 pub struct DatabaseConfig {
     pub url: SecretString,
     pub max_connections: u32,
@@ -172,6 +186,10 @@ pub struct Config {
     pub metrics_token: Option<SecretString>,
     pub tracing: TracingConfig,
     pub sentry: SentryConfig,
+    pub rate_limit: RateLimitConfig,
+    /// 32-byte key sealing KYC data at rest (`KYC_ENCRYPTION_KEY`); derived
+    /// from `SECRET_KEY` when unset.
+    pub kyc_encryption_key: Option<[u8; 32]>,
     /// Diagnostic routes that fail on purpose (`/api/v1/debug/*`), to check
     /// error tracking end to end in staging. Refused in production.
     pub debug_routes: bool,
@@ -228,6 +246,30 @@ impl Config {
                 expected: "a DSN such as https://KEY@o0.ingest.sentry.io/PROJECT, or empty".into(),
             });
         }
+        let rate_limit = RateLimitConfig {
+            enabled: vars.parse_bool("RATE_LIMIT_ENABLED", true)?,
+            per_minute: vars.parse_range("RATE_LIMIT_PER_MINUTE", 60, 1..=1_000_000)?,
+            burst: vars.parse_range("RATE_LIMIT_BURST_SIZE", 10, 1..=1_000_000)?,
+            redis_url: vars.get("REDIS_URL").map(|u| SecretString::from(u.to_owned())),
+            trust_forwarded_for: vars.parse_bool("TRUST_FORWARDED_FOR", false)?,
+        };
+        if let Some(url) = &rate_limit.redis_url
+            && !(url.expose_secret().starts_with("redis://") || url.expose_secret().starts_with("rediss://"))
+        {
+            return Err(ConfigError::Invalid {
+                name: "REDIS_URL",
+                value: redact_url_password(url.expose_secret()),
+                expected: "redis://HOST:6379 (or rediss:// for TLS)".into(),
+            });
+        }
+        let kyc_encryption_key = match vars.get("KYC_ENCRYPTION_KEY") {
+            None => None,
+            Some(raw) => Some(crate::auth::seal::parse_key(raw).ok_or_else(|| ConfigError::Invalid {
+                name: "KYC_ENCRYPTION_KEY",
+                value: "<hidden>".into(),
+                expected: "32 bytes as 64 hex characters or base64 (openssl rand -hex 32)".into(),
+            })?),
+        };
         let debug_routes = vars.parse_bool("ENABLE_DEBUG_ROUTES", false)?;
         if debug_routes && environment == Environment::Production {
             return Err(ConfigError::Refused {
@@ -275,6 +317,8 @@ impl Config {
             metrics_token: vars.get("METRICS_TOKEN").map(|t| SecretString::from(t.to_owned())),
             tracing,
             sentry,
+            rate_limit,
+            kyc_encryption_key,
             debug_routes,
         })
     }
@@ -344,6 +388,12 @@ impl Config {
             "SENTRY_PROFILES_SAMPLE_RATE": self.sentry.profiles_sample_rate,
             "SENTRY_SEND_PII": self.sentry.send_pii,
             "ENABLE_DEBUG_ROUTES": self.debug_routes,
+            "RATE_LIMIT_ENABLED": self.rate_limit.enabled,
+            "RATE_LIMIT_PER_MINUTE": self.rate_limit.per_minute,
+            "RATE_LIMIT_BURST_SIZE": self.rate_limit.burst,
+            "REDIS_URL": self.rate_limit.redis_url.as_ref().map(|u| redact_url_password(u.expose_secret())),
+            "TRUST_FORWARDED_FOR": self.rate_limit.trust_forwarded_for,
+            "KYC_ENCRYPTION_KEY": if self.kyc_encryption_key.is_some() { "<set>" } else { "<derived from SECRET_KEY>" },
         })
     }
 }

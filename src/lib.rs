@@ -9,6 +9,7 @@
 //! - [`telemetry`]: logs (and the seams for metrics, traces, Sentry);
 //! - [`lifecycle`]: draining and shutdown.
 
+pub mod auth;
 pub mod build_info;
 pub mod cli;
 pub mod config;
@@ -16,6 +17,7 @@ pub mod domain;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
+pub mod ratelimit;
 pub mod startup;
 pub mod state;
 pub mod store;

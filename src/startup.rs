@@ -8,9 +8,14 @@ use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
+use secrecy::ExposeSecret;
+
+use crate::auth::seal::Sealer;
+use crate::auth::tokens::TokenKeys;
 use crate::build_info::BuildInfo;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
+use crate::ratelimit::RateLimiter;
 use crate::state::{App, AppState};
 use crate::store::Database;
 use crate::telemetry::metrics::Metrics;
@@ -26,6 +31,10 @@ pub enum StartError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("database configuration: {0}")]
     Database(#[from] crate::store::StoreError),
+    #[error("REDIS_URL: {0}")]
+    Redis(#[from] redis::RedisError),
+    #[error("KYC encryption key: {0}")]
+    Seal(#[from] crate::auth::seal::SealError),
 }
 
 impl Application {
@@ -42,7 +51,14 @@ impl Application {
         if config.is_production() && config.metrics_enabled && config.metrics_token.is_none() {
             tracing::warn!("METRICS_TOKEN is not set: /metrics is open to anyone who can reach this port");
         }
+        let sealer = match &config.kyc_encryption_key {
+            Some(key) => Sealer::from_key(key)?,
+            None => Sealer::derive(config.secret_key.expose_secret().as_bytes())?,
+        };
         let state = AppState::new(App {
+            tokens: TokenKeys::new(&config.secret_key, config.access_token_expire_minutes),
+            limiter: RateLimiter::new(&config.rate_limit)?,
+            sealer,
             config,
             db,
             metrics,
@@ -115,5 +131,18 @@ impl Application {
 
 fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let db = Arc::clone(&state.db);
-    vec![tokio::spawn(db.run_monitor(state.lifecycle.subscribe()))]
+    let limiter_state = state.clone();
+    let mut stop = state.lifecycle.subscribe();
+    vec![
+        tokio::spawn(db.run_monitor(state.lifecycle.subscribe())),
+        // Forget idle rate-limit keys so the in-process map stays small.
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(60)) => limiter_state.limiter.shrink(),
+                    _ = stop.changed() => return,
+                }
+            }
+        }),
+    ]
 }

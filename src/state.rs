@@ -3,9 +3,12 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::auth::seal::Sealer;
+use crate::auth::tokens::TokenKeys;
 use crate::build_info::BuildInfo;
 use crate::config::Config;
 use crate::lifecycle::Lifecycle;
+use crate::ratelimit::RateLimiter;
 use crate::store::Database;
 use crate::telemetry::metrics::Metrics;
 
@@ -19,6 +22,9 @@ pub struct App {
     pub metrics: Arc<Metrics>,
     pub lifecycle: Lifecycle,
     pub build: BuildInfo,
+    pub tokens: TokenKeys,
+    pub sealer: Sealer,
+    pub limiter: RateLimiter,
 }
 
 impl AppState {

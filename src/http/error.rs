@@ -51,6 +51,8 @@ pub struct ApiError {
     detail: String,
     cause: Option<String>,
     retry_after_seconds: Option<u64>,
+    /// Adds `WWW-Authenticate: Bearer` (401 responses).
+    bearer_challenge: bool,
 }
 
 impl ApiError {
@@ -61,7 +63,28 @@ impl ApiError {
             detail: detail.into(),
             cause: None,
             retry_after_seconds: None,
+            bearer_challenge: false,
         }
+    }
+
+    pub fn unauthorized(detail: impl Into<String>) -> ApiError {
+        let mut err = ApiError::new(StatusCode::UNAUTHORIZED, "unauthorized", detail);
+        err.bearer_challenge = true;
+        err
+    }
+
+    pub fn forbidden(detail: impl Into<String>) -> ApiError {
+        ApiError::new(StatusCode::FORBIDDEN, "forbidden", detail)
+    }
+
+    pub fn too_many_requests(retry_after: std::time::Duration) -> ApiError {
+        let seconds = retry_after.as_secs() + u64::from(retry_after.subsec_nanos() > 0);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate-limited",
+            format!("too many attempts; retry after {seconds} s"),
+        )
+        .retry_after(seconds.max(1))
     }
 
     pub fn bad_request(detail: impl Into<String>) -> ApiError {
@@ -142,6 +165,11 @@ impl IntoResponse for ApiError {
         response
             .headers_mut()
             .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
+        if self.bearer_challenge {
+            response
+                .headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
         if let Some(seconds) = self.retry_after_seconds {
             response
                 .headers_mut()
@@ -157,6 +185,9 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
+        if let StoreError::Duplicate(what) = err {
+            return ApiError::conflict(format!("{what} already exists"));
+        }
         let cause = error_chain(&err);
         if err.is_unavailable() {
             let mut api = ApiError::unavailable("the database is unavailable; try again shortly");
@@ -181,6 +212,15 @@ pub fn error_chain(err: &dyn std::error::Error) -> String {
         source = inner.source();
     }
     text
+}
+
+impl From<crate::domain::DomainError> for ApiError {
+    fn from(err: crate::domain::DomainError) -> ApiError {
+        match err {
+            crate::domain::DomainError::Invalid { .. } => ApiError::unprocessable(err.to_string()),
+            crate::domain::DomainError::Conflict(reason) => ApiError::conflict(reason),
+        }
+    }
 }
 
 impl From<JsonRejection> for ApiError {

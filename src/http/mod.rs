@@ -1,9 +1,13 @@
 //! The HTTP surface: the router, its middleware stack, and one module per
 //! resource.
 
+pub mod admin;
+pub mod auth;
 pub mod debug;
 pub mod docs;
 pub mod error;
+pub mod extract;
+pub mod kyc;
 pub mod metrics;
 pub mod request_id;
 pub mod service;
@@ -86,6 +90,24 @@ fn routes(state: AppState) -> Router {
         .routes(routes!(service::health))
         .routes(routes!(service::readiness))
         .routes(routes!(metrics::metrics))
+        .routes(routes!(auth::signup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::me, auth::update_me))
+        .routes(routes!(auth::change_password))
+        .routes(routes!(kyc::status))
+        .routes(routes!(kyc::admin_list))
+        .routes(routes!(kyc::approve))
+        .routes(routes!(kyc::reject))
+        .routes(routes!(kyc::document))
+        .routes(routes!(admin::deactivate_user))
+        // Documents are larger than ordinary bodies; only these routes say so
+        // (the innermost limit wins).
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(kyc::submit))
+                .routes(routes!(kyc::resubmit))
+                .layer(DefaultBodyLimit::max(kyc::MULTIPART_LIMIT)),
+        )
         .split_for_parts();
     openapi.info.version = state.config.app_version.clone();
     let max_body_bytes = state.config.max_body_bytes;

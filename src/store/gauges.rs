@@ -7,6 +7,10 @@ use crate::state::AppState;
 /// Reads the current values and sets the gauges. Features add their queries
 /// here as their tables arrive.
 pub async fn refresh(state: &AppState) -> Result<(), StoreError> {
-    let _conn = state.db.acquire().await?;
+    let mut conn = state.db.acquire().await?;
+    state
+        .metrics
+        .kyc_pending
+        .set(super::kyc::count_pending(&mut conn).await?);
     Ok(())
 }

@@ -26,6 +26,8 @@
 pub mod audit;
 pub mod gauges;
 mod handle;
+pub mod kyc;
+pub mod users;
 
 pub use handle::{Conn, DbHandle, QueryObserver, Tx};
 
@@ -47,7 +49,7 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Tables the service cannot serve without; readiness checks they exist.
 /// Each feature adds its tables here together with its migration.
-pub const REQUIRED_TABLES: &[&str] = &["audit_events"];
+pub const REQUIRED_TABLES: &[&str] = &["audit_events", "users", "kyc_submissions", "kyc_documents"];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -82,6 +84,9 @@ pub enum StoreError {
     /// The database cannot be reached, or its schema is not ready to serve.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A unique constraint refused the write: `what` already exists.
+    #[error("{0} already exists")]
+    Duplicate(&'static str),
     #[error(transparent)]
     Sqlx(#[from] sqlx::Error),
     #[error(transparent)]
@@ -95,8 +100,17 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => true,
             StoreError::Sqlx(err) => is_connection_error(err),
-            StoreError::Migrate(_) => false,
+            StoreError::Duplicate(_) | StoreError::Migrate(_) => false,
         }
+    }
+}
+
+/// Turns a unique-constraint violation into [`StoreError::Duplicate`], at
+/// the query that can cause it.
+pub fn map_duplicate(what: &'static str) -> impl Fn(StoreError) -> StoreError {
+    move |err| match &err {
+        StoreError::Sqlx(sqlx::Error::Database(db)) if db.is_unique_violation() => StoreError::Duplicate(what),
+        _ => err,
     }
 }
 

@@ -147,3 +147,45 @@ async fn migrate_applies_every_migration_and_is_idempotent(engine: Engine) {
         assert!(stdout.contains("0 pending"), "{stdout}");
     }
 }
+
+/// Admins come only from the CLI, with the password on standard input.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_reads_the_password_from_stdin_and_the_admin_can_log_in() {
+    use std::io::Write;
+    let db = TestDb::create(Engine::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = amani(dir.path(), &[("DATABASE_URL", &db.url)])
+        .args(["admin", "create", "--email", "Root@Example.com"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"an admin passphrase\n").unwrap();
+    let output = child.wait_with_output().unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).contains("admin created: root@example.com"));
+
+    let app = crate::helpers::TestApp::spawn(&db).await;
+    let (status, login) = crate::helpers::json(app.login("root@example.com", "an admin passphrase").await).await;
+    assert_eq!(status, 200);
+    let token = login["access_token"].as_str().unwrap();
+    let queue = app
+        .authed(reqwest::Method::GET, "/api/v1/admin/kyc", token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(queue.status(), 200, "the CLI-made account is an admin");
+
+    // A weak password is refused and nothing is created.
+    let mut weak = amani(dir.path(), &[("DATABASE_URL", &db.url)])
+        .args(["admin", "create", "--email", "weak@example.com"])
+        .stdin(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    weak.stdin.take().unwrap().write_all(b"short\n").unwrap();
+    let output = weak.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("at least 10"));
+}

@@ -270,3 +270,87 @@ pub fn free_port() -> u16 {
         .map(|a| a.port())
         .expect("free port")
 }
+
+/// The password every test user gets (it satisfies the policy).
+pub const PASSWORD: &str = "correct horse battery";
+
+/// A user created through the API, with a fresh access token.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: String,
+    pub email: String,
+    pub token: String,
+}
+
+impl TestApp {
+    pub async fn post_json(&self, path: &str, body: &serde_json::Value) -> reqwest::Response {
+        self.client.post(self.url(path)).json(body).send().await.expect("POST")
+    }
+
+    /// A request with the user's bearer token.
+    pub fn authed(&self, method: reqwest::Method, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.client.request(method, self.url(path)).bearer_auth(token)
+    }
+
+    pub async fn signup(&self, email: &str, role: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/signup",
+            &serde_json::json!({ "email": email, "password": PASSWORD, "full_name": "Test User", "role": role }),
+        )
+        .await
+    }
+
+    pub async fn login(&self, email: &str, password: &str) -> reqwest::Response {
+        self.post_json(
+            "/api/v1/auth/login",
+            &serde_json::json!({ "email": email, "password": password }),
+        )
+        .await
+    }
+
+    /// Signs up a new user with a unique email and logs in.
+    pub async fn user(&self, role: &str) -> TestUser {
+        let email = format!("{role}-{}@example.com", uuid::Uuid::new_v4().simple());
+        let (status, body) = json(self.signup(&email, role).await).await;
+        assert_eq!(status, 201, "{body}");
+        let (status, login) = json(self.login(&email, PASSWORD).await).await;
+        assert_eq!(status, 200, "{login}");
+        TestUser {
+            id: body["id"].as_str().unwrap().to_owned(),
+            email,
+            token: login["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// An admin, created the way production creates them (no sign-up path
+    /// exists): straight into the store, then a normal login.
+    pub async fn admin(&self) -> TestUser {
+        use amani::domain::account::{Email, Role};
+        let email = format!("admin-{}@example.com", uuid::Uuid::new_v4().simple());
+        let hash = amani::auth::passwords::hash(secrecy::SecretString::from(PASSWORD))
+            .await
+            .unwrap();
+        let parsed = Email::parse(&email).unwrap();
+        let mut conn = self.state.db.acquire().await.unwrap();
+        let user = amani::store::users::insert(
+            &mut conn,
+            amani::store::users::NewUser {
+                email: &parsed,
+                password_hash: &hash,
+                full_name: "Admin",
+                role: Role::Admin,
+                phone_number: None,
+                bio: None,
+            },
+        )
+        .await
+        .unwrap();
+        let (status, login) = json(self.login(&email, PASSWORD).await).await;
+        assert_eq!(status, 200, "{login}");
+        TestUser {
+            id: user.id,
+            email,
+            token: login["access_token"].as_str().unwrap().to_owned(),
+        }
+    }
+}

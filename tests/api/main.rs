@@ -5,9 +5,11 @@ mod helpers;
 mod proxy;
 mod server;
 
+mod accounts;
 mod cli;
 mod error_tracking;
 mod http_errors;
+mod kyc;
 mod logs;
 mod metrics;
 mod monitoring;

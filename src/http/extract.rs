@@ -1,0 +1,182 @@
+//! Extractors: what a handler may ask for, already checked.
+
+use std::net::{IpAddr, SocketAddr};
+
+use axum::extract::{ConnectInfo, FromRef, FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use axum::http::request::Parts;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use crate::domain::account::Role;
+use crate::state::AppState;
+use crate::store::users::{self, User};
+
+/// JSON body whose rejections (bad syntax, wrong types, missing fields, wrong
+/// content type, too large) are problem documents with a useful `detail`.
+pub struct ApiJson<T>(pub T);
+
+impl<S, T> FromRequest<S> for ApiJson<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        Ok(ApiJson(value))
+    }
+}
+
+/// An authenticated, active user whose token is still current.
+#[derive(Debug, Clone)]
+pub struct AuthUser(pub User);
+
+impl AuthUser {
+    pub fn id(&self) -> &str {
+        &self.0.id
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.0.role == Role::Admin
+    }
+}
+
+impl<S> FromRequestParts<S> for AuthUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = AppState::from_ref(state);
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .ok_or_else(|| ApiError::unauthorized("an `Authorization: Bearer <access_token>` header is required"))?;
+        let claims = state
+            .tokens
+            .verify(token.trim())
+            .map_err(|_| ApiError::unauthorized("the access token is invalid or expired; log in again"))?;
+        let mut conn = state.db.acquire().await?;
+        let user = users::find_by_id(&mut conn, &claims.sub)
+            .await?
+            .filter(|user| user.active && user.token_version == claims.ver)
+            .ok_or_else(|| ApiError::unauthorized("the access token is no longer valid; log in again"))?;
+        tracing::Span::current().record("user_id", user.id.as_str());
+        crate::telemetry::error_tracking::tag_user(&user.id, Some(&user.email), state.config.sentry.send_pii);
+        Ok(AuthUser(user))
+    }
+}
+
+/// An authenticated admin; anyone else gets 403.
+#[derive(Debug, Clone)]
+pub struct AdminUser(pub User);
+
+impl<S> FromRequestParts<S> for AdminUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let AuthUser(user) = AuthUser::from_request_parts(parts, state).await?;
+        if user.role != Role::Admin {
+            return Err(ApiError::forbidden("this action is for admins"));
+        }
+        Ok(AdminUser(user))
+    }
+}
+
+/// The client's IP: the peer address, or the last `X-Forwarded-For` hop when
+/// `TRUST_FORWARDED_FOR=true` (behind a proxy that appends it).
+pub struct ClientIp(pub IpAddr);
+
+impl<S> FromRequestParts<S> for ClientIp
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let state = AppState::from_ref(state);
+        if state.config.rate_limit.trust_forwarded_for
+            && let Some(ip) = parts
+                .headers
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|v| v.trim().parse().ok())
+        {
+            return Ok(ClientIp(ip));
+        }
+        let peer = parts
+            .extensions
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|ConnectInfo(addr)| addr.ip())
+            .unwrap_or(IpAddr::from([0, 0, 0, 0]));
+        Ok(ClientIp(peer))
+    }
+}
+
+/// `page` (from 1) and `page_size` (1 to 100, default 20).
+#[derive(Debug, Clone, Copy, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageParams {
+    #[param(minimum = 1, default = 1)]
+    pub page: Option<u32>,
+    #[param(minimum = 1, maximum = 100, default = 20)]
+    pub page_size: Option<u32>,
+}
+
+impl PageParams {
+    pub const MAX_PAGE_SIZE: u32 = 100;
+
+    /// (page, page_size, limit, offset), or a 422 naming the bad parameter.
+    pub fn resolve(self) -> Result<(u32, u32, i64, i64), ApiError> {
+        let page = self.page.unwrap_or(1);
+        let page_size = self.page_size.unwrap_or(20);
+        if page == 0 {
+            return Err(ApiError::unprocessable("page must be 1 or more"));
+        }
+        if page_size == 0 || page_size > Self::MAX_PAGE_SIZE {
+            return Err(ApiError::unprocessable(format!(
+                "page_size must be from 1 to {}",
+                Self::MAX_PAGE_SIZE
+            )));
+        }
+        let offset = i64::from(page - 1) * i64::from(page_size);
+        Ok((page, page_size, i64::from(page_size), offset))
+    }
+}
+
+/// A page of a list, as every list endpoint returns it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    pub total: i64,
+    pub page: u32,
+    pub page_size: u32,
+    pub has_more: bool,
+}
+
+impl<T> Page<T> {
+    pub fn new(items: Vec<T>, total: i64, page: u32, page_size: u32) -> Page<T> {
+        let seen = i64::from(page - 1) * i64::from(page_size) + items.len() as i64;
+        Page {
+            has_more: seen < total,
+            items,
+            total,
+            page,
+            page_size,
+        }
+    }
+}

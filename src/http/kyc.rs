@@ -1,0 +1,421 @@
+//! Identity verification: submit, see one's own submissions, resubmit after
+//! a rejection; admins review. ID numbers are shown only by their last four
+//! characters; documents only to admins.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::ToSchema;
+
+use super::error::ApiError;
+use super::extract::{AdminUser, ApiJson, AuthUser, Page, PageParams};
+use super::request_id;
+use crate::domain::account::bounded_text;
+use crate::domain::kyc::{Decision, DocumentType, IdNumber, KycKind, KycStatus, MAX_DOCUMENT_BYTES};
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEvent};
+use crate::store::kyc::{self, NewDocument, NewSubmission, Submission};
+
+pub const TAG: &str = "kyc";
+
+/// The request body limit of the multipart KYC routes: the largest document
+/// plus room for the other fields and the multipart framing.
+pub const MULTIPART_LIMIT: usize = MAX_DOCUMENT_BYTES + 64 * 1024;
+
+#[derive(Serialize, ToSchema)]
+pub struct SubmissionView {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub kind: KycKind,
+    pub status: KycStatus,
+    /// The last four characters of the ID number; the rest is never shown.
+    pub id_number_last4: String,
+    pub has_document: bool,
+    pub rejection_reason: Option<String>,
+    pub resubmission_of: Option<String>,
+    pub created_at: String,
+    pub reviewed_at: Option<String>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct AdminSubmissionView {
+    #[serde(flatten)]
+    pub submission: SubmissionView,
+    pub user_id: String,
+    pub reviewed_by: Option<String>,
+}
+
+impl From<Submission> for SubmissionView {
+    fn from(s: Submission) -> SubmissionView {
+        SubmissionView {
+            id: s.id,
+            kind: s.kind,
+            status: s.status,
+            id_number_last4: s.id_number_last4,
+            has_document: s.document_id.is_some(),
+            rejection_reason: s.rejection_reason,
+            resubmission_of: s.resubmission_of,
+            created_at: s.created_at,
+            reviewed_at: s.reviewed_at,
+        }
+    }
+}
+
+impl From<Submission> for AdminSubmissionView {
+    fn from(s: Submission) -> AdminSubmissionView {
+        AdminSubmissionView {
+            user_id: s.user_id.clone(),
+            reviewed_by: s.reviewed_by.clone(),
+            submission: s.into(),
+        }
+    }
+}
+
+/// The multipart form of a submission (the OpenAPI description of it).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct KycForm {
+    /// `kyc` (a person) or `kyb` (a business).
+    #[schema(rename = "type")]
+    kind: KycKind,
+    /// National ID or passport number.
+    nin_or_passport: String,
+    /// Optional PNG, JPEG or PDF up to 5 MiB, recognised by its content.
+    #[schema(format = Binary, value_type = Option<String>)]
+    document: Option<Vec<u8>>,
+}
+
+struct Form {
+    kind: KycKind,
+    id_number: IdNumber,
+    document: Option<(DocumentType, Bytes)>,
+}
+
+async fn read_form(mut multipart: Multipart) -> Result<Form, ApiError> {
+    let (mut kind, mut id_number, mut document) = (None, None, None);
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::from_status(e.status(), e.body_text()))?
+    {
+        match field.name() {
+            Some("type") => kind = Some(field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?),
+            Some("nin_or_passport") => {
+                id_number = Some(field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?)
+            }
+            Some("document") => {
+                let bytes = field
+                    .bytes()
+                    .await
+                    .map_err(|e| ApiError::from_status(e.status(), e.body_text()))?;
+                if bytes.len() > MAX_DOCUMENT_BYTES {
+                    return Err(ApiError::from_status(
+                        StatusCode::PAYLOAD_TOO_LARGE,
+                        format!("document must be at most {} MiB", MAX_DOCUMENT_BYTES / 1024 / 1024),
+                    ));
+                }
+                if !bytes.is_empty() {
+                    let kind = DocumentType::sniff(&bytes).ok_or_else(|| {
+                        ApiError::new(
+                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                            "unsupported-media-type",
+                            "document must be a PNG, JPEG or PDF file (checked by its content, not its name)",
+                        )
+                    })?;
+                    document = Some((kind, bytes));
+                }
+            }
+            _ => {}
+        }
+    }
+    let kind: KycKind = kind
+        .ok_or_else(|| ApiError::unprocessable("type is required (kyc or kyb)"))?
+        .parse()?;
+    let id_number = IdNumber::parse(&id_number.ok_or_else(|| ApiError::unprocessable("nin_or_passport is required"))?)?;
+    Ok(Form {
+        kind,
+        id_number,
+        document,
+    })
+}
+
+async fn store_submission(
+    state: &AppState,
+    user_id: &str,
+    form: Form,
+    resubmission_of: Option<&str>,
+) -> Result<Submission, ApiError> {
+    let sealed_id = state
+        .sealer
+        .seal(form.id_number.expose().as_bytes())
+        .map_err(ApiError::internal)?;
+    let sealed_document = match &form.document {
+        Some((kind, bytes)) => Some((
+            *kind,
+            bytes.len(),
+            state.sealer.seal(bytes).map_err(ApiError::internal)?,
+        )),
+        None => None,
+    };
+    let mut tx = state.db.begin().await?;
+    if kyc::is_verified(&mut tx, user_id).await? {
+        return Err(ApiError::conflict("your identity is already verified"));
+    }
+    let submission = kyc::insert(
+        &mut tx,
+        NewSubmission {
+            user_id,
+            kind: form.kind,
+            id_number_sealed: &sealed_id,
+            id_number_last4: form.id_number.last_four(),
+            document: sealed_document.as_ref().map(|(kind, size, sealed)| NewDocument {
+                content_type: kind.content_type(),
+                size_bytes: *size as i64,
+                sealed,
+            }),
+            resubmission_of,
+        },
+    )
+    .await?;
+    let request_id = request_id::current().map(|id| id.to_string());
+    audit::record(
+        &mut tx,
+        AuditEvent {
+            actor_id: Some(user_id),
+            action: if resubmission_of.is_some() {
+                "kyc.resubmitted"
+            } else {
+                "kyc.submitted"
+            },
+            target_type: "kyc_submission",
+            target_id: Some(&submission.id),
+            request_id: request_id.as_deref(),
+            details: json!({ "type": form.kind.as_str(), "has_document": form.document.is_some() }),
+        },
+    )
+    .await?;
+    tx.commit().await?;
+    state
+        .metrics
+        .kyc_submissions
+        .get_or_create(&crate::telemetry::metrics::StatusLabels { status: "pending" })
+        .inc();
+    Ok(submission)
+}
+
+/// Submit identity details (multipart/form-data).
+#[utoipa::path(post, path = "/api/v1/kyc/submit", tag = TAG, security(("bearer" = [])),
+    request_body(content = KycForm, content_type = "multipart/form-data"), responses(
+        (status = 201, body = SubmissionView),
+        (status = 409, description = "a submission is already pending, or the identity is verified", body = super::error::Problem),
+        (status = 413, description = "document over 5 MiB", body = super::error::Problem),
+        (status = 415, description = "document is not a PNG, JPEG or PDF", body = super::error::Problem),
+        (status = 422, body = super::error::Problem),
+    ))]
+pub async fn submit(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<SubmissionView>), ApiError> {
+    let form = read_form(multipart).await?;
+    let submission = store_submission(&state, &user.id, form, None).await?;
+    Ok((StatusCode::CREATED, Json(submission.into())))
+}
+
+/// The caller's submissions, newest first.
+#[utoipa::path(get, path = "/api/v1/kyc/status", tag = TAG, security(("bearer" = [])),
+    responses((status = 200, body = Vec<SubmissionView>)))]
+pub async fn status(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+) -> Result<Json<Vec<SubmissionView>>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let submissions = kyc::list_for_user(&mut conn, &user.id).await?;
+    Ok(Json(submissions.into_iter().map(Into::into).collect()))
+}
+
+/// Resubmit after a rejection (multipart/form-data, as for submit).
+#[utoipa::path(post, path = "/api/v1/kyc/resubmit/{id}", tag = TAG, security(("bearer" = [])),
+    params(("id" = String, Path, description = "the rejected submission")),
+    request_body(content = KycForm, content_type = "multipart/form-data"), responses(
+        (status = 201, body = SubmissionView),
+        (status = 404, description = "no such submission of yours", body = super::error::Problem),
+        (status = 409, description = "the submission is not rejected, or another is pending", body = super::error::Problem),
+    ))]
+pub async fn resubmit(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    multipart: Multipart,
+) -> Result<(StatusCode, Json<SubmissionView>), ApiError> {
+    let previous = {
+        let mut conn = state.db.acquire().await?;
+        kyc::find(&mut conn, &id).await?
+    };
+    // Someone else's submission is "not found", so ids cannot be probed.
+    let previous = previous
+        .filter(|s| s.user_id == user.id)
+        .ok_or_else(|| ApiError::not_found("no such KYC submission"))?;
+    previous.status.check_resubmittable()?;
+    let form = read_form(multipart).await?;
+    let submission = store_submission(&state, &user.id, form, Some(&previous.id)).await?;
+    Ok((StatusCode::CREATED, Json(submission.into())))
+}
+
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct StatusFilter {
+    /// pending (default), approved or rejected.
+    pub status: Option<String>,
+}
+
+/// Admin: submissions in one status, oldest first.
+#[utoipa::path(get, path = "/api/v1/admin/kyc", tag = TAG, security(("bearer" = [])),
+    params(StatusFilter, PageParams), responses(
+        (status = 200, body = Page<AdminSubmissionView>),
+        (status = 403, body = super::error::Problem),
+    ))]
+pub async fn admin_list(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+    Query(filter): Query<StatusFilter>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<AdminSubmissionView>>, ApiError> {
+    let status: KycStatus = filter.status.as_deref().unwrap_or("pending").parse()?;
+    let (page, page_size, limit, offset) = page.resolve()?;
+    let mut conn = state.db.acquire().await?;
+    let (items, total) = kyc::list_by_status(&mut conn, status, limit, offset).await?;
+    Ok(Json(Page::new(
+        items.into_iter().map(Into::into).collect(),
+        total,
+        page,
+        page_size,
+    )))
+}
+
+async fn decide(state: &AppState, admin_id: &str, id: &str, decision: Decision) -> Result<Submission, ApiError> {
+    let mut tx = state.db.begin().await?;
+    let submission = kyc::find(&mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such KYC submission"))?;
+    let status = submission.status.decide(&decision)?;
+    let reason = match &decision {
+        Decision::Reject { reason } => Some(reason.as_str()),
+        Decision::Approve => None,
+    };
+    if !kyc::record_decision(&mut tx, id, status, reason, admin_id).await? {
+        return Err(ApiError::conflict(
+            "this submission was decided by someone else just now",
+        ));
+    }
+    let request_id = request_id::current().map(|id| id.to_string());
+    audit::record(
+        &mut tx,
+        AuditEvent {
+            actor_id: Some(admin_id),
+            action: if status == KycStatus::Approved {
+                "kyc.approved"
+            } else {
+                "kyc.rejected"
+            },
+            target_type: "kyc_submission",
+            target_id: Some(id),
+            request_id: request_id.as_deref(),
+            details: json!({ "user_id": submission.user_id }),
+        },
+    )
+    .await?;
+    let decided = kyc::find(&mut tx, id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such KYC submission"))?;
+    tx.commit().await?;
+    state
+        .metrics
+        .kyc_submissions
+        .get_or_create(&crate::telemetry::metrics::StatusLabels {
+            status: status.as_str(),
+        })
+        .inc();
+    tracing::info!(submission_id = id, decision = status.as_str(), "kyc decided");
+    Ok(decided)
+}
+
+/// Admin: approve a pending submission (final).
+#[utoipa::path(post, path = "/api/v1/admin/kyc/{id}/approve", tag = TAG, security(("bearer" = [])),
+    params(("id" = String, Path)), responses(
+        (status = 200, body = AdminSubmissionView),
+        (status = 404, body = super::error::Problem),
+        (status = 409, description = "already decided", body = super::error::Problem),
+    ))]
+pub async fn approve(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<Json<AdminSubmissionView>, ApiError> {
+    Ok(Json(decide(&state, &admin.id, &id, Decision::Approve).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct RejectRequest {
+    /// Shown to the user, so they can fix and resubmit.
+    pub reason: String,
+}
+
+/// Admin: reject a pending submission with a reason (final for it; the user
+/// may resubmit).
+#[utoipa::path(post, path = "/api/v1/admin/kyc/{id}/reject", tag = TAG, security(("bearer" = [])),
+    params(("id" = String, Path)), request_body = RejectRequest, responses(
+        (status = 200, body = AdminSubmissionView),
+        (status = 404, body = super::error::Problem),
+        (status = 409, description = "already decided", body = super::error::Problem),
+    ))]
+pub async fn reject(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<RejectRequest>,
+) -> Result<Json<AdminSubmissionView>, ApiError> {
+    let reason = bounded_text("reason", &body.reason, 500)?;
+    Ok(Json(
+        decide(&state, &admin.id, &id, Decision::Reject { reason })
+            .await?
+            .into(),
+    ))
+}
+
+/// Admin: the submission's document, as uploaded.
+#[utoipa::path(get, path = "/api/v1/admin/kyc/{id}/document", tag = TAG, security(("bearer" = [])),
+    params(("id" = String, Path)), responses(
+        (status = 200, description = "the document bytes", content_type = "application/octet-stream"),
+        (status = 404, body = super::error::Problem),
+    ))]
+pub async fn document(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    let submission = kyc::find(&mut conn, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("no such KYC submission"))?;
+    let document_id = submission
+        .document_id
+        .ok_or_else(|| ApiError::not_found("this submission has no document"))?;
+    let (content_type, sealed) = kyc::document(&mut conn, &document_id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("the document is missing"))?;
+    let bytes = state.sealer.open(&sealed).map_err(ApiError::internal)?;
+    let content_type = HeaderValue::from_str(&content_type).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+        ],
+        bytes,
+    )
+        .into_response())
+}
