@@ -31,11 +31,24 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and print what would be used (secrets masked).
     CheckConfig,
+    /// Ledger operations.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
     /// Administration from the command line.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Prove the books: balances sum to zero per currency, no account but the
+    /// gateway's is negative, balances equal their transfers, escrow equals
+    /// what milestones hold. Exit 1 on any break.
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
@@ -68,6 +81,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Admin {
             command: AdminCommand::Create { email, full_name },
         } => run_async(config, move |config| create_admin(config, email, full_name)),
+        Command::Ledger {
+            command: LedgerCommand::Check,
+        } => run_async(config, ledger_check),
     }
 }
 
@@ -206,4 +222,26 @@ async fn create_admin(config: Config, email: String, full_name: String) -> Resul
     db.close().await;
     println!("admin created: {} ({})", user.email, user.id);
     Ok(())
+}
+
+async fn ledger_check(config: Config) -> Result<(), String> {
+    let metrics = Metrics::new(&config, &BuildInfo::current());
+    let db = Database::new(&config.database, metrics).map_err(|e| e.to_string())?;
+    db.check().await.map_err(|e| format!("database not reachable: {e}"))?;
+    let mut conn = db.acquire().await.map_err(|e| e.to_string())?;
+    let report = crate::store::ledger::check(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(conn);
+    db.close().await;
+    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    if report.balanced {
+        println!(
+            "ledger balanced: {} accounts, {} transfers",
+            report.accounts, report.transfers
+        );
+        Ok(())
+    } else {
+        Err(format!("ledger NOT balanced: {} problems", report.problems.len()))
+    }
 }

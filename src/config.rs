@@ -133,6 +133,26 @@ pub struct SentryConfig {
     pub send_pii: bool,
 }
 
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GatewayKind {
+    /// No network, deterministic, confirms at once: the embedded default.
+    Sandbox,
+    /// A FinCra-compatible HTTP API at `FINCRA_BASE_URL`.
+    Fincra,
+}
+
+#[derive(Debug, Clone)]
+pub struct PaymentConfig {
+    pub gateway: GatewayKind,
+    pub fincra_api_key: Option<SecretString>,
+    pub fincra_api_secret: Option<SecretString>,
+    pub fincra_base_url: String,
+    /// Verifies `POST /api/v1/webhooks/payments/{provider}`.
+    pub fincra_webhook_secret: Option<SecretString>,
+    /// Platform fee taken at hold, in basis points (250 = 2.5%).
+    pub platform_fee_bps: u32,
+}
+
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
     pub enabled: bool,
@@ -187,6 +207,7 @@ pub struct Config {
     pub tracing: TracingConfig,
     pub sentry: SentryConfig,
     pub rate_limit: RateLimitConfig,
+    pub payments: PaymentConfig,
     /// 32-byte key sealing KYC data at rest (`KYC_ENCRYPTION_KEY`); derived
     /// from `SECRET_KEY` when unset.
     pub kyc_encryption_key: Option<[u8; 32]>,
@@ -262,6 +283,42 @@ impl Config {
                 expected: "redis://HOST:6379 (or rediss:// for TLS)".into(),
             });
         }
+        let payments = PaymentConfig {
+            gateway: vars.parse_with("PAYMENT_GATEWAY", GatewayKind::Sandbox, |v| {
+                match v.to_ascii_lowercase().as_str() {
+                    "sandbox" => Ok(GatewayKind::Sandbox),
+                    "fincra" => Ok(GatewayKind::Fincra),
+                    _ => Err("sandbox or fincra".into()),
+                }
+            })?,
+            fincra_api_key: vars.get("FINCRA_API_KEY").map(|v| SecretString::from(v.to_owned())),
+            fincra_api_secret: vars.get("FINCRA_API_SECRET").map(|v| SecretString::from(v.to_owned())),
+            fincra_base_url: vars
+                .get("FINCRA_BASE_URL")
+                .unwrap_or("https://sandboxapi.fincra.com")
+                .trim_end_matches('/')
+                .to_owned(),
+            fincra_webhook_secret: vars
+                .get("FINCRA_WEBHOOK_SECRET")
+                .map(|v| SecretString::from(v.to_owned())),
+            platform_fee_bps: vars.parse_range("PLATFORM_FEE_BPS", 250, 0..=5000)?,
+        };
+        if payments.gateway == GatewayKind::Fincra && payments.fincra_api_key.is_none() {
+            return Err(ConfigError::Refused {
+                name: "FINCRA_API_KEY",
+                reason: "PAYMENT_GATEWAY=fincra needs FINCRA_API_KEY".into(),
+            });
+        }
+        if url::Url::parse(&payments.fincra_base_url)
+            .map(|u| !matches!(u.scheme(), "http" | "https"))
+            .unwrap_or(true)
+        {
+            return Err(ConfigError::Invalid {
+                name: "FINCRA_BASE_URL",
+                value: payments.fincra_base_url.clone(),
+                expected: "an http(s) URL".into(),
+            });
+        }
         let kyc_encryption_key = match vars.get("KYC_ENCRYPTION_KEY") {
             None => None,
             Some(raw) => Some(crate::auth::seal::parse_key(raw).ok_or_else(|| ConfigError::Invalid {
@@ -318,6 +375,7 @@ impl Config {
             tracing,
             sentry,
             rate_limit,
+            payments,
             kyc_encryption_key,
             debug_routes,
         })
@@ -393,6 +451,12 @@ impl Config {
             "RATE_LIMIT_BURST_SIZE": self.rate_limit.burst,
             "REDIS_URL": self.rate_limit.redis_url.as_ref().map(|u| redact_url_password(u.expose_secret())),
             "TRUST_FORWARDED_FOR": self.rate_limit.trust_forwarded_for,
+            "PAYMENT_GATEWAY": match self.payments.gateway { GatewayKind::Sandbox => "sandbox", GatewayKind::Fincra => "fincra" },
+            "FINCRA_API_KEY": self.payments.fincra_api_key.as_ref().map(|k| mask(k.expose_secret())),
+            "FINCRA_API_SECRET": self.payments.fincra_api_secret.as_ref().map(|_| "<set>"),
+            "FINCRA_BASE_URL": self.payments.fincra_base_url,
+            "FINCRA_WEBHOOK_SECRET": self.payments.fincra_webhook_secret.as_ref().map(|_| "<set>"),
+            "PLATFORM_FEE_BPS": self.payments.platform_fee_bps,
             "KYC_ENCRYPTION_KEY": if self.kyc_encryption_key.is_some() { "<set>" } else { "<derived from SECRET_KEY>" },
         })
     }

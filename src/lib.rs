@@ -9,11 +9,16 @@
 //! - [`telemetry`]: logs (and the seams for metrics, traces, Sentry);
 //! - [`lifecycle`]: draining and shutdown.
 
+// The masked configuration is one large `json!` literal.
+#![recursion_limit = "256"]
+
 pub mod auth;
 pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod domain;
+pub mod escrow;
+pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod lifecycle;

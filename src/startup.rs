@@ -35,6 +35,8 @@ pub enum StartError {
     Redis(#[from] redis::RedisError),
     #[error("KYC encryption key: {0}")]
     Seal(#[from] crate::auth::seal::SealError),
+    #[error("payment gateway: {0}")]
+    Gateway(String),
 }
 
 impl Application {
@@ -55,7 +57,9 @@ impl Application {
             Some(key) => Sealer::from_key(key)?,
             None => Sealer::derive(config.secret_key.expose_secret().as_bytes())?,
         };
+        let gateway = crate::gateway::build(&config.payments).map_err(StartError::Gateway)?;
         let state = AppState::new(App {
+            gateway,
             tokens: TokenKeys::new(&config.secret_key, config.access_token_expire_minutes),
             limiter: RateLimiter::new(&config.rate_limit)?,
             sealer,

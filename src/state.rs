@@ -7,6 +7,7 @@ use crate::auth::seal::Sealer;
 use crate::auth::tokens::TokenKeys;
 use crate::build_info::BuildInfo;
 use crate::config::Config;
+use crate::gateway::PaymentGateway;
 use crate::lifecycle::Lifecycle;
 use crate::ratelimit::RateLimiter;
 use crate::store::Database;
@@ -25,6 +26,7 @@ pub struct App {
     pub tokens: TokenKeys,
     pub sealer: Sealer,
     pub limiter: RateLimiter,
+    pub gateway: Arc<dyn PaymentGateway>,
 }
 
 impl AppState {

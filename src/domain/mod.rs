@@ -2,6 +2,7 @@
 //! the escrow and KYC state machines.
 
 pub mod account;
+pub mod escrow;
 pub mod kyc;
 pub mod money;
 

@@ -82,3 +82,106 @@ mod tests {
         assert_eq!(serde_json::to_string(&Currency::Ghs).unwrap(), "\"GHS\"");
     }
 }
+
+/// An amount in minor units (kobo, cents) of a currency. Positive by
+/// construction when parsed from a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Money {
+    pub minor: i64,
+    pub currency: Currency,
+}
+
+/// The largest amount one operation may move: 10^15 minor units, far below
+/// i64::MAX, so sums of many amounts cannot overflow.
+pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
+
+impl Money {
+    /// A positive amount no larger than [`MAX_AMOUNT`].
+    pub fn new(minor: i64, currency: Currency) -> Result<Money, super::DomainError> {
+        if minor <= 0 {
+            return Err(super::DomainError::invalid(
+                "amount",
+                "must be a positive whole number of minor units",
+            ));
+        }
+        if minor > MAX_AMOUNT {
+            return Err(super::DomainError::invalid(
+                "amount",
+                format!("must be at most {MAX_AMOUNT} minor units"),
+            ));
+        }
+        Ok(Money { minor, currency })
+    }
+}
+
+/// An amount as clients send it: a JSON integer of minor units, or a string
+/// of digits (for clients whose JSON numbers are floats). Never a float.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
+#[schema(value_type = i64, example = 250000)]
+pub struct MinorUnits(pub i64);
+
+impl<'de> Deserialize<'de> for MinorUnits {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<MinorUnits, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            Int(i64),
+            Text(String),
+            Other(serde::de::IgnoredAny),
+        }
+        match Raw::deserialize(deserializer)? {
+            Raw::Int(n) => Ok(MinorUnits(n)),
+            Raw::Text(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text
+                .parse()
+                .map(MinorUnits)
+                .map_err(|_| serde::de::Error::custom("amount is too large")),
+            Raw::Text(_) => Err(serde::de::Error::custom(
+                "amount must be an integer number of minor units (e.g. 250000 for 2,500.00), as a number or a string of digits",
+            )),
+            Raw::Other(_) => Err(serde::de::Error::custom(
+                "amount must be an integer number of minor units, not a decimal (e.g. 250000 for 2,500.00)",
+            )),
+        }
+    }
+}
+
+/// Basis points: 1/100 of a percent (250 = 2.5%).
+pub const BPS_DENOMINATOR: i128 = 10_000;
+
+/// The platform fee on `amount` at `bps` basis points, rounded half up to
+/// the minor unit (a fee of 12.5 kobo is 13 kobo; 12.4 is 12). Computed in
+/// i128, so no amount can overflow it.
+pub fn fee_for(amount: i64, bps: u32) -> i64 {
+    let exact = i128::from(amount) * i128::from(bps);
+    let rounded = (exact + BPS_DENOMINATOR / 2) / BPS_DENOMINATOR;
+    i64::try_from(rounded).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod money_tests {
+    use super::*;
+
+    #[test]
+    fn fees_round_half_up_to_the_minor_unit() {
+        assert_eq!(fee_for(10_000, 250), 250); // exactly 2.5%
+        assert_eq!(fee_for(500, 250), 13); // 12.5 → 13
+        assert_eq!(fee_for(499, 250), 12); // 12.475 → 12
+        assert_eq!(fee_for(1, 250), 0); // 0.025 → 0
+        assert_eq!(fee_for(20, 250), 1); // 0.5 → 1
+        assert_eq!(fee_for(123_456_789, 0), 0);
+        assert_eq!(fee_for(MAX_AMOUNT, 10_000), MAX_AMOUNT);
+    }
+
+    #[test]
+    fn amounts_are_integers_or_digit_strings_never_floats() {
+        let parse = |json: &str| serde_json::from_str::<MinorUnits>(json);
+        assert_eq!(parse("250000").unwrap(), MinorUnits(250000));
+        assert_eq!(parse("\"250000\"").unwrap(), MinorUnits(250000));
+        assert!(parse("2500.50").is_err());
+        assert!(parse("\"25.5\"").is_err());
+        assert!(parse("\"-5\"").is_err());
+        assert!(Money::new(0, Currency::Ngn).is_err());
+        assert!(Money::new(-1, Currency::Ngn).is_err());
+        assert!(Money::new(MAX_AMOUNT + 1, Currency::Ngn).is_err());
+    }
+}

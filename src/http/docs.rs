@@ -22,6 +22,10 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "auth", description = "Accounts and access tokens"),
         (name = "kyc", description = "Identity verification"),
         (name = "admin", description = "Administration (admins only)"),
+        (name = "projects", description = "Projects and milestones"),
+        (name = "escrow", description = "Funding, release, refund and transaction history (amounts in minor units)"),
+        (name = "wallet", description = "Balances, deposits and withdrawals"),
+        (name = "webhooks", description = "Payment-provider callbacks"),
     ),
 )]
 pub struct ApiDoc;

@@ -185,8 +185,12 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(err: StoreError) -> ApiError {
-        if let StoreError::Duplicate(what) = err {
-            return ApiError::conflict(format!("{what} already exists"));
+        match err {
+            StoreError::Duplicate(what) => return ApiError::conflict(format!("{what} already exists")),
+            StoreError::InsufficientFunds(_) => {
+                return ApiError::conflict("insufficient available balance for this operation");
+            }
+            _ => {}
         }
         let cause = error_chain(&err);
         if err.is_unavailable() {
@@ -219,6 +223,29 @@ impl From<crate::domain::DomainError> for ApiError {
         match err {
             crate::domain::DomainError::Invalid { .. } => ApiError::unprocessable(err.to_string()),
             crate::domain::DomainError::Conflict(reason) => ApiError::conflict(reason),
+        }
+    }
+}
+
+impl From<crate::escrow::EscrowError> for ApiError {
+    fn from(err: crate::escrow::EscrowError) -> ApiError {
+        use crate::escrow::EscrowError;
+        use crate::gateway::GatewayError;
+        match err {
+            EscrowError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
+            EscrowError::Forbidden(reason) => ApiError::forbidden(reason),
+            EscrowError::Domain(domain) => domain.into(),
+            EscrowError::Store(store) => store.into(),
+            // The provider refusing the payment (bad details, limits) is not
+            // our failure: a 4xx the client can act on, never a 5xx.
+            EscrowError::Gateway(GatewayError::Rejected(reason)) => ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "payment-refused",
+                format!("the payment provider refused the request: {reason}"),
+            ),
+            EscrowError::Gateway(GatewayError::Unavailable(_)) => ApiError::unavailable(
+                "the payment provider is unavailable; nothing was charged or reserved — retry with the same Idempotency-Key",
+            ),
         }
     }
 }

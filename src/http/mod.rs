@@ -6,11 +6,16 @@ pub mod auth;
 pub mod debug;
 pub mod docs;
 pub mod error;
+pub mod escrow;
 pub mod extract;
+pub mod idempotency;
 pub mod kyc;
 pub mod metrics;
+pub mod projects;
 pub mod request_id;
 pub mod service;
+pub mod wallet;
+pub mod webhooks;
 
 use std::any::Any;
 
@@ -100,6 +105,26 @@ fn routes(state: AppState) -> Router {
         .routes(routes!(kyc::reject))
         .routes(routes!(kyc::document))
         .routes(routes!(admin::deactivate_user))
+        .routes(routes!(projects::create, projects::list))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(projects::send))
+        .routes(routes!(projects::accept))
+        .routes(routes!(projects::cancel))
+        .routes(routes!(projects::dispute))
+        .routes(routes!(projects::resolve))
+        .routes(routes!(projects::create_milestone, projects::list_milestones))
+        .routes(routes!(projects::get_milestone, projects::update_milestone))
+        .routes(routes!(projects::submit_milestone))
+        .routes(routes!(projects::review_milestone))
+        .routes(routes!(escrow::hold))
+        .routes(routes!(escrow::release))
+        .routes(routes!(escrow::refund))
+        .routes(routes!(escrow::transactions))
+        .routes(routes!(escrow::transaction))
+        .routes(routes!(wallet::wallet))
+        .routes(routes!(wallet::deposit))
+        .routes(routes!(wallet::withdraw))
+        .routes(routes!(webhooks::payment))
         // Documents are larger than ordinary bodies; only these routes say so
         // (the innermost limit wins).
         .merge(

@@ -24,10 +24,15 @@
 //! to be down, instead of making every request wait for a timeout.
 
 pub mod audit;
+pub mod escrow;
 pub mod gauges;
 mod handle;
+pub mod idempotency;
 pub mod kyc;
+pub mod ledger;
+pub mod projects;
 pub mod users;
+pub mod webhooks;
 
 pub use handle::{Conn, DbHandle, QueryObserver, Tx};
 
@@ -49,7 +54,19 @@ pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
 
 /// Tables the service cannot serve without; readiness checks they exist.
 /// Each feature adds its tables here together with its migration.
-pub const REQUIRED_TABLES: &[&str] = &["audit_events", "users", "kyc_submissions", "kyc_documents"];
+pub const REQUIRED_TABLES: &[&str] = &[
+    "audit_events",
+    "users",
+    "kyc_submissions",
+    "kyc_documents",
+    "projects",
+    "milestones",
+    "ledger_accounts",
+    "ledger_transfers",
+    "escrow_transactions",
+    "idempotency_keys",
+    "webhook_events",
+];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Engine {
@@ -84,6 +101,9 @@ pub enum StoreError {
     /// The database cannot be reached, or its schema is not ready to serve.
     #[error("database unavailable: {0}")]
     Unavailable(String),
+    /// A debit the account cannot cover (the account id).
+    #[error("insufficient funds in {0}")]
+    InsufficientFunds(String),
     /// A unique constraint refused the write: `what` already exists.
     #[error("{0} already exists")]
     Duplicate(&'static str),
@@ -100,7 +120,7 @@ impl StoreError {
         match self {
             StoreError::Unavailable(_) => true,
             StoreError::Sqlx(err) => is_connection_error(err),
-            StoreError::Duplicate(_) | StoreError::Migrate(_) => false,
+            StoreError::Duplicate(_) | StoreError::InsufficientFunds(_) | StoreError::Migrate(_) => false,
         }
     }
 }

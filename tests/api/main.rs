@@ -8,6 +8,7 @@ mod server;
 mod accounts;
 mod cli;
 mod error_tracking;
+mod escrow;
 mod http_errors;
 mod kyc;
 mod logs;

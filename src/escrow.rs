@@ -1,0 +1,744 @@
+//! Money operations: hold, release, refund, cancel, dispute resolution,
+//! deposit, withdrawal, and the gateway's confirmations.
+//!
+//! Each runs inside the caller's transaction (which also holds the request's
+//! idempotency key), so the ledger transfers, the state change, the business
+//! record and the audit event commit together or not at all. Each starts by
+//! locking the project row ([`projects::lock`]), so operations on one project
+//! run one at a time and always take row locks in the same order; state
+//! changes are compare-and-set, so a loser of any race changes nothing.
+
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::domain::DomainError;
+use crate::domain::escrow::{MilestoneStatus, Party, ProjectStatus};
+use crate::domain::money::{Currency, Money, fee_for};
+use crate::gateway::{GatewayError, PaymentRequest, observed};
+use crate::http::request_id;
+use crate::state::AppState;
+use crate::store::audit::{self, AuditEvent};
+use crate::store::escrow::{self as records, EscrowTransaction, NewTransaction};
+use crate::store::ledger::{self, Account, Transfer};
+use crate::store::projects::{self, Milestone, Project};
+use crate::store::users::User;
+use crate::store::{DbHandle, StoreError, Tx, kyc};
+
+#[derive(Debug, thiserror::Error)]
+pub enum EscrowError {
+    /// Missing, or not the caller's to see (the same answer, so ids cannot
+    /// be probed).
+    #[error("no such {0}")]
+    NotFound(&'static str),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error(transparent)]
+    Domain(#[from] DomainError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Gateway(#[from] GatewayError),
+}
+
+fn conflict(reason: impl Into<String>) -> EscrowError {
+    EscrowError::Domain(DomainError::conflict(reason))
+}
+
+/// The caller's part in a project; strangers get "not found".
+pub fn party(project: &Project, user: &User) -> Result<Party, EscrowError> {
+    if user.id == project.buyer_id {
+        Ok(Party::Buyer)
+    } else if user.id == project.seller_id {
+        Ok(Party::Seller)
+    } else if user.role == crate::domain::account::Role::Admin {
+        Ok(Party::Admin)
+    } else {
+        Err(EscrowError::NotFound("project"))
+    }
+}
+
+/// Locks and loads a project the caller is a party to.
+pub async fn locked_project(tx: &mut Tx, user: &User, project_id: &str) -> Result<(Project, Party), EscrowError> {
+    if !projects::lock(tx, project_id).await? {
+        return Err(EscrowError::NotFound("project"));
+    }
+    let project = projects::find(tx, project_id)
+        .await?
+        .ok_or(EscrowError::NotFound("project"))?;
+    let party = party(&project, user)?;
+    Ok((project, party))
+}
+
+/// Locks and loads a milestone's project; the milestone must belong to it.
+pub async fn locked_milestone(
+    tx: &mut Tx,
+    user: &User,
+    milestone_id: &str,
+) -> Result<(Project, Party, Milestone), EscrowError> {
+    let milestone = projects::find_milestone(tx, milestone_id)
+        .await?
+        .ok_or(EscrowError::NotFound("milestone"))?;
+    let (project, party) = locked_project(tx, user, &milestone.project_id)
+        .await
+        .map_err(|e| match e {
+            EscrowError::NotFound(_) => EscrowError::NotFound("milestone"),
+            other => other,
+        })?;
+    // Re-read under the lock: the first read may be stale.
+    let milestone = projects::find_milestone(tx, milestone_id)
+        .await?
+        .ok_or(EscrowError::NotFound("milestone"))?;
+    Ok((project, party, milestone))
+}
+
+async fn record_audit(
+    tx: &mut Tx,
+    actor: &User,
+    action: &str,
+    target_type: &str,
+    target_id: &str,
+    details: serde_json::Value,
+) -> Result<(), StoreError> {
+    let request_id = request_id::current().map(|id| id.to_string());
+    audit::record(
+        tx,
+        AuditEvent {
+            actor_id: Some(&actor.id),
+            action,
+            target_type,
+            target_id: Some(target_id),
+            request_id: request_id.as_deref(),
+            details,
+        },
+    )
+    .await
+}
+
+async fn created(tx: &mut Tx, id: &str) -> Result<EscrowTransaction, EscrowError> {
+    records::find(tx, id).await?.ok_or(EscrowError::NotFound("transaction"))
+}
+
+/// The buyer funds one milestone, or every pending milestone, from their
+/// available balance; the platform fee goes to the fee account at the same
+/// time. Requires the buyer's approved KYC and an active project.
+pub async fn hold(
+    state: &AppState,
+    tx: &mut Tx,
+    buyer: &User,
+    project_id: &str,
+    milestone_id: Option<&str>,
+    notes: Option<&str>,
+) -> Result<Vec<EscrowTransaction>, EscrowError> {
+    let (project, party) = locked_project(tx, buyer, project_id).await?;
+    if party != Party::Buyer {
+        return Err(EscrowError::Forbidden("only the project's buyer funds it".into()));
+    }
+    project.status.check_active("fund milestones")?;
+    if !kyc::is_verified(tx, &buyer.id).await? {
+        return Err(EscrowError::Forbidden(
+            "an approved KYC is required to fund escrow; submit it at /api/v1/kyc/submit".into(),
+        ));
+    }
+    let milestones = projects::milestones(tx, project_id).await?;
+    let to_fund: Vec<&Milestone> = match milestone_id {
+        Some(id) => {
+            let milestone = milestones
+                .iter()
+                .find(|m| m.id == id)
+                .ok_or(EscrowError::NotFound("milestone"))?;
+            milestone.status.fund()?;
+            vec![milestone]
+        }
+        None => milestones
+            .iter()
+            .filter(|m| m.status == MilestoneStatus::Pending)
+            .collect(),
+    };
+    if to_fund.is_empty() {
+        return Err(conflict("every milestone of this project is already funded"));
+    }
+    let needed: i64 = to_fund
+        .iter()
+        .map(|m| m.amount + fee_for(m.amount, state.config.payments.platform_fee_bps))
+        .sum();
+    let available = ledger::balance(tx, &Account::available(&buyer.id, project.currency)).await?;
+    if available < needed {
+        return Err(conflict(format!(
+            "insufficient available balance: {available} {} available, {needed} needed (amounts and fees in minor units)",
+            project.currency
+        )));
+    }
+    let mut done = Vec::new();
+    for milestone in to_fund {
+        let fee = fee_for(milestone.amount, state.config.payments.platform_fee_bps);
+        let funded = milestone.status.fund()?;
+        if !projects::set_milestone_status(tx, &milestone.id, milestone.status, funded, None, None).await? {
+            return Err(conflict("the milestone changed while it was being funded; retry"));
+        }
+        let id = Uuid::now_v7().to_string();
+        records::insert(
+            tx,
+            NewTransaction {
+                id: &id,
+                kind: "hold",
+                status: "completed",
+                user_id: &buyer.id,
+                counterparty_id: Some(&project.seller_id),
+                project_id: Some(&project.id),
+                milestone_id: Some(&milestone.id),
+                amount: milestone.amount,
+                fee,
+                currency: project.currency.code(),
+                provider: None,
+                notes,
+            },
+        )
+        .await?;
+        let buyer_account = Account::available(&buyer.id, project.currency);
+        ledger::transfer(
+            tx,
+            Transfer {
+                kind: "hold",
+                debit: &buyer_account,
+                credit: &Account::escrow(&project.id, project.currency),
+                amount: milestone.amount,
+                escrow_transaction_id: Some(&id),
+            },
+        )
+        .await?;
+        if fee > 0 {
+            ledger::transfer(
+                tx,
+                Transfer {
+                    kind: "fee",
+                    debit: &buyer_account,
+                    credit: &Account::fees(project.currency),
+                    amount: fee,
+                    escrow_transaction_id: Some(&id),
+                },
+            )
+            .await?;
+        }
+        record_audit(
+            tx,
+            buyer,
+            "escrow.hold",
+            "milestone",
+            &milestone.id,
+            json!({ "amount": milestone.amount, "fee": fee, "transaction_id": id }),
+        )
+        .await?;
+        done.push(created(tx, &id).await?);
+    }
+    tracing::info!(project_id, funded = done.len(), "escrow hold");
+    Ok(done)
+}
+
+/// An approved milestone's escrow goes to the seller. The buyer (or an
+/// admin) releases; a second release finds the milestone already released.
+pub async fn release(
+    tx: &mut Tx,
+    actor: &User,
+    milestone_id: &str,
+    notes: Option<&str>,
+) -> Result<EscrowTransaction, EscrowError> {
+    let (project, party, milestone) = locked_milestone(tx, actor, milestone_id).await?;
+    if !matches!(party, Party::Buyer | Party::Admin) {
+        return Err(EscrowError::Forbidden(
+            "only the buyer (or an admin) releases a milestone".into(),
+        ));
+    }
+    project.status.check_active("release")?;
+    let released = milestone.status.release()?;
+    if !projects::set_milestone_status(tx, &milestone.id, milestone.status, released, None, None).await? {
+        return Err(conflict("the milestone was released by another request"));
+    }
+    let id = Uuid::now_v7().to_string();
+    records::insert(
+        tx,
+        NewTransaction {
+            id: &id,
+            kind: "release",
+            status: "completed",
+            user_id: &project.seller_id,
+            counterparty_id: Some(&project.buyer_id),
+            project_id: Some(&project.id),
+            milestone_id: Some(&milestone.id),
+            amount: milestone.amount,
+            fee: 0,
+            currency: project.currency.code(),
+            provider: None,
+            notes,
+        },
+    )
+    .await?;
+    ledger::transfer(
+        tx,
+        Transfer {
+            kind: "release",
+            debit: &Account::escrow(&project.id, project.currency),
+            credit: &Account::available(&project.seller_id, project.currency),
+            amount: milestone.amount,
+            escrow_transaction_id: Some(&id),
+        },
+    )
+    .await?;
+    settle_project(tx, &project).await?;
+    record_audit(
+        tx,
+        actor,
+        "escrow.release",
+        "milestone",
+        &milestone.id,
+        json!({ "amount": milestone.amount, "transaction_id": id }),
+    )
+    .await?;
+    created(tx, &id).await
+}
+
+/// Moves an active project to completed once every milestone is settled.
+async fn settle_project(tx: &mut Tx, project: &Project) -> Result<(), EscrowError> {
+    let statuses: Vec<MilestoneStatus> = projects::milestones(tx, &project.id)
+        .await?
+        .iter()
+        .map(|m| m.status)
+        .collect();
+    let next = project.status.after_settlement(&statuses);
+    if next != project.status {
+        projects::set_status(tx, &project.id, project.status, next, None).await?;
+    }
+    Ok(())
+}
+
+/// Returns one milestone's escrow to the buyer (as `refund`).
+async fn refund_milestone(
+    tx: &mut Tx,
+    project: &Project,
+    milestone: &Milestone,
+    notes: Option<&str>,
+) -> Result<EscrowTransaction, EscrowError> {
+    let refunded = milestone.status.refund()?;
+    if !projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None).await? {
+        return Err(conflict("the milestone changed while it was being refunded; retry"));
+    }
+    let id = Uuid::now_v7().to_string();
+    records::insert(
+        tx,
+        NewTransaction {
+            id: &id,
+            kind: "refund",
+            status: "completed",
+            user_id: &project.buyer_id,
+            counterparty_id: Some(&project.seller_id),
+            project_id: Some(&project.id),
+            milestone_id: Some(&milestone.id),
+            amount: milestone.amount,
+            fee: 0,
+            currency: project.currency.code(),
+            provider: None,
+            notes,
+        },
+    )
+    .await?;
+    ledger::transfer(
+        tx,
+        Transfer {
+            kind: "refund",
+            debit: &Account::escrow(&project.id, project.currency),
+            credit: &Account::available(&project.buyer_id, project.currency),
+            amount: milestone.amount,
+            escrow_transaction_id: Some(&id),
+        },
+    )
+    .await?;
+    created(tx, &id).await
+}
+
+/// Unreleased escrow back to the buyer: one milestone, or every milestone
+/// holding funds. The seller gives money back of their own accord (or an
+/// admin decides); a buyer who wants money back opens a dispute. The
+/// platform fee is not refunded.
+pub async fn refund(
+    tx: &mut Tx,
+    actor: &User,
+    project_id: &str,
+    milestone_id: Option<&str>,
+    notes: Option<&str>,
+) -> Result<Vec<EscrowTransaction>, EscrowError> {
+    let (project, party) = locked_project(tx, actor, project_id).await?;
+    if !matches!(party, Party::Seller | Party::Admin) {
+        return Err(EscrowError::Forbidden(
+            "only the seller (or an admin) refunds escrow; a buyer opens a dispute".into(),
+        ));
+    }
+    if !matches!(project.status, ProjectStatus::Active | ProjectStatus::Disputed) {
+        return Err(conflict(format!(
+            "cannot refund: the project is {}",
+            project.status.as_str()
+        )));
+    }
+    let milestones = projects::milestones(tx, project_id).await?;
+    let targets: Vec<&Milestone> = match milestone_id {
+        Some(id) => vec![
+            milestones
+                .iter()
+                .find(|m| m.id == id)
+                .ok_or(EscrowError::NotFound("milestone"))?,
+        ],
+        None => milestones.iter().filter(|m| m.status.holds_funds()).collect(),
+    };
+    if targets.is_empty() {
+        return Err(conflict("no milestone of this project holds funds"));
+    }
+    let mut done = Vec::new();
+    for milestone in targets {
+        done.push(refund_milestone(tx, &project, milestone, notes).await?);
+        record_audit(
+            tx,
+            actor,
+            "escrow.refund",
+            "milestone",
+            &milestone.id,
+            json!({ "amount": milestone.amount }),
+        )
+        .await?;
+    }
+    settle_project(tx, &project).await?;
+    Ok(done)
+}
+
+/// Cancels a project; money held (before any delivery) goes back to the buyer.
+pub async fn cancel(tx: &mut Tx, actor: &User, project_id: &str) -> Result<Vec<EscrowTransaction>, EscrowError> {
+    let (project, _party) = locked_project(tx, actor, project_id).await?;
+    let milestones = projects::milestones(tx, project_id).await?;
+    let statuses: Vec<MilestoneStatus> = milestones.iter().map(|m| m.status).collect();
+    let next = project.status.cancel(&statuses)?;
+    let mut refunds = Vec::new();
+    for milestone in milestones.iter().filter(|m| m.status.holds_funds()) {
+        refunds.push(refund_milestone(tx, &project, milestone, Some("project cancelled")).await?);
+    }
+    if !projects::set_status(tx, project_id, project.status, next, None).await? {
+        return Err(conflict("the project changed while it was being cancelled; retry"));
+    }
+    record_audit(
+        tx,
+        actor,
+        "project.cancelled",
+        "project",
+        project_id,
+        json!({ "refunds": refunds.len() }),
+    )
+    .await?;
+    Ok(refunds)
+}
+
+/// How an admin settles a dispute over the money still held.
+#[derive(Debug, Clone, Copy)]
+pub enum Resolution {
+    ReleaseToSeller,
+    RefundToBuyer,
+    /// This much to the seller, the rest to the buyer.
+    Split {
+        to_seller: i64,
+    },
+}
+
+pub async fn resolve_dispute(
+    tx: &mut Tx,
+    admin: &User,
+    project_id: &str,
+    resolution: Resolution,
+    notes: Option<&str>,
+) -> Result<Vec<EscrowTransaction>, EscrowError> {
+    let (project, party) = locked_project(tx, admin, project_id).await?;
+    if party != Party::Admin {
+        return Err(EscrowError::Forbidden("only an admin resolves a dispute".into()));
+    }
+    let next = project.status.resolve_dispute()?;
+    let milestones = projects::milestones(tx, project_id).await?;
+    let held: Vec<&Milestone> = milestones.iter().filter(|m| m.status.holds_funds()).collect();
+    let total: i64 = held.iter().map(|m| m.amount).sum();
+    let to_seller = match resolution {
+        Resolution::ReleaseToSeller => total,
+        Resolution::RefundToBuyer => 0,
+        Resolution::Split { to_seller } if (0..=total).contains(&to_seller) => to_seller,
+        Resolution::Split { .. } => {
+            return Err(EscrowError::Domain(DomainError::invalid(
+                "seller_amount",
+                format!("must be from 0 to {total} (the amount held)"),
+            )));
+        }
+    };
+    let to_buyer = total - to_seller;
+    // Milestones are settled as a whole: released when the seller receives
+    // anything, refunded otherwise. The exact split is in the transactions.
+    let settled = if to_seller > 0 {
+        MilestoneStatus::Released
+    } else {
+        MilestoneStatus::Refunded
+    };
+    for milestone in &held {
+        if !projects::set_milestone_status(tx, &milestone.id, milestone.status, settled, None, None).await? {
+            return Err(conflict("a milestone changed during the resolution; retry"));
+        }
+    }
+    let escrow = Account::escrow(&project.id, project.currency);
+    let mut done = Vec::new();
+    for (kind, amount, user, counterparty) in [
+        ("release", to_seller, &project.seller_id, &project.buyer_id),
+        ("refund", to_buyer, &project.buyer_id, &project.seller_id),
+    ] {
+        if amount == 0 {
+            continue;
+        }
+        let id = Uuid::now_v7().to_string();
+        records::insert(
+            tx,
+            NewTransaction {
+                id: &id,
+                kind,
+                status: "completed",
+                user_id: user,
+                counterparty_id: Some(counterparty),
+                project_id: Some(&project.id),
+                milestone_id: None,
+                amount,
+                fee: 0,
+                currency: project.currency.code(),
+                provider: None,
+                notes: Some(notes.unwrap_or("dispute resolution")),
+            },
+        )
+        .await?;
+        ledger::transfer(
+            tx,
+            Transfer {
+                kind,
+                debit: &escrow,
+                credit: &Account::available(user, project.currency),
+                amount,
+                escrow_transaction_id: Some(&id),
+            },
+        )
+        .await?;
+        done.push(created(tx, &id).await?);
+    }
+    if !projects::set_status(tx, project_id, project.status, next, None).await? {
+        return Err(conflict("the project changed during the resolution; retry"));
+    }
+    record_audit(
+        tx,
+        admin,
+        "dispute.resolved",
+        "project",
+        project_id,
+        json!({ "to_seller": to_seller, "to_buyer": to_buyer }),
+    )
+    .await?;
+    Ok(done)
+}
+
+/// A reference derived from the user and their idempotency key: a client
+/// retrying after a timeout sends the same key, so the gateway sees the same
+/// reference and cannot charge or pay twice.
+pub fn reference_for(prefix: &str, user_id: &str, idempotency_key: &str) -> String {
+    let digest = aws_lc_rs::digest::digest(
+        &aws_lc_rs::digest::SHA256,
+        format!("{user_id}\n{idempotency_key}").as_bytes(),
+    );
+    let hex: String = digest.as_ref().iter().take(12).map(|b| format!("{b:02x}")).collect();
+    format!("{prefix}_{hex}")
+}
+
+/// Starts a deposit: a pending transaction and a gateway checkout. The
+/// balance is credited only when the gateway confirms (at once for the
+/// sandbox, by webhook otherwise).
+pub async fn deposit(
+    state: &AppState,
+    tx: &mut Tx,
+    user: &User,
+    money: Money,
+    reference: &str,
+) -> Result<(EscrowTransaction, Option<String>), EscrowError> {
+    let gateway = state.gateway.as_ref();
+    records::insert(
+        tx,
+        NewTransaction {
+            id: reference,
+            kind: "deposit",
+            status: "pending",
+            user_id: &user.id,
+            counterparty_id: None,
+            project_id: None,
+            milestone_id: None,
+            amount: money.minor,
+            fee: 0,
+            currency: money.currency.code(),
+            provider: Some(gateway.name()),
+            notes: None,
+        },
+    )
+    .await?;
+    let request = PaymentRequest {
+        reference,
+        amount: money.minor,
+        currency: money.currency,
+        customer_email: &user.email,
+    };
+    let accepted = observed(&state.metrics, gateway.name(), "checkout", gateway.checkout(request)).await?;
+    if accepted.confirmed {
+        confirm(tx, reference, true).await?;
+    }
+    record_audit(
+        tx,
+        user,
+        "wallet.deposit",
+        "escrow_transaction",
+        reference,
+        json!({ "amount": money.minor, "currency": money.currency.code() }),
+    )
+    .await?;
+    Ok((created(tx, reference).await?, accepted.checkout_url))
+}
+
+/// Starts a withdrawal: the amount moves from available to reserved at
+/// once, then to the gateway when it confirms (or back when it fails).
+/// Requires approved KYC.
+pub async fn withdraw(
+    state: &AppState,
+    tx: &mut Tx,
+    user: &User,
+    money: Money,
+    reference: &str,
+) -> Result<EscrowTransaction, EscrowError> {
+    if !kyc::is_verified(tx, &user.id).await? {
+        return Err(EscrowError::Forbidden("an approved KYC is required to withdraw".into()));
+    }
+    let gateway = state.gateway.as_ref();
+    records::insert(
+        tx,
+        NewTransaction {
+            id: reference,
+            kind: "withdrawal",
+            status: "pending",
+            user_id: &user.id,
+            counterparty_id: None,
+            project_id: None,
+            milestone_id: None,
+            amount: money.minor,
+            fee: 0,
+            currency: money.currency.code(),
+            provider: Some(gateway.name()),
+            notes: None,
+        },
+    )
+    .await?;
+    ledger::transfer(
+        tx,
+        Transfer {
+            kind: "withdrawal_reserve",
+            debit: &Account::available(&user.id, money.currency),
+            credit: &Account::reserved(&user.id, money.currency),
+            amount: money.minor,
+            escrow_transaction_id: Some(reference),
+        },
+    )
+    .await
+    .map_err(|e| match e {
+        StoreError::InsufficientFunds(_) => conflict(format!(
+            "insufficient available balance to withdraw {} {}",
+            money.minor, money.currency
+        )),
+        other => other.into(),
+    })?;
+    let request = PaymentRequest {
+        reference,
+        amount: money.minor,
+        currency: money.currency,
+        customer_email: &user.email,
+    };
+    let accepted = observed(&state.metrics, gateway.name(), "payout", gateway.payout(request)).await?;
+    if accepted.confirmed {
+        confirm(tx, reference, true).await?;
+    }
+    record_audit(
+        tx,
+        user,
+        "wallet.withdrawal",
+        "escrow_transaction",
+        reference,
+        json!({ "amount": money.minor, "currency": money.currency.code() }),
+    )
+    .await?;
+    created(tx, reference).await
+}
+
+/// What a gateway confirmation did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Confirmation {
+    Applied,
+    /// Already completed, failed or reversed: nothing to do.
+    AlreadySettled,
+    UnknownReference,
+}
+
+/// Settles a pending deposit or withdrawal: credit the deposit, or pay out
+/// the reserved withdrawal; on failure mark the deposit failed, or return the
+/// reservation to the user.
+pub async fn confirm(tx: &mut impl DbHandle, reference: &str, succeeded: bool) -> Result<Confirmation, EscrowError> {
+    let Some(record) = records::find(tx, reference).await? else {
+        return Ok(Confirmation::UnknownReference);
+    };
+    if record.status != "pending" {
+        return Ok(Confirmation::AlreadySettled);
+    }
+    let currency: Currency = record
+        .currency
+        .parse()
+        .map_err(|e: String| EscrowError::Store(StoreError::Sqlx(sqlx::Error::Decode(e.into()))))?;
+    let (to, transfer) = match (record.kind.as_str(), succeeded) {
+        ("deposit", true) => (
+            "completed",
+            Some((
+                "deposit",
+                Account::external(currency),
+                Account::available(&record.user_id, currency),
+            )),
+        ),
+        ("deposit", false) => ("failed", None),
+        ("withdrawal", true) => (
+            "completed",
+            Some((
+                "withdrawal",
+                Account::reserved(&record.user_id, currency),
+                Account::external(currency),
+            )),
+        ),
+        ("withdrawal", false) => (
+            "reversed",
+            Some((
+                "withdrawal_reversal",
+                Account::reserved(&record.user_id, currency),
+                Account::available(&record.user_id, currency),
+            )),
+        ),
+        _ => return Ok(Confirmation::UnknownReference),
+    };
+    if !records::set_status(tx, reference, "pending", to).await? {
+        return Ok(Confirmation::AlreadySettled);
+    }
+    if let Some((kind, debit, credit)) = transfer {
+        ledger::transfer(
+            tx,
+            Transfer {
+                kind,
+                debit: &debit,
+                credit: &credit,
+                amount: record.amount,
+                escrow_transaction_id: Some(reference),
+            },
+        )
+        .await?;
+    }
+    Ok(Confirmation::Applied)
+}

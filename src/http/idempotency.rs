@@ -1,0 +1,85 @@
+//! `Idempotency-Key` for money-moving POSTs: required, scoped to the user;
+//! the same key and body replay the first response (with
+//! `Idempotent-Replayed: true`); the same key with another body is 422.
+
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use super::error::ApiError;
+use crate::state::AppState;
+use crate::store::Tx;
+use crate::store::idempotency::{self, Claim};
+
+pub const HEADER: &str = "idempotency-key";
+pub const REPLAYED: &str = "idempotent-replayed";
+
+/// A key of 1 to 255 visible ASCII characters (a UUID is typical).
+pub fn key_from(headers: &HeaderMap) -> Result<String, ApiError> {
+    let raw = headers
+        .get(HEADER)
+        .ok_or_else(|| ApiError::bad_request("an Idempotency-Key header is required on this request (e.g. a UUID)"))?;
+    let key = raw
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.len() <= 255 && k.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or_else(|| ApiError::bad_request("Idempotency-Key must be 1 to 255 visible ASCII characters"))?;
+    Ok(key.to_owned())
+}
+
+/// Runs `operation` in a transaction that also claims the key, and stores
+/// its response with it. `request` (with `scope`, the route) is what the key
+/// is bound to. A failed operation rolls back, key included.
+pub async fn run<T, F>(
+    state: &AppState,
+    user_id: &str,
+    headers: &HeaderMap,
+    scope: &str,
+    request: &impl Serialize,
+    operation: F,
+) -> Result<Response, ApiError>
+where
+    T: Serialize,
+    F: AsyncFnOnce(&mut Tx) -> Result<(StatusCode, T), ApiError>,
+{
+    let key = key_from(headers)?;
+    let canonical = serde_json::to_vec(&(scope, request)).map_err(ApiError::internal)?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
+    let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+
+    let mut tx = state.db.begin().await?;
+    match idempotency::claim(&mut tx, user_id, &key, &hash).await? {
+        Claim::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            return Ok((
+                status,
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    (
+                        header::HeaderName::from_static(REPLAYED),
+                        HeaderValue::from_static("true"),
+                    ),
+                ],
+                body,
+            )
+                .into_response());
+        }
+        Claim::Mismatch => {
+            return Err(ApiError::unprocessable(
+                "this Idempotency-Key was already used with a different request; use a new key",
+            ));
+        }
+        Claim::New => {}
+    }
+    let (status, value) = operation(&mut tx).await?;
+    let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
+    idempotency::save_response(&mut tx, user_id, &key, status.as_u16(), &body).await?;
+    tx.commit().await?;
+    Ok((
+        status,
+        [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],
+        body,
+    )
+        .into_response())
+}

@@ -1,0 +1,406 @@
+//! Projects and their milestones.
+
+use sqlx::FromRow;
+use uuid::Uuid;
+
+use super::{DbHandle, StoreError, timestamp};
+use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
+use crate::domain::money::Currency;
+
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub id: String,
+    pub title: String,
+    pub description: Option<String>,
+    pub buyer_id: String,
+    pub seller_id: String,
+    pub currency: Currency,
+    pub status: ProjectStatus,
+    pub dispute_reason: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(FromRow)]
+struct ProjectRow {
+    id: String,
+    title: String,
+    description: Option<String>,
+    buyer_id: String,
+    seller_id: String,
+    currency: String,
+    status: String,
+    dispute_reason: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+fn decode(what: String) -> StoreError {
+    StoreError::Sqlx(sqlx::Error::Decode(what.into()))
+}
+
+impl TryFrom<ProjectRow> for Project {
+    type Error = StoreError;
+    fn try_from(r: ProjectRow) -> Result<Project, StoreError> {
+        Ok(Project {
+            currency: r.currency.parse().map_err(decode)?,
+            status: r
+                .status
+                .parse()
+                .map_err(|e: crate::domain::DomainError| decode(e.to_string()))?,
+            id: r.id,
+            title: r.title,
+            description: r.description,
+            buyer_id: r.buyer_id,
+            seller_id: r.seller_id,
+            dispute_reason: r.dispute_reason,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Milestone {
+    pub id: String,
+    pub project_id: String,
+    pub position: i64,
+    pub title: String,
+    pub description: Option<String>,
+    pub amount: i64,
+    pub status: MilestoneStatus,
+    pub rejection_reason: Option<String>,
+    pub submission_note: Option<String>,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(FromRow)]
+struct MilestoneRow {
+    id: String,
+    project_id: String,
+    position: i64,
+    title: String,
+    description: Option<String>,
+    amount: i64,
+    status: String,
+    rejection_reason: Option<String>,
+    submission_note: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+impl TryFrom<MilestoneRow> for Milestone {
+    type Error = StoreError;
+    fn try_from(r: MilestoneRow) -> Result<Milestone, StoreError> {
+        Ok(Milestone {
+            status: r
+                .status
+                .parse()
+                .map_err(|e: crate::domain::DomainError| decode(e.to_string()))?,
+            id: r.id,
+            project_id: r.project_id,
+            position: r.position,
+            title: r.title,
+            description: r.description,
+            amount: r.amount,
+            rejection_reason: r.rejection_reason,
+            submission_note: r.submission_note,
+            created_at: r.created_at,
+            updated_at: r.updated_at,
+        })
+    }
+}
+
+pub struct NewMilestone<'a> {
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    pub amount: i64,
+}
+
+pub struct NewProject<'a> {
+    pub title: &'a str,
+    pub description: Option<&'a str>,
+    pub buyer_id: &'a str,
+    pub seller_id: &'a str,
+    pub currency: Currency,
+}
+
+pub async fn insert(db: &mut impl DbHandle, new: NewProject<'_>) -> Result<String, StoreError> {
+    let id = Uuid::now_v7().to_string();
+    let now = timestamp::now();
+    let (conn, obs) = db.parts();
+    obs.run(
+        "projects.insert",
+        sqlx::query(
+            "insert into projects (id, title, description, buyer_id, seller_id, currency, status, created_at, updated_at) \
+             values ($1, $2, $3, $4, $5, $6, 'draft', $7, $7)",
+        )
+        .bind(&id)
+        .bind(new.title)
+        .bind(new.description)
+        .bind(new.buyer_id)
+        .bind(new.seller_id)
+        .bind(new.currency.code())
+        .bind(&now)
+        .execute(conn),
+    )
+    .await?;
+    Ok(id)
+}
+
+pub async fn insert_milestone(
+    db: &mut impl DbHandle,
+    project_id: &str,
+    new: &NewMilestone<'_>,
+) -> Result<String, StoreError> {
+    let id = Uuid::now_v7().to_string();
+    let now = timestamp::now();
+    let (conn, obs) = db.parts();
+    obs.run(
+        "milestones.insert",
+        sqlx::query(
+            "insert into milestones (id, project_id, position, title, description, amount, status, created_at, updated_at) \
+             values ($1, $2, (select coalesce(max(position), 0) + 1 from milestones where project_id = $2), \
+             $3, $4, $5, 'pending', $6, $6)",
+        )
+        .bind(&id)
+        .bind(project_id)
+        .bind(new.title)
+        .bind(new.description)
+        .bind(new.amount)
+        .bind(&now)
+        .execute(conn),
+    )
+    .await?;
+    Ok(id)
+}
+
+/// Takes the project row's write lock for the rest of the transaction, so
+/// money operations on one project run one at a time and always lock rows in
+/// the same order (project, then accounts): no deadlocks, no lost updates.
+pub async fn lock(db: &mut impl DbHandle, id: &str) -> Result<bool, StoreError> {
+    let (conn, obs) = db.parts();
+    let result = obs
+        .run(
+            "projects.lock",
+            sqlx::query("update projects set updated_at = updated_at where id = $1")
+                .bind(id)
+                .execute(conn),
+        )
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, StoreError> {
+    let (conn, obs) = db.parts();
+    let row: Option<ProjectRow> = obs
+        .run(
+            "projects.find",
+            sqlx::query_as("select * from projects where id = $1")
+                .bind(id)
+                .fetch_optional(conn),
+        )
+        .await?;
+    row.map(Project::try_from).transpose()
+}
+
+/// A page of the projects `user_id` is a party to (every project when
+/// `user_id` is None), newest first, optionally in one status.
+pub async fn list(
+    db: &mut impl DbHandle,
+    user_id: Option<&str>,
+    status: Option<ProjectStatus>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<Project>, i64), StoreError> {
+    let status = status.map(|s| s.as_str());
+    let (conn, obs) = db.parts();
+    let rows: Vec<ProjectRow> = obs
+        .run(
+            "projects.list",
+            sqlx::query_as(
+                "select * from projects where ($1 is null or buyer_id = $1 or seller_id = $1) \
+                 and ($2 is null or status = $2) order by created_at desc, id desc limit $3 offset $4",
+            )
+            .bind(user_id)
+            .bind(status)
+            .bind(limit)
+            .bind(offset)
+            .fetch_all(conn),
+        )
+        .await?;
+    let (conn, obs) = db.parts();
+    let (total,): (i64,) = obs
+        .run(
+            "projects.count",
+            sqlx::query_as(
+                "select count(*) from projects where ($1 is null or buyer_id = $1 or seller_id = $1) \
+                 and ($2 is null or status = $2)",
+            )
+            .bind(user_id)
+            .bind(status)
+            .fetch_one(conn),
+        )
+        .await?;
+    Ok((
+        rows.into_iter().map(Project::try_from).collect::<Result<_, _>>()?,
+        total,
+    ))
+}
+
+pub async fn update_terms(
+    db: &mut impl DbHandle,
+    id: &str,
+    title: Option<&str>,
+    description: Option<&str>,
+) -> Result<(), StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "projects.update",
+        sqlx::query(
+            "update projects set title = coalesce($2, title), description = coalesce($3, description), updated_at = $4 \
+             where id = $1 and status = 'draft'",
+        )
+        .bind(id)
+        .bind(title)
+        .bind(description)
+        .bind(timestamp::now())
+        .execute(conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves a project from `from` to `to`; false if it was no longer `from`.
+pub async fn set_status(
+    db: &mut impl DbHandle,
+    id: &str,
+    from: ProjectStatus,
+    to: ProjectStatus,
+    dispute_reason: Option<&str>,
+) -> Result<bool, StoreError> {
+    let (conn, obs) = db.parts();
+    let result = obs
+        .run(
+            "projects.set_status",
+            sqlx::query(
+                "update projects set status = $3, dispute_reason = coalesce($4, dispute_reason), updated_at = $5 \
+                 where id = $1 and status = $2",
+            )
+            .bind(id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(dispute_reason)
+            .bind(timestamp::now())
+            .execute(conn),
+        )
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Deletes a draft and its milestones; false if it is no longer a draft.
+pub async fn delete_draft(db: &mut impl DbHandle, id: &str) -> Result<bool, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "milestones.delete_for_draft",
+        sqlx::query(
+            "delete from milestones where project_id = $1 and exists \
+             (select 1 from projects where id = $1 and status = 'draft')",
+        )
+        .bind(id)
+        .execute(conn),
+    )
+    .await?;
+    let (conn, obs) = db.parts();
+    let result = obs
+        .run(
+            "projects.delete_draft",
+            sqlx::query("delete from projects where id = $1 and status = 'draft'")
+                .bind(id)
+                .execute(conn),
+        )
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+pub async fn milestones(db: &mut impl DbHandle, project_id: &str) -> Result<Vec<Milestone>, StoreError> {
+    let (conn, obs) = db.parts();
+    let rows: Vec<MilestoneRow> = obs
+        .run(
+            "milestones.list",
+            sqlx::query_as("select * from milestones where project_id = $1 order by position")
+                .bind(project_id)
+                .fetch_all(conn),
+        )
+        .await?;
+    rows.into_iter().map(Milestone::try_from).collect()
+}
+
+pub async fn find_milestone(db: &mut impl DbHandle, id: &str) -> Result<Option<Milestone>, StoreError> {
+    let (conn, obs) = db.parts();
+    let row: Option<MilestoneRow> = obs
+        .run(
+            "milestones.find",
+            sqlx::query_as("select * from milestones where id = $1")
+                .bind(id)
+                .fetch_optional(conn),
+        )
+        .await?;
+    row.map(Milestone::try_from).transpose()
+}
+
+pub async fn update_milestone(
+    db: &mut impl DbHandle,
+    id: &str,
+    title: Option<&str>,
+    description: Option<&str>,
+    amount: Option<i64>,
+) -> Result<(), StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "milestones.update",
+        sqlx::query(
+            "update milestones set title = coalesce($2, title), description = coalesce($3, description), \
+             amount = coalesce($4, amount), updated_at = $5 where id = $1",
+        )
+        .bind(id)
+        .bind(title)
+        .bind(description)
+        .bind(amount)
+        .bind(timestamp::now())
+        .execute(conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves a milestone from `from` to `to`, compare-and-set: false when
+/// another request changed it first (the loser of a race sees false).
+pub async fn set_milestone_status(
+    db: &mut impl DbHandle,
+    id: &str,
+    from: MilestoneStatus,
+    to: MilestoneStatus,
+    note: Option<&str>,
+    rejection_reason: Option<&str>,
+) -> Result<bool, StoreError> {
+    let (conn, obs) = db.parts();
+    let result = obs
+        .run(
+            "milestones.set_status",
+            sqlx::query(
+                "update milestones set status = $3, submission_note = coalesce($4, submission_note), \
+                 rejection_reason = $5, updated_at = $6 where id = $1 and status = $2",
+            )
+            .bind(id)
+            .bind(from.as_str())
+            .bind(to.as_str())
+            .bind(note)
+            .bind(rejection_reason)
+            .bind(timestamp::now())
+            .execute(conn),
+        )
+        .await?;
+    Ok(result.rows_affected() == 1)
+}

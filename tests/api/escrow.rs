@@ -1,0 +1,654 @@
+//! Escrow and the ledger: money is never created, lost or double-spent.
+
+use reqwest::Method;
+use serde_json::{Value, json};
+
+use crate::both_engines;
+use crate::helpers::{Engine, TestApp, TestDb, TestUser, json};
+use crate::kyc::{form, submit};
+
+/// A user whose KYC an admin approved.
+pub async fn verified_user(app: &TestApp, role: &str, admin: &TestUser) -> TestUser {
+    let user = app.user(role).await;
+    let (status, submission) = json(submit(app, &user, form("kyc", "A1234567890", None)).await).await;
+    assert_eq!(status, 201, "{submission}");
+    let id = submission["id"].as_str().unwrap();
+    let response = app
+        .authed(Method::POST, &format!("/api/v1/admin/kyc/{id}/approve"), &admin.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    user
+}
+
+/// A money-moving POST with a fresh Idempotency-Key.
+pub async fn money_post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> (u16, Value) {
+    let key = uuid::Uuid::new_v4().to_string();
+    keyed_post(app, user, path, &key, body).await
+}
+
+pub async fn keyed_post(app: &TestApp, user: &TestUser, path: &str, key: &str, body: Value) -> (u16, Value) {
+    let response = app
+        .authed(Method::POST, path, &user.token)
+        .header("idempotency-key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    json(response).await
+}
+
+pub async fn deposit(app: &TestApp, user: &TestUser, amount: i64) {
+    let (status, body) = money_post(
+        app,
+        user,
+        "/api/v1/wallet/deposit",
+        json!({"amount": amount, "currency": "NGN"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(
+        body["transaction"]["status"], "completed",
+        "the sandbox confirms at once"
+    );
+}
+
+pub async fn available(app: &TestApp, user: &TestUser) -> i64 {
+    let (_, wallet) = json(
+        app.authed(Method::GET, "/api/v1/wallet", &user.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    wallet["balances"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["currency"] == "NGN")
+        .map_or(0, |b| b["available"].as_i64().unwrap())
+}
+
+/// The ledger check, asserted balanced; returns NGN held in escrow.
+pub async fn assert_books_balance(app: &TestApp) -> i64 {
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let report = amani::store::ledger::check(&mut conn).await.unwrap();
+    assert!(report.balanced, "ledger broken: {:#?}", report.problems);
+    report.held_in_escrow.get("NGN").copied().unwrap_or(0)
+}
+
+/// A project between `buyer` and `seller`, sent and accepted: (project id, milestone ids).
+pub async fn active_project(
+    app: &TestApp,
+    buyer: &TestUser,
+    seller: &TestUser,
+    amounts: &[i64],
+) -> (String, Vec<String>) {
+    let milestones: Vec<Value> = amounts
+        .iter()
+        .enumerate()
+        .map(|(i, amount)| json!({"title": format!("Milestone {}", i + 1), "amount": amount}))
+        .collect();
+    let (status, project) = json(
+        app.authed(Method::POST, "/api/v1/projects", &buyer.token)
+            .json(&json!({"title": "Website", "seller_id": seller.id, "currency": "NGN", "milestones": milestones}))
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 201, "{project}");
+    let id = project["id"].as_str().unwrap().to_owned();
+    let send = app
+        .authed(Method::POST, &format!("/api/v1/projects/{id}/send"), &buyer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(send.status(), 200);
+    let accept = app
+        .authed(Method::POST, &format!("/api/v1/projects/{id}/accept"), &seller.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(accept.status(), 200);
+    let ids = project["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+    (id, ids)
+}
+
+pub async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> (u16, Value) {
+    json(
+        app.authed(Method::POST, path, &user.token)
+            .json(&body)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+both_engines!(
+    the_full_escrow_cycle_keeps_exact_balances_and_balanced_books,
+    illegal_transitions_are_refused_and_leave_the_ledger_unchanged,
+    idempotency_keys_replay_the_first_response_and_refuse_another_body,
+    fifty_concurrent_releases_of_one_milestone_pay_once,
+    concurrent_holds_beyond_the_balance_never_overdraw,
+    the_same_key_sent_twenty_times_at_once_moves_money_once,
+    a_dispute_is_resolved_by_a_split_and_a_cancel_refunds_the_buyer,
+);
+
+async fn the_full_escrow_cycle_keeps_exact_balances_and_balanced_books(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+
+    deposit(&app, &buyer, 100_000).await;
+    assert_eq!(available(&app, &buyer).await, 100_000);
+    assert_eq!(assert_books_balance(&app).await, 0);
+
+    let (project, milestones) = active_project(&app, &buyer, &seller, &[40_000, 20_000]).await;
+    let (status, hold) = money_post(
+        &app,
+        &buyer,
+        "/api/v1/escrow/hold",
+        json!({"project_id": project, "milestone_id": milestones[0]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{hold}");
+    assert_eq!(hold["transactions"][0]["fee"], 1_000, "2.5% of 40,000");
+    assert_eq!(available(&app, &buyer).await, 59_000);
+    assert_eq!(assert_books_balance(&app).await, 40_000);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("amani_escrow_held_minor_units{currency=\"NGN\"} 40000"),
+        "gauge from the ledger"
+    );
+
+    let m = &milestones[0];
+    let (status, body) = post(
+        &app,
+        &seller,
+        &format!("/api/v1/milestones/{m}/submit"),
+        json!({"note": "done"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = post(
+        &app,
+        &buyer,
+        &format!("/api/v1/milestones/{m}/approve"),
+        json!({"approve": true}),
+    )
+    .await;
+    assert_eq!((status, body["status"].as_str()), (200, Some("approved")));
+    assert_eq!(assert_books_balance(&app).await, 40_000);
+    let (status, release) = money_post(
+        &app,
+        &buyer,
+        "/api/v1/escrow/release",
+        json!({"project_id": project, "milestone_id": m}),
+    )
+    .await;
+    assert_eq!(status, 201, "{release}");
+    assert_eq!(available(&app, &seller).await, 40_000);
+    assert_eq!(assert_books_balance(&app).await, 0);
+
+    let (status, withdrawal) = money_post(
+        &app,
+        &seller,
+        "/api/v1/wallet/withdraw",
+        json!({"amount": "25000", "currency": "NGN"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{withdrawal}");
+    assert_eq!(withdrawal["status"], "completed");
+    assert_eq!(available(&app, &seller).await, 15_000);
+    assert_eq!(assert_books_balance(&app).await, 0);
+
+    // The history: each party sees its own, with the fee on the hold.
+    let (_, history) = json(
+        app.authed(Method::GET, "/api/v1/escrow/transactions?page_size=10", &seller.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let kinds: Vec<&str> = history["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, vec!["withdrawal", "release", "hold"], "{history}");
+    let (_, holds) = json(
+        app.authed(
+            Method::GET,
+            &format!("/api/v1/escrow/transactions?type=hold&project_id={project}"),
+            &buyer.token,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(holds["total"], 1);
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    for line in [
+        r#"escrow_transactions_total{type="hold",status="succeeded"} 1"#,
+        r#"escrow_transactions_total{type="release",status="succeeded"} 1"#,
+        r#"escrow_transactions_total{type="withdrawal",status="succeeded"} 1"#,
+        r#"escrow_transactions_total{type="deposit",status="succeeded"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "{line}");
+    }
+}
+
+async fn illegal_transitions_are_refused_and_leave_the_ledger_unchanged(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    let stranger = app.user("client").await;
+    let unverified = app.user("client").await;
+    deposit(&app, &buyer, 50_000).await;
+    deposit(&app, &unverified, 50_000).await;
+    let (project, milestones) = active_project(&app, &buyer, &seller, &[10_000, 100_000]).await;
+    let m = &milestones[0];
+
+    let snapshot = |app: &TestApp| {
+        let state = app.state.clone();
+        async move {
+            let mut conn = state.db.acquire().await.unwrap();
+            let report = amani::store::ledger::check(&mut conn).await.unwrap();
+            assert!(report.balanced, "{:#?}", report.problems);
+            (report.transfers, report.held_in_escrow)
+        }
+    };
+    let before = snapshot(&app).await;
+    let cases: Vec<(&TestUser, &str, Value, u16)> = vec![
+        // Release before funding/approval.
+        (&buyer, "/api/v1/escrow/release", json!({"milestone_id": m}), 409),
+        // A stranger cannot see the project at all.
+        (&stranger, "/api/v1/escrow/hold", json!({"project_id": project}), 404),
+        // The seller does not fund.
+        (
+            &seller,
+            "/api/v1/escrow/hold",
+            json!({"project_id": project, "milestone_id": m}),
+            403,
+        ),
+        // More than the balance (100,000 + fee > 50,000).
+        (
+            &buyer,
+            "/api/v1/escrow/hold",
+            json!({"project_id": project, "milestone_id": milestones[1]}),
+            409,
+        ),
+        // A buyer cannot pull money back: that is a dispute.
+        (&buyer, "/api/v1/escrow/refund", json!({"project_id": project}), 403),
+        // Negative and float amounts.
+        (
+            &buyer,
+            "/api/v1/wallet/withdraw",
+            json!({"amount": -5, "currency": "NGN"}),
+            422,
+        ),
+        (
+            &buyer,
+            "/api/v1/wallet/deposit",
+            json!({"amount": 10.5, "currency": "NGN"}),
+            422,
+        ),
+        (
+            &buyer,
+            "/api/v1/wallet/deposit",
+            json!({"amount": 100, "currency": "XYZ"}),
+            422,
+        ),
+    ];
+    for (user, path, body, expected) in cases {
+        let (status, problem) = money_post(&app, user, path, body.clone()).await;
+        assert_eq!(status, expected, "{path} {body} → {problem}");
+        assert!(problem["detail"].as_str().is_some_and(|d| !d.is_empty()), "{problem}");
+    }
+    // Unverified buyers cannot fund; on a project they are party to.
+    let (unverified_project, _) = active_project(&app, &unverified, &seller, &[1_000]).await;
+    let (status, problem) = money_post(
+        &app,
+        &unverified,
+        "/api/v1/escrow/hold",
+        json!({"project_id": unverified_project}),
+    )
+    .await;
+    assert_eq!(status, 403, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("KYC"));
+
+    // Fund, then try the wrong order of everything else.
+    let (status, _) = money_post(
+        &app,
+        &buyer,
+        "/api/v1/escrow/hold",
+        json!({"project_id": project, "milestone_id": m}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    let during = snapshot(&app).await;
+    for (user, path, body, expected) in [
+        (&buyer, format!("/api/v1/milestones/{m}/submit"), json!({}), 409),
+        (
+            &seller,
+            format!("/api/v1/milestones/{m}/approve"),
+            json!({"approve": true}),
+            409,
+        ),
+        (
+            &buyer,
+            format!("/api/v1/milestones/{m}/approve"),
+            json!({"approve": true}),
+            409,
+        ),
+        (
+            &buyer,
+            format!("/api/v1/milestones/{m}/approve"),
+            json!({"approve": false}),
+            422,
+        ),
+        (&buyer, format!("/api/v1/projects/{project}/accept"), json!({}), 409),
+        (&stranger, format!("/api/v1/milestones/{m}/submit"), json!({}), 404),
+    ] {
+        let (status, problem) = post(&app, user, &path, body).await;
+        assert_eq!(status, expected, "{path} → {problem}");
+    }
+    let (status, _) = money_post(
+        &app,
+        &buyer,
+        "/api/v1/escrow/hold",
+        json!({"project_id": project, "milestone_id": m}),
+    )
+    .await;
+    assert_eq!(status, 409, "no double funding");
+    assert_eq!(snapshot(&app).await, during, "refusals moved no money");
+    assert_ne!(before, during);
+    let update = app
+        .authed(Method::PUT, &format!("/api/v1/projects/{project}"), &buyer.token)
+        .json(&json!({"title": "changed"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(update.status(), 409, "terms are fixed once active");
+    let get = app
+        .authed(Method::GET, &format!("/api/v1/projects/{project}"), &stranger.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(get.status(), 404);
+}
+
+async fn idempotency_keys_replay_the_first_response_and_refuse_another_body(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let user = app.user("client").await;
+    let body = json!({"amount": 5_000, "currency": "NGN"});
+    let first = app
+        .authed(Method::POST, "/api/v1/wallet/deposit", &user.token)
+        .header("idempotency-key", "dep-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first: Value = first.json().await.unwrap();
+    let again = app
+        .authed(Method::POST, "/api/v1/wallet/deposit", &user.token)
+        .header("idempotency-key", "dep-1")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 201);
+    assert_eq!(again.headers()["idempotent-replayed"], "true");
+    assert_eq!(again.json::<Value>().await.unwrap(), first);
+    assert_eq!(available(&app, &user).await, 5_000, "credited once");
+
+    let (status, problem) = keyed_post(
+        &app,
+        &user,
+        "/api/v1/wallet/deposit",
+        "dep-1",
+        json!({"amount": 6_000, "currency": "NGN"}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    let missing = app
+        .authed(Method::POST, "/api/v1/wallet/deposit", &user.token)
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(missing.status(), 400);
+    // Keys are scoped to the user: another user's "dep-1" is theirs.
+    let other = app.user("client").await;
+    let (status, _) = keyed_post(&app, &other, "/api/v1/wallet/deposit", "dep-1", body).await;
+    assert_eq!(status, 201);
+    assert_eq!(available(&app, &other).await, 5_000);
+    assert_books_balance(&app).await;
+}
+
+async fn fifty_concurrent_releases_of_one_milestone_pay_once(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn_with(
+        &db.url,
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "20"),
+            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "30"),
+        ],
+    )
+    .await;
+    app.wait_until_ready().await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    deposit(&app, &buyer, 20_000).await;
+    let (project, milestones) = active_project(&app, &buyer, &seller, &[10_000]).await;
+    let m = milestones[0].clone();
+    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project})).await;
+    post(&app, &seller, &format!("/api/v1/milestones/{m}/submit"), json!({})).await;
+    post(
+        &app,
+        &buyer,
+        &format!("/api/v1/milestones/{m}/approve"),
+        json!({"approve": true}),
+    )
+    .await;
+
+    let releases = (0..50).map(|_| {
+        let (app_client, url, token, m) = (
+            app.client.clone(),
+            app.url("/api/v1/escrow/release"),
+            buyer.token.clone(),
+            m.clone(),
+        );
+        tokio::spawn(async move {
+            app_client
+                .post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&json!({"milestone_id": m}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    });
+    let statuses: Vec<u16> = futures_join(releases).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 1, "{statuses:?}");
+    assert!(statuses.iter().all(|s| *s == 201 || *s == 409), "{statuses:?}");
+    assert_eq!(available(&app, &seller).await, 10_000);
+    assert_eq!(assert_books_balance(&app).await, 0);
+}
+
+async fn concurrent_holds_beyond_the_balance_never_overdraw(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn_with(
+        &db.url,
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "20"),
+            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "30"),
+        ],
+    )
+    .await;
+    app.wait_until_ready().await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    // 10,250 pays one 10,000 milestone and its fee; 35,000 pays three.
+    deposit(&app, &buyer, 35_000).await;
+    let mut projects = Vec::new();
+    for _ in 0..8 {
+        projects.push(active_project(&app, &buyer, &seller, &[10_000]).await.0);
+    }
+    let holds = projects.into_iter().map(|project| {
+        let (client, url, token) = (app.client.clone(), app.url("/api/v1/escrow/hold"), buyer.token.clone());
+        tokio::spawn(async move {
+            client
+                .post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&json!({"project_id": project}))
+                .send()
+                .await
+                .unwrap()
+                .status()
+                .as_u16()
+        })
+    });
+    let statuses = futures_join(holds).await;
+    assert_eq!(statuses.iter().filter(|s| **s == 201).count(), 3, "{statuses:?}");
+    assert_eq!(available(&app, &buyer).await, 35_000 - 3 * 10_250);
+    assert_eq!(assert_books_balance(&app).await, 30_000);
+}
+
+async fn the_same_key_sent_twenty_times_at_once_moves_money_once(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn_with(
+        &db.url,
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "20"),
+            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "30"),
+        ],
+    )
+    .await;
+    app.wait_until_ready().await;
+    let user = app.user("client").await;
+    let sends = (0..20).map(|_| {
+        let (client, url, token) = (
+            app.client.clone(),
+            app.url("/api/v1/wallet/deposit"),
+            user.token.clone(),
+        );
+        tokio::spawn(async move {
+            let response = client
+                .post(url)
+                .bearer_auth(token)
+                .header("idempotency-key", "the-one-key")
+                .json(&json!({"amount": 7_000, "currency": "NGN"}))
+                .send()
+                .await
+                .unwrap();
+            let status = response.status().as_u16();
+            let body: Value = response.json().await.unwrap();
+            (status, body["transaction"]["id"].clone())
+        })
+    });
+    let results = futures_join(sends).await;
+    assert!(results.iter().all(|(s, _)| *s == 201), "{results:?}");
+    let ids: std::collections::BTreeSet<String> = results.iter().map(|(_, id)| id.to_string()).collect();
+    assert_eq!(ids.len(), 1, "every answer names the same transaction");
+    assert_eq!(available(&app, &user).await, 7_000, "one transfer");
+    assert_books_balance(&app).await;
+}
+
+async fn a_dispute_is_resolved_by_a_split_and_a_cancel_refunds_the_buyer(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    deposit(&app, &buyer, 100_000).await;
+
+    let (project, milestones) = active_project(&app, &buyer, &seller, &[30_000, 10_000]).await;
+    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project})).await;
+    assert_eq!(available(&app, &buyer).await, 100_000 - 41_000);
+    post(
+        &app,
+        &seller,
+        &format!("/api/v1/milestones/{}/submit", milestones[0]),
+        json!({}),
+    )
+    .await;
+    let (status, _) = post(&app, &buyer, &format!("/api/v1/projects/{project}/cancel"), json!({})).await;
+    assert_eq!(status, 409, "delivered work cannot be cancelled away");
+    let (status, disputed) = post(
+        &app,
+        &buyer,
+        &format!("/api/v1/projects/{project}/dispute"),
+        json!({"reason": "late"}),
+    )
+    .await;
+    assert_eq!((status, disputed["status"].as_str()), (200, Some("disputed")));
+    let (status, _) = post(
+        &app,
+        &buyer,
+        &format!("/api/v1/admin/projects/{project}/resolve"),
+        json!({"resolution": "refund"}),
+    )
+    .await;
+    assert_eq!(status, 403);
+    let (status, _) = post(
+        &app,
+        &admin,
+        &format!("/api/v1/admin/projects/{project}/resolve"),
+        json!({"resolution": "split", "seller_amount": 40_001}),
+    )
+    .await;
+    assert_eq!(status, 422, "more than is held");
+    let (status, resolved) = post(
+        &app,
+        &admin,
+        &format!("/api/v1/admin/projects/{project}/resolve"),
+        json!({"resolution": "split", "seller_amount": 25_000}),
+    )
+    .await;
+    assert_eq!(status, 200, "{resolved}");
+    assert_eq!(resolved["project"]["status"], "completed");
+    assert_eq!(available(&app, &seller).await, 25_000);
+    assert_eq!(available(&app, &buyer).await, 59_000 + 15_000);
+    assert_eq!(assert_books_balance(&app).await, 0);
+
+    // Cancelling before any delivery refunds what was held.
+    let (second, _) = active_project(&app, &buyer, &seller, &[20_000]).await;
+    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": second})).await;
+    let (status, cancelled) = post(&app, &seller, &format!("/api/v1/projects/{second}/cancel"), json!({})).await;
+    assert_eq!(status, 200, "{cancelled}");
+    assert_eq!(cancelled["refunds"][0]["amount"], 20_000);
+    assert_eq!(available(&app, &buyer).await, 74_000 - 500, "the fee is not refunded");
+    assert_eq!(assert_books_balance(&app).await, 0);
+}
+
+async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::new();
+    for task in tasks.collect::<Vec<_>>() {
+        results.push(task.await.unwrap());
+    }
+    results
+}
