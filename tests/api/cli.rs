@@ -189,3 +189,41 @@ async fn admin_create_reads_the_password_from_stdin_and_the_admin_can_log_in() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("at least 10"));
 }
+
+both_engines!(ledger_check_passes_on_good_books_and_fails_on_a_broken_one);
+
+async fn ledger_check_passes_on_good_books_and_fails_on_a_broken_one(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = crate::helpers::TestApp::spawn(&db).await;
+    let user = app.user("client").await;
+    crate::escrow::deposit(&app, &user, 12_345).await;
+    let dir = tempfile::tempdir().unwrap();
+    let check = || {
+        amani(dir.path(), &[("DATABASE_URL", &db.url)])
+            .args(["ledger", "check"])
+            .output()
+            .unwrap()
+    };
+    let output = check();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("ledger balanced"), "{stdout}");
+
+    // Break the books on purpose: money from nowhere.
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let (conn_ref, obs) = amani::store::DbHandle::parts(&mut conn);
+    obs.run(
+        "test.corrupt",
+        sqlx::query("update ledger_accounts set balance = balance + 1 where kind = 'user_available'").execute(conn_ref),
+    )
+    .await
+    .unwrap();
+    let output = check();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(output.status.code(), Some(1), "{stdout}");
+    assert!(stdout.contains("balances sum to 1"), "{stdout}");
+    assert!(
+        stdout.contains("stored balance 12346 but its transfers add up to 12345"),
+        "{stdout}"
+    );
+}
