@@ -36,10 +36,29 @@ pub enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// The service's own alerting.
+    Alert {
+        #[command(subcommand)]
+        command: AlertCommand,
+    },
     /// Administration from the command line.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AlertCommand {
+    /// Send a test alert through the real delivery path (retries included)
+    /// and print what each channel answered. Exit 1 if any failed.
+    Test {
+        /// slack, pagerduty or all.
+        #[arg(long, default_value = "all")]
+        channel: String,
+        /// info, warning, error or critical.
+        #[arg(long, default_value = "critical")]
+        severity: String,
     },
 }
 
@@ -84,6 +103,9 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ledger {
             command: LedgerCommand::Check,
         } => run_async(config, ledger_check),
+        Command::Alert {
+            command: AlertCommand::Test { channel, severity },
+        } => run_async(config, move |config| alert_test(config, channel, severity)),
     }
 }
 
@@ -244,4 +266,41 @@ async fn ledger_check(config: Config) -> Result<(), String> {
     } else {
         Err(format!("ledger NOT balanced: {} problems", report.problems.len()))
     }
+}
+
+async fn alert_test(mut config: Config, channel: String, severity: String) -> Result<(), String> {
+    use crate::alerts::{Alert, Dispatcher, Severity};
+    let severity: Severity = severity.parse().map_err(|e| format!("--severity: expected {e}"))?;
+    match channel.as_str() {
+        "all" => {}
+        "slack" => config.alerts_channels.pagerduty_routing_key = None,
+        "pagerduty" => config.alerts_channels.slack_webhook_url = None,
+        other => return Err(format!("--channel: expected slack, pagerduty or all, not {other:?}")),
+    }
+    // A test alert reaches every chosen channel whatever its minimum.
+    config.alerts.min_severity_slack = Severity::Info;
+    config.alerts.min_severity_pagerduty = Severity::Info;
+    let metrics = Metrics::new(&config, &BuildInfo::current());
+    let dispatcher = Dispatcher::new(&config, metrics);
+    if dispatcher.channel_names().is_empty() {
+        return Err("no alert channel configured (set SLACK_WEBHOOK_URL and/or PAGERDUTY_API_KEY)".into());
+    }
+    let alert = Alert::trigger(
+        config.environment.as_str(),
+        &format!("alert-test-{}", uuid::Uuid::new_v4()),
+        "AlertTest",
+        severity,
+        "a test alert sent by `amani alert test`",
+    );
+    let mut failed = false;
+    for (name, outcome) in dispatcher.deliver(&alert).await {
+        match outcome {
+            Ok(delivery) => println!("{name}: delivered (HTTP {}) {}", delivery.status, delivery.body.trim()),
+            Err(err) => {
+                failed = true;
+                println!("{name}: FAILED ({err})");
+            }
+        }
+    }
+    if failed { Err("at least one channel failed".into()) } else { Ok(()) }
 }

@@ -133,6 +133,23 @@ pub struct SentryConfig {
     pub send_pii: bool,
 }
 
+/// Where the service's own alerts go, and how its watchdogs judge.
+#[derive(Debug, Clone)]
+pub struct AlertChannelsConfig {
+    pub slack_webhook_url: Option<SecretString>,
+    /// The PagerDuty Events API v2 routing (integration) key.
+    pub pagerduty_routing_key: Option<SecretString>,
+    /// Kept from the original's settings; Events API v2 does not need it.
+    pub pagerduty_service_id: Option<String>,
+    pub pagerduty_events_url: String,
+    pub watchdog_interval: Duration,
+    pub ledger_check_interval: Duration,
+    /// 5xx responses in one watchdog interval that make an ErrorBurst.
+    pub error_burst_threshold: u64,
+    /// Failed fraction of gateway calls in one interval that alerts.
+    pub gateway_failure_ratio: f64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GatewayKind {
     /// No network, deterministic, confirms at once: the embedded default.
@@ -208,6 +225,8 @@ pub struct Config {
     pub sentry: SentryConfig,
     pub rate_limit: RateLimitConfig,
     pub payments: PaymentConfig,
+    pub alerts: crate::alerts::AlertConfig,
+    pub alerts_channels: AlertChannelsConfig,
     /// 32-byte key sealing KYC data at rest (`KYC_ENCRYPTION_KEY`); derived
     /// from `SECRET_KEY` when unset.
     pub kyc_encryption_key: Option<[u8; 32]>,
@@ -319,6 +338,42 @@ impl Config {
                 expected: "an http(s) URL".into(),
             });
         }
+        let severity = |name: &'static str, default: crate::alerts::Severity| vars.parse_with(name, default, |v| v.parse());
+        let alerts = crate::alerts::AlertConfig {
+            queue_capacity: vars.parse_range("ALERT_QUEUE_CAPACITY", 1000, 1..=1_000_000)?,
+            quiet_period: Duration::from_secs(vars.parse_range("ALERT_QUIET_PERIOD_SECONDS", 300, 0..=86_400)?),
+            max_attempts: vars.parse_range("ALERT_MAX_ATTEMPTS", 5, 1..=20)?,
+            retry_base: Duration::from_millis(vars.parse_range("ALERT_RETRY_BASE_MILLISECONDS", 500, 1..=60_000)?),
+            min_severity_slack: severity("ALERT_MIN_SEVERITY_SLACK", crate::alerts::Severity::Warning)?,
+            min_severity_pagerduty: severity("ALERT_MIN_SEVERITY_PAGERDUTY", crate::alerts::Severity::Critical)?,
+        };
+        let alerts_channels = AlertChannelsConfig {
+            slack_webhook_url: vars.get("SLACK_WEBHOOK_URL").map(|v| SecretString::from(v.to_owned())),
+            pagerduty_routing_key: vars.get("PAGERDUTY_API_KEY").map(|v| SecretString::from(v.to_owned())),
+            pagerduty_service_id: vars.get("PAGERDUTY_SERVICE_ID").map(str::to_owned),
+            pagerduty_events_url: vars
+                .get("PAGERDUTY_EVENTS_URL")
+                .unwrap_or("https://events.pagerduty.com/v2/enqueue")
+                .to_owned(),
+            watchdog_interval: Duration::from_secs(vars.parse_range("WATCHDOG_INTERVAL_SECONDS", 15, 1..=3600)?),
+            ledger_check_interval: Duration::from_secs(vars.parse_range("LEDGER_CHECK_INTERVAL_SECONDS", 300, 1..=86_400)?),
+            error_burst_threshold: vars.parse_range("ERROR_BURST_THRESHOLD", 20, 1..=1_000_000)?,
+            gateway_failure_ratio: vars.parse_fraction("GATEWAY_FAILURE_RATIO", 0.5)?,
+        };
+        for (name, url) in [
+            ("SLACK_WEBHOOK_URL", alerts_channels.slack_webhook_url.as_ref().map(|u| u.expose_secret().to_owned())),
+            ("PAGERDUTY_EVENTS_URL", Some(alerts_channels.pagerduty_events_url.clone())),
+        ] {
+            if let Some(url) = url
+                && url::Url::parse(&url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
+            {
+                return Err(ConfigError::Invalid {
+                    name,
+                    value: "<hidden>".into(),
+                    expected: "an http(s) URL".into(),
+                });
+            }
+        }
         let kyc_encryption_key = match vars.get("KYC_ENCRYPTION_KEY") {
             None => None,
             Some(raw) => Some(crate::auth::seal::parse_key(raw).ok_or_else(|| ConfigError::Invalid {
@@ -376,6 +431,8 @@ impl Config {
             sentry,
             rate_limit,
             payments,
+            alerts,
+            alerts_channels,
             kyc_encryption_key,
             debug_routes,
         })
@@ -457,6 +514,16 @@ impl Config {
             "FINCRA_BASE_URL": self.payments.fincra_base_url,
             "FINCRA_WEBHOOK_SECRET": self.payments.fincra_webhook_secret.as_ref().map(|_| "<set>"),
             "PLATFORM_FEE_BPS": self.payments.platform_fee_bps,
+            "SLACK_WEBHOOK_URL": self.alerts_channels.slack_webhook_url.as_ref().map(|_| "<set>"),
+            "PAGERDUTY_API_KEY": self.alerts_channels.pagerduty_routing_key.as_ref().map(|_| "<set>"),
+            "PAGERDUTY_SERVICE_ID": self.alerts_channels.pagerduty_service_id,
+            "PAGERDUTY_EVENTS_URL": self.alerts_channels.pagerduty_events_url,
+            "ALERT_MIN_SEVERITY_SLACK": self.alerts.min_severity_slack.as_str(),
+            "ALERT_MIN_SEVERITY_PAGERDUTY": self.alerts.min_severity_pagerduty.as_str(),
+            "ALERT_QUIET_PERIOD_SECONDS": self.alerts.quiet_period.as_secs(),
+            "ALERT_QUEUE_CAPACITY": self.alerts.queue_capacity,
+            "WATCHDOG_INTERVAL_SECONDS": self.alerts_channels.watchdog_interval.as_secs(),
+            "LEDGER_CHECK_INTERVAL_SECONDS": self.alerts_channels.ledger_check_interval.as_secs(),
             "KYC_ENCRYPTION_KEY": if self.kyc_encryption_key.is_some() { "<set>" } else { "<derived from SECRET_KEY>" },
         })
     }

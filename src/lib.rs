@@ -12,6 +12,7 @@
 // The masked configuration is one large `json!` literal.
 #![recursion_limit = "256"]
 
+pub mod alerts;
 pub mod auth;
 pub mod build_info;
 pub mod cli;

@@ -58,7 +58,9 @@ impl Application {
             None => Sealer::derive(config.secret_key.expose_secret().as_bytes())?,
         };
         let gateway = crate::gateway::build(&config.payments).map_err(StartError::Gateway)?;
+        let alerts = crate::alerts::Dispatcher::new(&config, Arc::clone(&metrics));
         let state = AppState::new(App {
+            alerts,
             gateway,
             tokens: TokenKeys::new(&config.secret_key, config.access_token_expire_minutes),
             limiter: RateLimiter::new(&config.rate_limit)?,
@@ -139,6 +141,8 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut stop = state.lifecycle.subscribe();
     vec![
         tokio::spawn(db.run_monitor(state.lifecycle.subscribe())),
+        tokio::spawn(Arc::clone(&state.alerts).run(state.lifecycle.subscribe())),
+        tokio::spawn(crate::alerts::watchdog::Watchdog::new(state.clone()).run(state.lifecycle.subscribe())),
         // Forget idle rate-limit keys so the in-process map stays small.
         tokio::spawn(async move {
             loop {

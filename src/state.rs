@@ -3,6 +3,7 @@
 use std::ops::Deref;
 use std::sync::Arc;
 
+use crate::alerts::Dispatcher;
 use crate::auth::seal::Sealer;
 use crate::auth::tokens::TokenKeys;
 use crate::build_info::BuildInfo;
@@ -27,6 +28,7 @@ pub struct App {
     pub sealer: Sealer,
     pub limiter: RateLimiter,
     pub gateway: Arc<dyn PaymentGateway>,
+    pub alerts: Arc<Dispatcher>,
 }
 
 impl AppState {

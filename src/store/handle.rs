@@ -123,11 +123,14 @@ impl DbHandle for Conn {
 pub struct Tx {
     pub(super) tx: Transaction<'static, Any>,
     pub(super) obs: QueryObserver,
+    /// SQLite only: this process's turn as the single writer, held until the
+    /// transaction ends (see [`super::Database::begin`]).
+    pub(super) _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
 }
 
 impl Tx {
     pub async fn commit(self) -> Result<(), StoreError> {
-        let Tx { tx, obs } = self;
+        let Tx { tx, obs, _writer } = self;
         obs.run("transaction.commit", tx.commit()).await
     }
 }

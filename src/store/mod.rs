@@ -169,6 +169,11 @@ pub struct Database {
     /// error so the next requests fail fast, set again by the monitor.
     reachable: Arc<AtomicBool>,
     observer: QueryObserver,
+    /// SQLite admits one writer at a time; its busy handler makes waiting
+    /// writers sleep and retry, which is unfair (a writer can starve past the
+    /// busy timeout under load). Writers queue here instead, first come
+    /// first served, and reach `begin immediate` one at a time.
+    sqlite_writer: Arc<tokio::sync::Mutex<()>>,
     schema: RwLock<SchemaStatus>,
 }
 
@@ -217,6 +222,7 @@ impl Database {
             sqlite_path,
             observer: QueryObserver::new(metrics, engine, Arc::clone(&reachable)),
             reachable,
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             schema: RwLock::new(SchemaStatus::default()),
         }))
     }
@@ -248,21 +254,26 @@ impl Database {
     }
 
     /// A write transaction. On SQLite it takes the write lock up front
-    /// (`begin immediate`), so two writers queue on the busy timeout instead
-    /// of one failing at its first write with "database is locked".
+    /// (`begin immediate`), after waiting its turn in this process's writer
+    /// queue, so writers neither fail at their first write with "database is
+    /// locked" nor starve in SQLite's busy handler.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         self.ensure_usable()?;
-        let tx = match self.engine {
+        let (tx, writer) = match self.engine {
             Engine::Sqlite => {
-                self.observer
+                let writer = Arc::clone(&self.sqlite_writer).lock_owned().await;
+                let tx = self
+                    .observer
                     .run("transaction.begin", self.pool.begin_with("begin immediate"))
-                    .await?
+                    .await?;
+                (tx, Some(writer))
             }
-            Engine::Postgres => self.observer.run("transaction.begin", self.pool.begin()).await?,
+            Engine::Postgres => (self.observer.run("transaction.begin", self.pool.begin()).await?, None),
         };
         Ok(Tx {
             tx,
             obs: self.observer.clone(),
+            _writer: writer,
         })
     }
 

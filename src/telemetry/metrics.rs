@@ -169,6 +169,11 @@ pub struct Metrics {
     pub backup_last_success_timestamp: FloatGauge,
     pub database_up: Gauge,
     pub database_migrations_pending: Gauge,
+    /// Plain counters the watchdogs read (not exported: their exported twins
+    /// are `http_requests_total{status=~"5.."}` and `amani_gateway_requests_total`).
+    pub server_errors: std::sync::atomic::AtomicU64,
+    pub gateway_calls: std::sync::atomic::AtomicU64,
+    pub gateway_failures: std::sync::atomic::AtomicU64,
     /// When the database-derived gauges were last refreshed.
     pub(crate) scrape_cache: Mutex<Option<Instant>>,
 }
@@ -212,6 +217,9 @@ impl Metrics {
             backup_last_success_timestamp: FloatGauge::default(),
             database_up: Gauge::default(),
             database_migrations_pending: Gauge::default(),
+            server_errors: Default::default(),
+            gateway_calls: Default::default(),
+            gateway_failures: Default::default(),
             scrape_cache: Mutex::new(None),
             registry: Registry::default(),
         };

@@ -1,0 +1,213 @@
+//! Watchdogs: checks that run on an interval and turn transitions into
+//! alerts — trigger when a condition turns bad, resolve when it clears. The
+//! checks are the ones the probes use ([`crate::health`]) and the ledger
+//! check, so an alert and a probe never disagree.
+//!
+//! | condition | alert | severity |
+//! |---|---|---|
+//! | the database cannot be reached | DatabaseUnreachable | critical |
+//! | migrations pending on a running instance | MigrationsPending | warning |
+//! | the ledger check finds a break | LedgerImbalance | critical |
+//! | payment-gateway calls failing above the ratio | PaymentGatewayFailing | error |
+//! | a burst of 5xx responses in one interval | ErrorBurst | error |
+
+use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use super::{Alert, Severity};
+use crate::state::AppState;
+
+/// What one check concluded.
+enum Verdict {
+    Healthy,
+    Unhealthy(Alert),
+}
+
+pub struct Watchdog {
+    state: AppState,
+    /// Conditions currently firing, with the alert that fired (to resolve).
+    firing: HashMap<&'static str, Alert>,
+    last_ledger_check: Option<Instant>,
+    last_server_errors: u64,
+    last_gateway: (u64, u64),
+}
+
+impl Watchdog {
+    pub fn new(state: AppState) -> Watchdog {
+        let metrics = &state.metrics;
+        let last_server_errors = metrics.server_errors.load(Ordering::Relaxed);
+        let last_gateway = (
+            metrics.gateway_calls.load(Ordering::Relaxed),
+            metrics.gateway_failures.load(Ordering::Relaxed),
+        );
+        Watchdog {
+            state,
+            firing: HashMap::new(),
+            last_ledger_check: None,
+            last_server_errors,
+            last_gateway,
+        }
+    }
+
+    fn alert(&self, condition: &str, name: &str, severity: Severity, summary: String) -> Alert {
+        Alert::trigger(self.state.config.environment.as_str(), condition, name, severity, summary)
+    }
+
+    /// Sends a trigger on the way into a condition and a resolve on the way out.
+    fn transition(&mut self, condition: &'static str, verdict: Verdict) {
+        match (verdict, self.firing.contains_key(condition)) {
+            (Verdict::Unhealthy(alert), false) => {
+                tracing::warn!(condition, alert = %alert.name, "watchdog: condition triggered");
+                self.firing.insert(condition, alert.clone());
+                self.state.alerts.send(alert);
+            }
+            (Verdict::Unhealthy(alert), true) => {
+                // Still firing: the dispatcher's quiet period decides whether
+                // a reminder goes out.
+                self.state.alerts.send(alert);
+            }
+            (Verdict::Healthy, true) => {
+                if let Some(alert) = self.firing.remove(condition) {
+                    tracing::info!(condition, alert = %alert.name, "watchdog: condition resolved");
+                    let resolved = alert.resolved(format!("{condition} is healthy again"));
+                    self.state.alerts.send(resolved);
+                }
+            }
+            (Verdict::Healthy, false) => {}
+        }
+    }
+
+    /// Runs every check once.
+    pub async fn tick(&mut self) {
+        let (database, schema) = crate::health::check_database(&self.state.db).await;
+        let verdict = if database.check.is_healthy() {
+            Verdict::Healthy
+        } else {
+            let reason = database.check.message.clone().unwrap_or_default();
+            Verdict::Unhealthy(
+                self.alert("database", "DatabaseUnreachable", Severity::Critical, format!("the database cannot be reached: {reason}"))
+                    .detail("engine", database.engine),
+            )
+        };
+        self.transition("database", verdict);
+
+        if let Some(schema) = &schema {
+            let verdict = if schema.pending > 0 {
+                Verdict::Unhealthy(
+                    self.alert(
+                        "migrations",
+                        "MigrationsPending",
+                        Severity::Warning,
+                        format!("{} migrations are not applied; readiness stays 503", schema.pending),
+                    )
+                    .detail("pending", schema.pending),
+                )
+            } else {
+                Verdict::Healthy
+            };
+            self.transition("migrations", verdict);
+        }
+
+        let ledger_due = self
+            .last_ledger_check
+            .is_none_or(|at| at.elapsed() >= self.state.config.alerts_channels.ledger_check_interval);
+        if ledger_due && schema.as_ref().is_some_and(|s| s.is_current()) {
+            self.last_ledger_check = Some(Instant::now());
+            self.check_ledger().await;
+        }
+
+        self.check_gateway();
+        self.check_error_burst();
+    }
+
+    async fn check_ledger(&mut self) {
+        let report = match self.state.db.acquire().await {
+            Ok(mut conn) => crate::store::ledger::check(&mut conn).await,
+            Err(err) => Err(err),
+        };
+        let Ok(report) = report else { return };
+        let metrics = &self.state.metrics;
+        metrics.ledger_check_ok.set(i64::from(report.balanced));
+        let now = time::OffsetDateTime::now_utc();
+        metrics
+            .ledger_check_timestamp
+            .set(now.unix_timestamp() as f64 + f64::from(now.nanosecond()) / 1e9);
+        let verdict = if report.balanced {
+            Verdict::Healthy
+        } else {
+            Verdict::Unhealthy(
+                self.alert(
+                    "ledger",
+                    "LedgerImbalance",
+                    Severity::Critical,
+                    format!("the ledger check found {} problems: the books do not balance", report.problems.len()),
+                )
+                .detail("first_problem", report.problems.first().cloned().unwrap_or_default()),
+            )
+        };
+        self.transition("ledger", verdict);
+    }
+
+    fn check_gateway(&mut self) {
+        let metrics = &self.state.metrics;
+        let now = (
+            metrics.gateway_calls.load(Ordering::Relaxed),
+            metrics.gateway_failures.load(Ordering::Relaxed),
+        );
+        let calls = now.0.saturating_sub(self.last_gateway.0);
+        let failures = now.1.saturating_sub(self.last_gateway.1);
+        self.last_gateway = now;
+        if calls == 0 {
+            return; // no traffic, no news: keep the current state
+        }
+        let ratio = failures as f64 / calls as f64;
+        let threshold = self.state.config.alerts_channels.gateway_failure_ratio;
+        let verdict = if calls >= 3 && ratio > threshold {
+            Verdict::Unhealthy(
+                self.alert(
+                    "payment-gateway",
+                    "PaymentGatewayFailing",
+                    Severity::Error,
+                    format!("{failures} of {calls} payment-gateway calls failed in the last interval"),
+                )
+                .detail("failure_ratio", format!("{ratio:.2}")),
+            )
+        } else {
+            Verdict::Healthy
+        };
+        self.transition("payment-gateway", verdict);
+    }
+
+    fn check_error_burst(&mut self) {
+        let now = self.state.metrics.server_errors.load(Ordering::Relaxed);
+        let burst = now.saturating_sub(self.last_server_errors);
+        self.last_server_errors = now;
+        let threshold = self.state.config.alerts_channels.error_burst_threshold;
+        let verdict = if burst >= threshold {
+            Verdict::Unhealthy(
+                self.alert(
+                    "error-burst",
+                    "ErrorBurst",
+                    Severity::Error,
+                    format!("{burst} responses failed with 5xx in the last interval"),
+                )
+                .detail("count", burst),
+            )
+        } else {
+            Verdict::Healthy
+        };
+        self.transition("error-burst", verdict);
+    }
+
+    /// Ticks every `WATCHDOG_INTERVAL_SECONDS` until `stop` fires.
+    pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let interval: Duration = self.state.config.alerts_channels.watchdog_interval;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => self.tick().await,
+                _ = stop.changed() => return,
+            }
+        }
+    }
+}
