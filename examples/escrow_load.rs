@@ -18,7 +18,14 @@ struct Api {
 }
 
 impl Api {
-    async fn call(&self, method: reqwest::Method, path: &str, token: Option<&str>, body: Option<Value>, key: bool) -> (u16, Value) {
+    async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+        key: bool,
+    ) -> (u16, Value) {
         let mut request = self.client.request(method, format!("{}{}", self.base, path));
         if let Some(token) = token {
             request = request.bearer_auth(token);
@@ -50,19 +57,30 @@ impl Api {
             )
             .await;
         assert_eq!(status, 201, "{user}");
-        (user["id"].as_str().unwrap_or_default().to_owned(), self.login(&email, PASSWORD).await)
+        (
+            user["id"].as_str().unwrap_or_default().to_owned(),
+            self.login(&email, PASSWORD).await,
+        )
     }
 
     async fn login(&self, email: &str, password: &str) -> String {
         let (status, body) = self
-            .call(reqwest::Method::POST, "/api/v1/auth/login", None, Some(json!({"email": email, "password": password})), false)
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/auth/login",
+                None,
+                Some(json!({"email": email, "password": password})),
+                false,
+            )
             .await;
         assert_eq!(status, 200, "{body}");
         body["access_token"].as_str().unwrap_or_default().to_owned()
     }
 
     async fn verify(&self, token: &str, admin: &str) {
-        let form = reqwest::multipart::Form::new().text("type", "kyc").text("nin_or_passport", "A1234567890");
+        let form = reqwest::multipart::Form::new()
+            .text("type", "kyc")
+            .text("nin_or_passport", "A1234567890");
         let response = self
             .client
             .post(format!("{}/api/v1/kyc/submit", self.base))
@@ -73,7 +91,15 @@ impl Api {
             .expect("kyc submit");
         let submission: Value = response.json().await.expect("kyc body");
         let id = submission["id"].as_str().unwrap_or_default();
-        let (status, _) = self.call(reqwest::Method::POST, &format!("/api/v1/admin/kyc/{id}/approve"), Some(admin), None, false).await;
+        let (status, _) = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/api/v1/admin/kyc/{id}/approve"),
+                Some(admin),
+                None,
+                false,
+            )
+            .await;
         assert_eq!(status, 200);
     }
 
@@ -96,7 +122,10 @@ async fn main() {
     let clients: usize = args[4].parse().expect("CLIENTS");
     let seconds: u64 = args[5].parse().expect("SECONDS");
     let api = std::sync::Arc::new(Api {
-        client: reqwest::Client::builder().pool_max_idle_per_host(256).build().expect("client"),
+        client: reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .build()
+            .expect("client"),
         base,
     });
     let admin = api.login(&admin_email, &admin_password).await;
@@ -108,10 +137,18 @@ async fn main() {
         let (seller_id, seller) = api.user("freelancer").await;
         api.verify(&buyer, &admin).await;
         let (status, _) = api
-            .call(reqwest::Method::POST, "/api/v1/wallet/deposit", Some(&buyer), Some(json!({"amount": 1_000_000_000, "currency": "NGN"})), true)
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/wallet/deposit",
+                Some(&buyer),
+                Some(json!({"amount": 1_000_000_000, "currency": "NGN"})),
+                true,
+            )
             .await;
         assert_eq!(status, 201);
-        let milestones: Vec<Value> = (0..MILESTONES).map(|i| json!({"title": format!("m{i}"), "amount": 10_000})).collect();
+        let milestones: Vec<Value> = (0..MILESTONES)
+            .map(|i| json!({"title": format!("m{i}"), "amount": 10_000}))
+            .collect();
         let (status, project) = api
             .call(
                 reqwest::Method::POST,
@@ -123,8 +160,22 @@ async fn main() {
             .await;
         assert_eq!(status, 201, "{project}");
         let id = project["id"].as_str().unwrap_or_default().to_owned();
-        api.call(reqwest::Method::POST, &format!("/api/v1/projects/{id}/send"), Some(&buyer), None, false).await;
-        api.call(reqwest::Method::POST, &format!("/api/v1/projects/{id}/accept"), Some(&seller), None, false).await;
+        api.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/projects/{id}/send"),
+            Some(&buyer),
+            None,
+            false,
+        )
+        .await;
+        api.call(
+            reqwest::Method::POST,
+            &format!("/api/v1/projects/{id}/accept"),
+            Some(&seller),
+            None,
+            false,
+        )
+        .await;
         let ids: Vec<String> = project["milestones"]
             .as_array()
             .map(|m| m.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect())
@@ -146,15 +197,37 @@ async fn main() {
                         break;
                     }
                     let steps = [
-                        ("/api/v1/escrow/hold".to_owned(), buyer.as_str(), json!({"project_id": project, "milestone_id": milestone}), true),
-                        (format!("/api/v1/milestones/{milestone}/submit"), seller.as_str(), json!({}), false),
-                        (format!("/api/v1/milestones/{milestone}/approve"), buyer.as_str(), json!({"approve": true}), false),
-                        ("/api/v1/escrow/release".to_owned(), buyer.as_str(), json!({"milestone_id": milestone}), true),
+                        (
+                            "/api/v1/escrow/hold".to_owned(),
+                            buyer.as_str(),
+                            json!({"project_id": project, "milestone_id": milestone}),
+                            true,
+                        ),
+                        (
+                            format!("/api/v1/milestones/{milestone}/submit"),
+                            seller.as_str(),
+                            json!({}),
+                            false,
+                        ),
+                        (
+                            format!("/api/v1/milestones/{milestone}/approve"),
+                            buyer.as_str(),
+                            json!({"approve": true}),
+                            false,
+                        ),
+                        (
+                            "/api/v1/escrow/release".to_owned(),
+                            buyer.as_str(),
+                            json!({"milestone_id": milestone}),
+                            true,
+                        ),
                     ];
                     let mut ok = true;
                     for (path, token, body, key) in steps {
                         let t = Instant::now();
-                        let (status, _) = api.call(reqwest::Method::POST, &path, Some(token), Some(body), key).await;
+                        let (status, _) = api
+                            .call(reqwest::Method::POST, &path, Some(token), Some(body), key)
+                            .await;
                         latencies.push(t.elapsed());
                         if !(200..300).contains(&status) {
                             ok = false;
@@ -178,7 +251,11 @@ async fn main() {
     let elapsed = started.elapsed().as_secs_f64();
     let statements = api.statements().await - statements_before;
     latencies.sort();
-    let pct = |p: f64| latencies.get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1))).map_or(0.0, |d| d.as_secs_f64() * 1000.0);
+    let pct = |p: f64| {
+        latencies
+            .get(((latencies.len() as f64 * p) as usize).min(latencies.len().saturating_sub(1)))
+            .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
+    };
     println!(
         "clients {clients:3}: {:8.1} cycles/s {:8.1} transfers/s  request p50 {:6.2} ms p99 {:6.2} ms  failures {failures}  db statements/s {:8.0}",
         cycles as f64 / elapsed,

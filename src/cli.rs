@@ -302,5 +302,9 @@ async fn alert_test(mut config: Config, channel: String, severity: String) -> Re
             }
         }
     }
-    if failed { Err("at least one channel failed".into()) } else { Ok(()) }
+    if failed {
+        Err("at least one channel failed".into())
+    } else {
+        Ok(())
+    }
 }

@@ -338,7 +338,8 @@ impl Config {
                 expected: "an http(s) URL".into(),
             });
         }
-        let severity = |name: &'static str, default: crate::alerts::Severity| vars.parse_with(name, default, |v| v.parse());
+        let severity =
+            |name: &'static str, default: crate::alerts::Severity| vars.parse_with(name, default, |v| v.parse());
         let alerts = crate::alerts::AlertConfig {
             queue_capacity: vars.parse_range("ALERT_QUEUE_CAPACITY", 1000, 1..=1_000_000)?,
             quiet_period: Duration::from_secs(vars.parse_range("ALERT_QUIET_PERIOD_SECONDS", 300, 0..=86_400)?),
@@ -356,16 +357,31 @@ impl Config {
                 .unwrap_or("https://events.pagerduty.com/v2/enqueue")
                 .to_owned(),
             watchdog_interval: Duration::from_secs(vars.parse_range("WATCHDOG_INTERVAL_SECONDS", 15, 1..=3600)?),
-            ledger_check_interval: Duration::from_secs(vars.parse_range("LEDGER_CHECK_INTERVAL_SECONDS", 300, 1..=86_400)?),
+            ledger_check_interval: Duration::from_secs(vars.parse_range(
+                "LEDGER_CHECK_INTERVAL_SECONDS",
+                300,
+                1..=86_400,
+            )?),
             error_burst_threshold: vars.parse_range("ERROR_BURST_THRESHOLD", 20, 1..=1_000_000)?,
             gateway_failure_ratio: vars.parse_fraction("GATEWAY_FAILURE_RATIO", 0.5)?,
         };
         for (name, url) in [
-            ("SLACK_WEBHOOK_URL", alerts_channels.slack_webhook_url.as_ref().map(|u| u.expose_secret().to_owned())),
-            ("PAGERDUTY_EVENTS_URL", Some(alerts_channels.pagerduty_events_url.clone())),
+            (
+                "SLACK_WEBHOOK_URL",
+                alerts_channels
+                    .slack_webhook_url
+                    .as_ref()
+                    .map(|u| u.expose_secret().to_owned()),
+            ),
+            (
+                "PAGERDUTY_EVENTS_URL",
+                Some(alerts_channels.pagerduty_events_url.clone()),
+            ),
         ] {
             if let Some(url) = url
-                && url::Url::parse(&url).map(|u| !matches!(u.scheme(), "http" | "https")).unwrap_or(true)
+                && url::Url::parse(&url)
+                    .map(|u| !matches!(u.scheme(), "http" | "https"))
+                    .unwrap_or(true)
             {
                 return Err(ConfigError::Invalid {
                     name,

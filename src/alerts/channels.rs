@@ -84,7 +84,11 @@ fn hostname() -> String {
 
 async fn post(client: &reqwest::Client, url: &str, body: &Value) -> Result<Delivery, Failure> {
     let response = client.post(url).json(body).send().await.map_err(|err| Failure {
-        message: if err.is_timeout() { "timed out".into() } else { "connection failed".into() },
+        message: if err.is_timeout() {
+            "timed out".into()
+        } else {
+            "connection failed".into()
+        },
         retryable: true,
         retry_after: None,
     })?;
@@ -138,7 +142,12 @@ impl Slack {
             json!({"title": "host", "value": self.origin.host, "short": true}),
             json!({"title": "severity", "value": alert.severity.as_str(), "short": true}),
         ];
-        fields.extend(alert.details.iter().map(|(k, v)| json!({"title": k, "value": v, "short": true})));
+        fields.extend(
+            alert
+                .details
+                .iter()
+                .map(|(k, v)| json!({"title": k, "value": v, "short": true})),
+        );
         json!({
             "text": format!("[{state}] {}: {}", alert.name, alert.summary),
             "attachments": [{

@@ -81,7 +81,13 @@ pub struct Alert {
 impl Alert {
     /// An alert about `condition` (a stable name such as `database`), with
     /// the dedup key every replica computes alike.
-    pub fn trigger(environment: &str, condition: &str, name: &str, severity: Severity, summary: impl Into<String>) -> Alert {
+    pub fn trigger(
+        environment: &str,
+        condition: &str,
+        name: &str,
+        severity: Severity,
+        summary: impl Into<String>,
+    ) -> Alert {
         Alert {
             name: name.to_owned(),
             severity,
@@ -155,11 +161,11 @@ impl Dispatcher {
             return;
         }
         let Ok(mut items) = self.queue.items.lock() else { return };
-        if items.len() >= self.config.queue_capacity {
-            if let Some(dropped) = items.pop_front() {
-                self.metrics.alerts_dropped.inc();
-                tracing::warn!(alert = %dropped.name, "alert queue full; dropped the oldest alert");
-            }
+        if items.len() >= self.config.queue_capacity
+            && let Some(dropped) = items.pop_front()
+        {
+            self.metrics.alerts_dropped.inc();
+            tracing::warn!(alert = %dropped.name, "alert queue full; dropped the oldest alert");
         }
         items.push_back(alert);
         drop(items);
@@ -194,7 +200,9 @@ impl Dispatcher {
 
     /// Whether a trigger for this key was sent within the quiet period.
     fn in_quiet_period(&self, alert: &Alert) -> bool {
-        let Ok(mut last_sent) = self.last_sent.lock() else { return false };
+        let Ok(mut last_sent) = self.last_sent.lock() else {
+            return false;
+        };
         match alert.action {
             Action::Resolve => {
                 last_sent.remove(&alert.dedup_key);

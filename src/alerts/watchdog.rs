@@ -51,7 +51,13 @@ impl Watchdog {
     }
 
     fn alert(&self, condition: &str, name: &str, severity: Severity, summary: String) -> Alert {
-        Alert::trigger(self.state.config.environment.as_str(), condition, name, severity, summary)
+        Alert::trigger(
+            self.state.config.environment.as_str(),
+            condition,
+            name,
+            severity,
+            summary,
+        )
     }
 
     /// Sends a trigger on the way into a condition and a resolve on the way out.
@@ -86,8 +92,13 @@ impl Watchdog {
         } else {
             let reason = database.check.message.clone().unwrap_or_default();
             Verdict::Unhealthy(
-                self.alert("database", "DatabaseUnreachable", Severity::Critical, format!("the database cannot be reached: {reason}"))
-                    .detail("engine", database.engine),
+                self.alert(
+                    "database",
+                    "DatabaseUnreachable",
+                    Severity::Critical,
+                    format!("the database cannot be reached: {reason}"),
+                )
+                .detail("engine", database.engine),
             )
         };
         self.transition("database", verdict);
@@ -141,7 +152,10 @@ impl Watchdog {
                     "ledger",
                     "LedgerImbalance",
                     Severity::Critical,
-                    format!("the ledger check found {} problems: the books do not balance", report.problems.len()),
+                    format!(
+                        "the ledger check found {} problems: the books do not balance",
+                        report.problems.len()
+                    ),
                 )
                 .detail("first_problem", report.problems.first().cloned().unwrap_or_default()),
             )

@@ -101,7 +101,9 @@ pub async fn observed<T>(
         .observe(started.elapsed().as_secs_f64());
     metrics.gateway_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     if let Err(err) = &result {
-        metrics.gateway_failures.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        metrics
+            .gateway_failures
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         tracing::warn!(provider, operation, error = %err, "payment gateway call failed");
     }
     result

@@ -170,7 +170,10 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let latency_ms = (elapsed.as_secs_f64() * 1_000_000.0).round() / 1000.0;
     let cause = response.extensions().get::<ErrorCause>().map(|c| c.0.as_str());
     if status.is_server_error() {
-        state.metrics.server_errors.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        state
+            .metrics
+            .server_errors
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
     if status.is_server_error()
         && response.extensions().get::<Panicked>().is_none()

@@ -6,6 +6,7 @@ mod proxy;
 mod server;
 
 mod accounts;
+mod alerts;
 mod cli;
 mod error_tracking;
 mod escrow;

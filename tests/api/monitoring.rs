@@ -375,3 +375,181 @@ async fn prometheus_stores_trace_id_exemplars_for_request_latency() {
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
 }
+
+/// The bodies a fake receiver got.
+async fn received(server: &wiremock::MockServer) -> Vec<String> {
+    server
+        .received_requests()
+        .await
+        .unwrap_or_default()
+        .iter()
+        .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+        .collect()
+}
+
+/// A real Alertmanager on loopback, killed when dropped.
+pub struct Alertmanager {
+    pub address: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Alertmanager {
+    pub async fn start(config: &str) -> Alertmanager {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("alertmanager.yml"), config).unwrap();
+        let (ok, output) = run_tool(
+            "amtool",
+            &["check-config", dir.path().join("alertmanager.yml").to_str().unwrap()],
+            None,
+        );
+        assert!(ok, "{output}");
+        let port = free_port();
+        let child = Command::new("prometheus-alertmanager")
+            .arg(format!(
+                "--config.file={}",
+                dir.path().join("alertmanager.yml").display()
+            ))
+            .arg(format!("--storage.path={}", dir.path().join("data").display()))
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .arg("--cluster.listen-address=")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-alertmanager is needed by this test; run scripts/dev-services.sh");
+        let address = format!("127.0.0.1:{port}");
+        let started = Instant::now();
+        while reqwest::get(format!("http://{address}/-/ready"))
+            .await
+            .map(|r| r.status() != 200)
+            .unwrap_or(true)
+        {
+            assert!(
+                started.elapsed() < Duration::from_secs(30),
+                "alertmanager did not become ready"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        Alertmanager {
+            address,
+            child,
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Alertmanager {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The shipped rules with every `for:` cut to 2 s, so a test sees them fire.
+fn fast_rules() -> String {
+    let rules = std::fs::read_to_string(Path::new(ROOT).join("config/alert_rules.yml")).unwrap();
+    rules
+        .lines()
+        .map(|line| match line.trim_start().strip_prefix("for: ") {
+            Some(_) => format!("{}for: 2s", &line[..line.len() - line.trim_start().len()]),
+            None => line.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The shipped Alertmanager routing (critical → PagerDuty and Slack,
+/// warning → Slack), pointed at local fakes, with short timers.
+fn alertmanager_config(slack: &str, pagerduty: &str) -> String {
+    let shipped = std::fs::read_to_string(Path::new(ROOT).join("config/alertmanager.yml")).unwrap();
+    shipped
+        .replace(
+            "api_url_file: /etc/alertmanager/secrets/slack_webhook_url",
+            &format!("api_url: {slack}/hook"),
+        )
+        .replace(
+            "routing_key_file: /etc/alertmanager/secrets/pagerduty_routing_key",
+            &format!("routing_key: test-routing-key\n        url: {pagerduty}/v2/enqueue"),
+        )
+        .replace("group_wait: 30s", "group_wait: 1s")
+        .replace("group_wait: 10s", "group_wait: 1s")
+        .replace("group_interval: 5m", "group_interval: 1s")
+}
+
+/// The whole path: a real condition on a running Amani → the shipped rules
+/// in a real Prometheus → the shipped routing in a real Alertmanager → the
+/// fake Slack and PagerDuty. A 4xx flood fires HighClientErrorRate (a
+/// warning: Slack only); stopping Amani fires ApplicationDown (critical:
+/// PagerDuty too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_conditions_reach_slack_and_pagerduty_through_prometheus_and_alertmanager() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slack = MockServer::start().await;
+    let pagerduty = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&pagerduty)
+        .await;
+    let alertmanager = Alertmanager::start(&alertmanager_config(&slack.uri(), &pagerduty.uri())).await;
+
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = TestApp::spawn(&db).await;
+    let prometheus = Prometheus::start(&app.addr.to_string(), Some(&fast_rules()), Some(&alertmanager.address)).await;
+    prometheus
+        .wait_for_series(r#"up{job="amani"} == 1"#, Duration::from_secs(20))
+        .await;
+
+    let flood_started = Instant::now();
+    let slack_note = loop {
+        for i in 0..20 {
+            app.get(&format!("/no-such-page/{i}")).await;
+        }
+        if let Some(note) = received(&slack)
+            .await
+            .into_iter()
+            .find(|b| b.contains("HighClientErrorRate"))
+        {
+            break note;
+        }
+        assert!(
+            flood_started.elapsed() < Duration::from_secs(60),
+            "no Slack notification"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let to_slack = flood_started.elapsed();
+    assert!(slack_note.contains("warning"), "{slack_note}");
+    assert!(
+        !received(&pagerduty)
+            .await
+            .iter()
+            .any(|b| b.contains("HighClientErrorRate")),
+        "a warning does not page"
+    );
+
+    let stopped = Instant::now();
+    app.shutdown().await.unwrap();
+    let page = loop {
+        if let Some(page) = received(&pagerduty)
+            .await
+            .into_iter()
+            .find(|b| b.contains("ApplicationDown"))
+        {
+            break page;
+        }
+        assert!(stopped.elapsed() < Duration::from_secs(60), "no PagerDuty page");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    let to_pagerduty = stopped.elapsed();
+    let event: serde_json::Value = serde_json::from_str(&page).unwrap();
+    assert_eq!(event["routing_key"], "test-routing-key");
+    assert_eq!(event["event_action"], "trigger");
+    println!(
+        "condition → notification: HighClientErrorRate → Slack {to_slack:?}; ApplicationDown → PagerDuty {to_pagerduty:?}"
+    );
+}
