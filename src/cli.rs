@@ -31,6 +31,29 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and print what would be used (secrets masked).
     CheckConfig,
+    /// Take a verified, compressed, checksummed backup (or verify one).
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        command: Option<BackupCommand>,
+        /// Folder to write to (default BACKUP_DIR).
+        #[arg(long)]
+        out: Option<std::path::PathBuf>,
+        /// Delete backups older than this many days, never the newest
+        /// (default BACKUP_RETENTION_DAYS).
+        #[arg(long)]
+        retention_days: Option<u32>,
+    },
+    /// Restore a backup over the database, after checking it.
+    Restore {
+        file: std::path::PathBuf,
+        /// Do not ask (required when not on a terminal).
+        #[arg(long)]
+        yes: bool,
+        /// The database to overwrite (default DATABASE_URL).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Ledger operations.
     Ledger {
         #[command(subcommand)]
@@ -46,6 +69,13 @@ pub enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BackupCommand {
+    /// Restore FILE into a scratch database, check migrations, the ledger
+    /// and the row counts against its manifest, then drop it.
+    Verify { file: std::path::PathBuf },
 }
 
 #[derive(Debug, Subcommand)]
@@ -106,6 +136,24 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Alert {
             command: AlertCommand::Test { channel, severity },
         } => run_async(config, move |config| alert_test(config, channel, severity)),
+        Command::Backup {
+            command: Some(BackupCommand::Verify { file }),
+            ..
+        } => run_async(config, move |config| backup_verify(config, file)),
+        Command::Backup {
+            command: None,
+            out,
+            retention_days,
+        } => run_async(config, move |config| backup(config, out, retention_days)),
+        Command::Restore { file, yes, target } => {
+            let target =
+                target.unwrap_or_else(|| secrecy::ExposeSecret::expose_secret(&config.database.url).to_owned());
+            if let Err(message) = confirm_restore(&target, yes) {
+                eprintln!("amani: {message}");
+                return ExitCode::from(EXIT_CONFIG);
+            }
+            run_async(config, move |config| restore(config, file, target))
+        }
     }
 }
 
@@ -307,4 +355,90 @@ async fn alert_test(mut config: Config, channel: String, severity: String) -> Re
     } else {
         Ok(())
     }
+}
+
+async fn backup(config: Config, out: Option<std::path::PathBuf>, retention_days: Option<u32>) -> Result<(), String> {
+    use crate::ops::backup;
+    let dir = out.unwrap_or_else(|| config.backup_dir.clone());
+    let metrics = Metrics::new(&config, &BuildInfo::current());
+    let db = Database::new(&config.database, metrics).map_err(|e| e.to_string())?;
+    let started = std::time::Instant::now();
+    let result = backup::backup(&config, &db, &dir).await;
+    db.close().await;
+    let manifest = result.map_err(|e| format!("backup FAILED: {e}"))?;
+    let pruned = backup::prune(&dir, retention_days.unwrap_or(config.backup_retention_days))
+        .map_err(|e| format!("backup written, but pruning failed: {e}"))?;
+    for file in &pruned {
+        println!("pruned {file}");
+    }
+    let rows: i64 = manifest.row_counts.values().sum();
+    println!(
+        "backup ok: {} ({} bytes, sha256 {}, {rows} rows, schema {}) in {:.1}s; {} pruned",
+        dir.join(&manifest.file).display(),
+        manifest.size_bytes,
+        &manifest.sha256[..16],
+        manifest.schema_version.map_or("none".into(), |v| v.to_string()),
+        started.elapsed().as_secs_f64(),
+        pruned.len()
+    );
+    Ok(())
+}
+
+async fn backup_verify(config: Config, file: std::path::PathBuf) -> Result<(), String> {
+    let report = crate::ops::restore::verify(&config, &file)
+        .await
+        .map_err(|e| format!("verify FAILED: {e}"))?;
+    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    if report.ok() {
+        println!(
+            "verify ok: {} restores with current migrations, a balanced ledger and matching row counts",
+            file.display()
+        );
+        Ok(())
+    } else {
+        Err(format!("verify FAILED: {} does not restore cleanly", file.display()))
+    }
+}
+
+/// `--yes`, or on a terminal the target's name typed back; never silently.
+fn confirm_restore(target: &str, yes: bool) -> Result<(), String> {
+    use std::io::IsTerminal;
+    let description = crate::ops::restore::describe_target(target);
+    eprintln!("amani restore will overwrite {description}");
+    if yes {
+        return Ok(());
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err("refusing to restore without --yes when not on a terminal".into());
+    }
+    let word = crate::ops::restore::confirmation_word(target);
+    eprint!("Type {word:?} to overwrite it: ");
+    let mut answer = String::new();
+    std::io::stdin().read_line(&mut answer).map_err(|e| e.to_string())?;
+    if answer.trim() == word {
+        Ok(())
+    } else {
+        Err("not confirmed; nothing was changed".into())
+    }
+}
+
+async fn restore(config: Config, file: std::path::PathBuf, target: String) -> Result<(), String> {
+    let started = std::time::Instant::now();
+    let restored = crate::ops::restore::restore(&config, &file, &target)
+        .await
+        .map_err(|e| format!("restore FAILED (the old data is untouched): {e}"))?;
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&restored).map_err(|e| e.to_string())?
+    );
+    println!(
+        "restore ok: {} from {} in {:.1}s",
+        restored.target,
+        file.display(),
+        started.elapsed().as_secs_f64()
+    );
+    if let Some(previous) = restored.previous_kept_as {
+        println!("the previous database is kept as {previous}; drop it once you are satisfied");
+    }
+    Ok(())
 }

@@ -227,6 +227,9 @@ pub struct Config {
     pub payments: PaymentConfig,
     pub alerts: crate::alerts::AlertConfig,
     pub alerts_channels: AlertChannelsConfig,
+    /// Where `amani backup` writes and `/metrics` looks for the newest backup.
+    pub backup_dir: std::path::PathBuf,
+    pub backup_retention_days: u32,
     /// 32-byte key sealing KYC data at rest (`KYC_ENCRYPTION_KEY`); derived
     /// from `SECRET_KEY` when unset.
     pub kyc_encryption_key: Option<[u8; 32]>,
@@ -449,6 +452,8 @@ impl Config {
             payments,
             alerts,
             alerts_channels,
+            backup_dir: std::path::PathBuf::from(vars.get("BACKUP_DIR").unwrap_or("backups")),
+            backup_retention_days: vars.parse_range("BACKUP_RETENTION_DAYS", 30, 1..=36_500)?,
             kyc_encryption_key,
             debug_routes,
         })
@@ -540,6 +545,8 @@ impl Config {
             "ALERT_QUEUE_CAPACITY": self.alerts.queue_capacity,
             "WATCHDOG_INTERVAL_SECONDS": self.alerts_channels.watchdog_interval.as_secs(),
             "LEDGER_CHECK_INTERVAL_SECONDS": self.alerts_channels.ledger_check_interval.as_secs(),
+            "BACKUP_DIR": self.backup_dir.display().to_string(),
+            "BACKUP_RETENTION_DAYS": self.backup_retention_days,
             "KYC_ENCRYPTION_KEY": if self.kyc_encryption_key.is_some() { "<set>" } else { "<derived from SECRET_KEY>" },
         })
     }

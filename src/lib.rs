@@ -23,6 +23,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
+pub mod ops;
 pub mod ratelimit;
 pub mod startup;
 pub mod state;

@@ -50,6 +50,7 @@ impl Application {
         let build = BuildInfo::current();
         let metrics = Metrics::new(&config, &build);
         let db = Database::new(&config.database, Arc::clone(&metrics))?;
+        db.hold_serving_lock();
         if config.is_production() && config.metrics_enabled && config.metrics_token.is_none() {
             tracing::warn!("METRICS_TOKEN is not set: /metrics is open to anyone who can reach this port");
         }

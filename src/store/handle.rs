@@ -140,3 +140,16 @@ impl DbHandle for Tx {
         (&mut self.tx, &self.obs)
     }
 }
+
+/// A connection borrowed from elsewhere (a raw sqlx transaction), so store
+/// functions can run on it with the same observer.
+pub struct Borrowed<'a> {
+    pub conn: &'a mut AnyConnection,
+    pub obs: QueryObserver,
+}
+
+impl DbHandle for Borrowed<'_> {
+    fn parts(&mut self) -> (&mut AnyConnection, &QueryObserver) {
+        (self.conn, &self.obs)
+    }
+}

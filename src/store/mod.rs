@@ -34,7 +34,7 @@ pub mod projects;
 pub mod users;
 pub mod webhooks;
 
-pub use handle::{Conn, DbHandle, QueryObserver, Tx};
+pub use handle::{Borrowed, Conn, DbHandle, QueryObserver, Tx};
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -174,15 +174,56 @@ pub struct Database {
     /// busy timeout under load). Writers queue here instead, first come
     /// first served, and reach `begin immediate` one at a time.
     sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// A serving process holds `<file>.lock` shared, so a restore (which
+    /// needs it exclusively) refuses while a server runs on the file.
+    sqlite_lock: std::sync::Mutex<Option<std::fs::File>>,
     schema: RwLock<SchemaStatus>,
 }
 
 static INSTALL_DRIVERS: Once = Once::new();
 
+/// Installs sqlx's `Any` drivers (once per process); needed before any
+/// `AnyConnection::connect` outside a [`Database`].
+pub fn install_drivers() {
+    INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
+}
+
+fn lock_file_for(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+fn flock(path: &Path, operation: libc::c_int) -> Result<std::fs::File, String> {
+    use std::os::fd::AsRawFd;
+    let lock = lock_file_for(path);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock)
+        .map_err(|e| format!("cannot open {}: {e}", lock.display()))?;
+    // SAFETY: flock on a file descriptor we own; released when it closes.
+    let rc = unsafe { libc::flock(file.as_raw_fd(), operation | libc::LOCK_NB) };
+    if rc != 0 {
+        return Err(format!(
+            "{} is in use by a running Amani server; stop it before restoring",
+            path.display()
+        ));
+    }
+    Ok(file)
+}
+
+/// Takes the SQLite file's lock exclusively (restore), or fails at once if a
+/// running server holds it.
+pub fn lock_sqlite_exclusively(path: &Path) -> Result<std::fs::File, String> {
+    flock(path, libc::LOCK_EX)
+}
+
 impl Database {
     /// Creates the (lazy) pool; connects nothing yet.
     pub fn new(config: &DatabaseConfig, metrics: Arc<Metrics>) -> Result<Arc<Database>, StoreError> {
-        INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
+        install_drivers();
         let raw_url = config.url.expose_secret();
         let engine = Engine::from_url(raw_url);
         let (url, sqlite_path) = match engine {
@@ -223,6 +264,7 @@ impl Database {
             observer: QueryObserver::new(metrics, engine, Arc::clone(&reachable)),
             reachable,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            sqlite_lock: std::sync::Mutex::new(None),
             schema: RwLock::new(SchemaStatus::default()),
         }))
     }
@@ -275,6 +317,36 @@ impl Database {
             obs: self.observer.clone(),
             _writer: writer,
         })
+    }
+
+    /// Marks the SQLite file as served by this process (a shared lock that
+    /// a restore cannot take exclusively). Best effort: the folder may not
+    /// exist yet, in which case no restore can target it either.
+    pub fn hold_serving_lock(&self) {
+        let Some(path) = &self.sqlite_path else { return };
+        if self.prepare_sqlite_file().is_err() {
+            return;
+        }
+        if let Ok(file) = flock(path, libc::LOCK_SH)
+            && let Ok(mut slot) = self.sqlite_lock.lock()
+        {
+            *slot = Some(file);
+        }
+    }
+
+    /// A connection for operations code (backup, verify), without the
+    /// "schema current" gate requests have.
+    pub async fn acquire_for_ops(&self) -> Result<Conn, StoreError> {
+        let conn = self.observer.acquire(self.pool.acquire()).await?;
+        Ok(Conn {
+            conn,
+            obs: self.observer.clone(),
+        })
+    }
+
+    /// The observer, for store functions run on a borrowed connection.
+    pub fn observer(&self) -> QueryObserver {
+        self.observer.clone()
     }
 
     /// Pool use right now, for the `db_connections_*` gauges.

@@ -440,8 +440,13 @@ pub async fn refresh_scrape_time_gauges(state: &crate::state::AppState) {
         }
         due
     };
-    if due && let Err(err) = crate::store::gauges::refresh(state).await {
-        tracing::debug!(error = %err, "scrape-time gauges not refreshed");
+    if due {
+        metrics
+            .backup_last_success_timestamp
+            .set(crate::ops::backup::last_success(&state.config.backup_dir));
+        if let Err(err) = crate::store::gauges::refresh(state).await {
+            tracing::debug!(error = %err, "scrape-time gauges not refreshed");
+        }
     }
 }
 

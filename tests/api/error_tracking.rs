@@ -43,6 +43,7 @@ async fn events(ingest: &MockServer) -> Vec<(serde_json::Value, String)> {
 async fn a_panicking_route_reaches_sentry_with_request_context_and_no_secrets() {
     let ingest = fake_sentry().await;
     let server = Server::start(&[("SENTRY_DSN", &dsn(&ingest)), ("ENABLE_DEBUG_ROUTES", "true")]);
+    server.wait_until_ready().await;
     let client = reqwest::Client::new();
 
     let response = client

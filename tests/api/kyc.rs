@@ -291,6 +291,7 @@ async fn oversized_and_mislabelled_documents_are_refused(engine: Engine) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_log_of_a_full_account_and_kyc_flow_holds_no_secret() {
     let server = crate::server::Server::start(&[("LOG_LEVEL", "trace")]);
+    server.wait_until_ready().await;
     let client = reqwest::Client::new();
     let password = "a very secret passphrase";
     let signup = client

@@ -5,6 +5,7 @@ use crate::server::Server;
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_line_of_a_request_carries_its_request_id_and_trace_id() {
     let server = Server::start(&[("LOG_LEVEL", "debug")]);
+    server.wait_until_ready().await;
     let client = reqwest::Client::new();
     let response = client
         .get(server.url("/api/v1/health?password=hunter2"))

@@ -7,6 +7,7 @@ mod server;
 
 mod accounts;
 mod alerts;
+mod backup;
 mod cli;
 mod error_tracking;
 mod escrow;

@@ -326,6 +326,7 @@ async fn prometheus_stores_trace_id_exemplars_for_request_latency() {
         ("OTLP_PROTOCOL", "http/protobuf"),
         ("OTLP_ENDPOINT", &collector.uri()),
     ]);
+    server.wait_until_ready().await;
     let prometheus = Prometheus::start(&server.addr.to_string(), None, None).await;
     prometheus
         .wait_for_series(r#"up{job="amani"} == 1"#, Duration::from_secs(20))

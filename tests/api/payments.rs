@@ -304,6 +304,7 @@ async fn outbound_gateway_calls_carry_the_trace_context_and_request_id() {
         ("FINCRA_API_KEY", "k"),
         ("FINCRA_BASE_URL", &fincra.uri()),
     ]);
+    server.wait_until_ready().await;
     let client = reqwest::Client::new();
     let signup = client
         .post(server.url("/api/v1/auth/signup"))

@@ -61,6 +61,17 @@ impl Server {
         }
     }
 
+    /// Polls readiness until 200 (the database is migrated in the
+    /// background after "listening"), failing after 20 s.
+    pub async fn wait_until_ready(&self) {
+        let client = reqwest::Client::new();
+        eventually(Duration::from_secs(20), "readiness", async || {
+            let response = client.get(self.url("/api/v1/readiness")).send().await.ok()?;
+            (response.status() == 200).then_some(())
+        })
+        .await;
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{}", self.addr, path)
     }

@@ -87,6 +87,7 @@ async fn start_grpc_receiver() -> (u16, Received) {
 /// Sends a health check carrying the caller's `traceparent` and returns the
 /// server span and the spans received for that trace.
 async fn traced_health_check(server: &Server, received: &Received) -> (Span, Vec<Span>) {
+    server.wait_until_ready().await;
     let response = reqwest::Client::new()
         .get(server.url("/api/v1/health"))
         .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
@@ -182,6 +183,7 @@ async fn spans_are_exported_over_otlp_http_protobuf_with_the_configured_headers(
         ("OTLP_HEADERS", "x-api-key=collector-key,x-tenant=amani"),
     ]);
     let received = Received::default();
+    server.wait_until_ready().await;
     let response = reqwest::Client::new()
         .get(server.url("/api/v1/health"))
         .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
@@ -196,7 +198,12 @@ async fn spans_are_exported_over_otlp_http_protobuf_with_the_configured_headers(
             assert_eq!(request.headers.get("x-tenant").unwrap(), "amani");
             received.record(ExportTraceServiceRequest::decode(request.body.as_slice()).expect("OTLP protobuf"));
         }
-        let spans: Vec<Span> = received.spans().into_iter().map(|(_, s)| s).collect();
+        let spans: Vec<Span> = received
+            .spans()
+            .into_iter()
+            .map(|(_, s)| s)
+            .filter(|s| hex(&s.trace_id) == CALLER_TRACE)
+            .collect();
         let server_span = spans.iter().find(|s| s.name == "GET /api/v1/health")?.clone();
         Some((server_span, spans))
     })

@@ -1,0 +1,4 @@
+//! Operations: backup, verification and restore.
+
+pub mod backup;
+pub mod restore;
