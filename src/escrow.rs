@@ -91,7 +91,9 @@ pub async fn locked_milestone(
     Ok((project, party, milestone))
 }
 
-async fn record_audit(
+/// Records `action` by `actor` in the audit trail, in the transaction of the
+/// change, with the request's id.
+pub async fn record_audit(
     tx: &mut Tx,
     actor: &User,
     action: &str,
@@ -114,7 +116,7 @@ async fn record_audit(
     .await
 }
 
-async fn created(tx: &mut Tx, id: &str) -> Result<EscrowTransaction, EscrowError> {
+async fn created(tx: &mut impl DbHandle, id: &str) -> Result<EscrowTransaction, EscrowError> {
     records::find(tx, id).await?.ok_or(EscrowError::NotFound("transaction"))
 }
 
@@ -234,6 +236,54 @@ pub async fn hold(
     Ok(done)
 }
 
+/// Money leaving a project's escrow for one party (a release to the seller,
+/// a refund to the buyer): the business record and its ledger transfer.
+async fn move_escrow(
+    tx: &mut Tx,
+    project: &Project,
+    kind: &'static str,
+    milestone_id: Option<&str>,
+    amount: i64,
+    notes: Option<&str>,
+) -> Result<EscrowTransaction, EscrowError> {
+    let (to, from) = if kind == "release" {
+        (&project.seller_id, &project.buyer_id)
+    } else {
+        (&project.buyer_id, &project.seller_id)
+    };
+    let id = Uuid::now_v7().to_string();
+    records::insert(
+        tx,
+        NewTransaction {
+            id: &id,
+            kind,
+            status: "completed",
+            user_id: to,
+            counterparty_id: Some(from),
+            project_id: Some(&project.id),
+            milestone_id,
+            amount,
+            fee: 0,
+            currency: project.currency.code(),
+            provider: None,
+            notes,
+        },
+    )
+    .await?;
+    ledger::transfer(
+        tx,
+        Transfer {
+            kind,
+            debit: &Account::escrow(&project.id, project.currency),
+            credit: &Account::available(to, project.currency),
+            amount,
+            escrow_transaction_id: Some(&id),
+        },
+    )
+    .await?;
+    created(tx, &id).await
+}
+
 /// An approved milestone's escrow goes to the seller. The buyer (or an
 /// admin) releases; a second release finds the milestone already released.
 pub async fn release(
@@ -253,36 +303,7 @@ pub async fn release(
     if !projects::set_milestone_status(tx, &milestone.id, milestone.status, released, None, None).await? {
         return Err(conflict("the milestone was released by another request"));
     }
-    let id = Uuid::now_v7().to_string();
-    records::insert(
-        tx,
-        NewTransaction {
-            id: &id,
-            kind: "release",
-            status: "completed",
-            user_id: &project.seller_id,
-            counterparty_id: Some(&project.buyer_id),
-            project_id: Some(&project.id),
-            milestone_id: Some(&milestone.id),
-            amount: milestone.amount,
-            fee: 0,
-            currency: project.currency.code(),
-            provider: None,
-            notes,
-        },
-    )
-    .await?;
-    ledger::transfer(
-        tx,
-        Transfer {
-            kind: "release",
-            debit: &Account::escrow(&project.id, project.currency),
-            credit: &Account::available(&project.seller_id, project.currency),
-            amount: milestone.amount,
-            escrow_transaction_id: Some(&id),
-        },
-    )
-    .await?;
+    let released = move_escrow(tx, &project, "release", Some(&milestone.id), milestone.amount, notes).await?;
     settle_project(tx, &project).await?;
     record_audit(
         tx,
@@ -290,10 +311,10 @@ pub async fn release(
         "escrow.release",
         "milestone",
         &milestone.id,
-        json!({ "amount": milestone.amount, "transaction_id": id }),
+        json!({ "amount": milestone.amount, "transaction_id": released.id }),
     )
     .await?;
-    created(tx, &id).await
+    Ok(released)
 }
 
 /// Moves an active project to completed once every milestone is settled.
@@ -321,37 +342,7 @@ async fn refund_milestone(
     if !projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None).await? {
         return Err(conflict("the milestone changed while it was being refunded; retry"));
     }
-    let id = Uuid::now_v7().to_string();
-    records::insert(
-        tx,
-        NewTransaction {
-            id: &id,
-            kind: "refund",
-            status: "completed",
-            user_id: &project.buyer_id,
-            counterparty_id: Some(&project.seller_id),
-            project_id: Some(&project.id),
-            milestone_id: Some(&milestone.id),
-            amount: milestone.amount,
-            fee: 0,
-            currency: project.currency.code(),
-            provider: None,
-            notes,
-        },
-    )
-    .await?;
-    ledger::transfer(
-        tx,
-        Transfer {
-            kind: "refund",
-            debit: &Account::escrow(&project.id, project.currency),
-            credit: &Account::available(&project.buyer_id, project.currency),
-            amount: milestone.amount,
-            escrow_transaction_id: Some(&id),
-        },
-    )
-    .await?;
-    created(tx, &id).await
+    move_escrow(tx, project, "refund", Some(&milestone.id), milestone.amount, notes).await
 }
 
 /// Unreleased escrow back to the buyer: one milestone, or every milestone
@@ -482,46 +473,12 @@ pub async fn resolve_dispute(
             return Err(conflict("a milestone changed during the resolution; retry"));
         }
     }
-    let escrow = Account::escrow(&project.id, project.currency);
     let mut done = Vec::new();
-    for (kind, amount, user, counterparty) in [
-        ("release", to_seller, &project.seller_id, &project.buyer_id),
-        ("refund", to_buyer, &project.buyer_id, &project.seller_id),
-    ] {
-        if amount == 0 {
-            continue;
+    for (kind, amount) in [("release", to_seller), ("refund", to_buyer)] {
+        if amount > 0 {
+            let notes = Some(notes.unwrap_or("dispute resolution"));
+            done.push(move_escrow(tx, &project, kind, None, amount, notes).await?);
         }
-        let id = Uuid::now_v7().to_string();
-        records::insert(
-            tx,
-            NewTransaction {
-                id: &id,
-                kind,
-                status: "completed",
-                user_id: user,
-                counterparty_id: Some(counterparty),
-                project_id: Some(&project.id),
-                milestone_id: None,
-                amount,
-                fee: 0,
-                currency: project.currency.code(),
-                provider: None,
-                notes: Some(notes.unwrap_or("dispute resolution")),
-            },
-        )
-        .await?;
-        ledger::transfer(
-            tx,
-            Transfer {
-                kind,
-                debit: &escrow,
-                credit: &Account::available(user, project.currency),
-                amount,
-                escrow_transaction_id: Some(&id),
-            },
-        )
-        .await?;
-        done.push(created(tx, &id).await?);
     }
     if !projects::set_status(tx, project_id, project.status, next, None).await? {
         return Err(conflict("the project changed during the resolution; retry"));

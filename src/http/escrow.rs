@@ -19,7 +19,9 @@ use crate::telemetry::metrics::EscrowLabels;
 
 pub const TAG: &str = "escrow";
 
-/// Counts completed money operations (`escrow_transactions_total`).
+/// Counts settled money operations (`escrow_transactions_total`): completed
+/// as succeeded, failed or reversed as failed. Pending ones are counted when
+/// the gateway settles them.
 pub fn count(state: &AppState, transactions: &[EscrowTransaction]) {
     for transaction in transactions {
         let r#type = match transaction.kind.as_str() {
@@ -29,10 +31,10 @@ pub fn count(state: &AppState, transactions: &[EscrowTransaction]) {
             "deposit" => "deposit",
             _ => "withdrawal",
         };
-        let status = if transaction.status == "failed" {
-            "failed"
-        } else {
-            "succeeded"
+        let status = match transaction.status.as_str() {
+            "completed" => "succeeded",
+            "pending" => continue,
+            _ => "failed",
         };
         state
             .metrics
@@ -42,16 +44,27 @@ pub fn count(state: &AppState, transactions: &[EscrowTransaction]) {
     }
 }
 
-/// Counts a refused money operation.
-pub fn count_failure(state: &AppState, r#type: &'static str) {
-    state
-        .metrics
-        .escrow_transactions
-        .get_or_create(&EscrowLabels {
-            r#type,
-            status: "failed",
-        })
-        .inc();
+/// Counts what one money-moving request did: its transactions when it
+/// succeeded, one failure of `r#type` when it was refused.
+pub fn count_outcome<T>(
+    state: &AppState,
+    r#type: &'static str,
+    result: &Result<T, ApiError>,
+    done: &[EscrowTransaction],
+) {
+    match result {
+        Ok(_) => count(state, done),
+        Err(_) => {
+            state
+                .metrics
+                .escrow_transactions
+                .get_or_create(&EscrowLabels {
+                    r#type,
+                    status: "failed",
+                })
+                .inc();
+        }
+    }
 }
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
@@ -113,10 +126,7 @@ pub async fn hold(
         ))
     })
     .await;
-    match &result {
-        Ok(_) => count(&state, &done),
-        Err(_) => count_failure(&state, "hold"),
-    }
+    count_outcome(&state, "hold", &result, &done);
     result
 }
 
@@ -159,10 +169,7 @@ pub async fn release(
         ))
     })
     .await;
-    match &result {
-        Ok(_) => count(&state, &done),
-        Err(_) => count_failure(&state, "release"),
-    }
+    count_outcome(&state, "release", &result, &done);
     result
 }
 
@@ -204,10 +211,7 @@ pub async fn refund(
         ))
     })
     .await;
-    match &result {
-        Ok(_) => count(&state, &done),
-        Err(_) => count_failure(&state, "refund"),
-    }
+    count_outcome(&state, "refund", &result, &done);
     result
 }
 

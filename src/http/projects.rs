@@ -10,17 +10,15 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{AdminUser, ApiJson, AuthUser, Page, PageParams};
-use super::request_id;
 use crate::domain::account::{Role, bounded_text};
 use crate::domain::escrow::{MilestoneStatus, Party, ProjectStatus};
 use crate::domain::money::{Currency, MinorUnits, Money};
 use crate::escrow::{self, Resolution, locked_milestone, locked_project, party};
 use crate::state::AppState;
-use crate::store::audit::{self, AuditEvent};
+use crate::store::DbHandle;
 use crate::store::escrow::EscrowTransaction;
 use crate::store::projects::{self, Milestone, NewMilestone, NewProject, Project};
 use crate::store::users::{self, User};
-use crate::store::{DbHandle, Tx};
 
 pub const TAG: &str = "projects";
 
@@ -100,30 +98,6 @@ async fn visible_project(db: &mut impl DbHandle, user: &User, id: &str) -> Resul
         .ok_or_else(|| ApiError::not_found("no such project"))?;
     let party = party(&project, user)?;
     Ok((project, party))
-}
-
-async fn audit_event(
-    tx: &mut Tx,
-    actor: &User,
-    action: &str,
-    target_type: &str,
-    target_id: &str,
-    details: serde_json::Value,
-) -> Result<(), ApiError> {
-    let request_id = request_id::current().map(|id| id.to_string());
-    audit::record(
-        tx,
-        AuditEvent {
-            actor_id: Some(&actor.id),
-            action,
-            target_type,
-            target_id: Some(target_id),
-            request_id: request_id.as_deref(),
-            details,
-        },
-    )
-    .await?;
-    Ok(())
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -214,7 +188,7 @@ pub async fn create(
         )
         .await?;
     }
-    audit_event(
+    escrow::record_audit(
         &mut tx,
         &buyer,
         "project.created",
@@ -327,7 +301,7 @@ pub async fn delete(
     }
     project.status.check_editable()?;
     projects::delete_draft(&mut tx, &id).await?;
-    audit_event(&mut tx, &user, "project.deleted", "project", &id, json!({})).await?;
+    escrow::record_audit(&mut tx, &user, "project.deleted", "project", &id, json!({})).await?;
     tx.commit().await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -348,7 +322,7 @@ async fn transition(
     if !projects::set_status(&mut tx, id, project.status, to, reason).await? {
         return Err(ApiError::conflict("the project changed meanwhile; reload it"));
     }
-    audit_event(
+    escrow::record_audit(
         &mut tx,
         user,
         action,
@@ -655,7 +629,7 @@ async fn milestone_transition(
     if !projects::set_milestone_status(&mut tx, id, milestone.status, to, note, reason).await? {
         return Err(ApiError::conflict("the milestone changed meanwhile; reload it"));
     }
-    audit_event(
+    escrow::record_audit(
         &mut tx,
         user,
         action,

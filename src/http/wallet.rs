@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::escrow::{count, count_failure};
+use super::escrow::count_outcome;
 use super::extract::{ApiJson, AuthUser};
 use super::idempotency;
 use crate::domain::money::{Currency, MinorUnits, Money};
@@ -88,11 +88,7 @@ pub async fn deposit(
         ))
     })
     .await;
-    match &result {
-        Ok(_) if done.iter().any(|t| t.status == "completed") => count(&state, &done),
-        Ok(_) => {}
-        Err(_) => count_failure(&state, "deposit"),
-    }
+    count_outcome(&state, "deposit", &result, &done);
     result
 }
 
@@ -116,10 +112,6 @@ pub async fn withdraw(
         Ok((StatusCode::CREATED, transaction))
     })
     .await;
-    match &result {
-        Ok(_) if done.iter().any(|t| t.status == "completed") => count(&state, &done),
-        Ok(_) => {}
-        Err(_) => count_failure(&state, "withdrawal"),
-    }
+    count_outcome(&state, "withdrawal", &result, &done);
     result
 }

@@ -120,7 +120,14 @@ pub async fn payment(
         count(&state, "fincra", "duplicate");
         return Ok(Json(WebhookAck { outcome: "duplicate" }));
     }
+    let settled = match confirmation {
+        Confirmation::Applied => crate::store::escrow::find(&mut tx, &event.data.reference).await?,
+        _ => None,
+    };
     tx.commit().await?;
+    if let Some(settled) = settled {
+        super::escrow::count(&state, &[settled]);
+    }
     if confirmation == Confirmation::UnknownReference {
         tracing::warn!(event_id = %event.id, reference = %event.data.reference, "payment webhook for an unknown reference; recorded for reconciliation");
     }
