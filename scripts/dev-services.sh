@@ -54,4 +54,10 @@ if [ ${#need[@]} -gt 0 ]; then
   log "installing ${need[*]}"
   apt_install "${need[@]}"
 fi
+# --- An S3-compatible server for the backup-upload test (moto, PyPI) --------------
+if ! command -v moto_server >/dev/null 2>&1; then
+  log "installing moto (local S3-compatible server)"
+  python3 -m pip install -q "moto[server]"
+fi
+command -v moto_server >/dev/null 2>&1 || { log "moto_server is not on PATH after installing it"; exit 1; }
 log "ready"

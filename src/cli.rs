@@ -43,6 +43,11 @@ pub enum Command {
         /// (default BACKUP_RETENTION_DAYS).
         #[arg(long)]
         retention_days: Option<u32>,
+        /// Also copy the backup and its manifest to object storage:
+        /// s3://bucket/prefix, gs://bucket/prefix, az://container/prefix or
+        /// file:///path (credentials from the provider's usual variables).
+        #[arg(long)]
+        upload: Option<String>,
     },
     /// Restore a backup over the database, after checking it.
     Restore {
@@ -144,7 +149,8 @@ pub fn run(cli: Cli) -> ExitCode {
             command: None,
             out,
             retention_days,
-        } => run_async(config, move |config| backup(config, out, retention_days)),
+            upload,
+        } => run_async(config, move |config| backup(config, out, retention_days, upload)),
         Command::Restore { file, yes, target } => {
             let target =
                 target.unwrap_or_else(|| secrecy::ExposeSecret::expose_secret(&config.database.url).to_owned());
@@ -357,7 +363,12 @@ async fn alert_test(mut config: Config, channel: String, severity: String) -> Re
     }
 }
 
-async fn backup(config: Config, out: Option<std::path::PathBuf>, retention_days: Option<u32>) -> Result<(), String> {
+async fn backup(
+    config: Config,
+    out: Option<std::path::PathBuf>,
+    retention_days: Option<u32>,
+    upload: Option<String>,
+) -> Result<(), String> {
     use crate::ops::backup;
     let dir = out.unwrap_or_else(|| config.backup_dir.clone());
     let metrics = Metrics::new(&config, &BuildInfo::current());
@@ -366,6 +377,19 @@ async fn backup(config: Config, out: Option<std::path::PathBuf>, retention_days:
     let result = backup::backup(&config, &db, &dir).await;
     db.close().await;
     let manifest = result.map_err(|e| format!("backup FAILED: {e}"))?;
+    if let Some(destination) = &upload {
+        // The object-store credentials are the providers' own variables,
+        // read here at the edge like every other setting.
+        let options = std::env::vars()
+            .filter(|(k, _)| ["AWS_", "GOOGLE_", "AZURE_"].iter().any(|p| k.starts_with(p)))
+            .map(|(k, v)| (k.to_ascii_lowercase(), v));
+        let uploaded = backup::upload(&dir.join(&manifest.file), destination, options)
+            .await
+            .map_err(|e| format!("backup written, but the upload FAILED: {e}"))?;
+        for location in uploaded {
+            println!("uploaded {location}");
+        }
+    }
     let pruned = backup::prune(&dir, retention_days.unwrap_or(config.backup_retention_days))
         .map_err(|e| format!("backup written, but pruning failed: {e}"))?;
     for file in &pruned {

@@ -407,6 +407,41 @@ pub fn last_success(dir: &Path) -> f64 {
         .map_or(0.0, |t| t.unix_timestamp() as f64)
 }
 
+/// Copies a backup and its manifest to object storage: `s3://bucket/prefix`,
+/// `gs://…`, `az://…` (or `abfs://…`), or `file:///path`. Credentials and
+/// endpoints come from the provider's usual variables (`AWS_ACCESS_KEY_ID`,
+/// `AWS_ENDPOINT`, `GOOGLE_SERVICE_ACCOUNT`, `AZURE_STORAGE_ACCOUNT_NAME` …),
+/// passed in by the caller. Returns the uploaded locations.
+pub async fn upload(
+    file: &Path,
+    destination: &str,
+    options: impl IntoIterator<Item = (String, String)>,
+) -> Result<Vec<String>, BackupError> {
+    use object_store::ObjectStoreExt;
+    let url = url::Url::parse(destination).map_err(|_| {
+        BackupError::Io(format!(
+            "--upload: {destination:?} is not a URL (s3://bucket/prefix, file:///path …)"
+        ))
+    })?;
+    let (store, prefix) =
+        object_store::parse_url_opts(&url, options).map_err(|e| BackupError::Io(format!("--upload: {e}")))?;
+    let mut uploaded = Vec::new();
+    for local in [file.to_path_buf(), manifest_path(file)] {
+        let name = local
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| BackupError::Io("backup file has no name".into()))?;
+        let location = prefix.clone().join(name.as_str());
+        let bytes = std::fs::read(&local)?;
+        store
+            .put(&location, bytes.into())
+            .await
+            .map_err(|e| BackupError::Io(format!("upload of {name} failed: {e}")))?;
+        uploaded.push(format!("{}/{}", destination.trim_end_matches('/'), name));
+    }
+    Ok(uploaded)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
