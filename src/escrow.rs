@@ -507,6 +507,36 @@ pub fn reference_for(prefix: &str, user_id: &str, idempotency_key: &str) -> Stri
     format!("{prefix}_{hex}")
 }
 
+/// The business record of a deposit or withdrawal waiting for the gateway.
+async fn insert_pending(
+    tx: &mut Tx,
+    kind: &'static str,
+    user: &User,
+    money: Money,
+    reference: &str,
+    provider: &str,
+) -> Result<(), EscrowError> {
+    records::insert(
+        tx,
+        NewTransaction {
+            id: reference,
+            kind,
+            status: "pending",
+            user_id: &user.id,
+            counterparty_id: None,
+            project_id: None,
+            milestone_id: None,
+            amount: money.minor,
+            fee: 0,
+            currency: money.currency.code(),
+            provider: Some(provider),
+            notes: None,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
 /// Starts a deposit: a pending transaction and a gateway checkout. The
 /// balance is credited only when the gateway confirms (at once for the
 /// sandbox, by webhook otherwise).
@@ -518,24 +548,7 @@ pub async fn deposit(
     reference: &str,
 ) -> Result<(EscrowTransaction, Option<String>), EscrowError> {
     let gateway = state.gateway.as_ref();
-    records::insert(
-        tx,
-        NewTransaction {
-            id: reference,
-            kind: "deposit",
-            status: "pending",
-            user_id: &user.id,
-            counterparty_id: None,
-            project_id: None,
-            milestone_id: None,
-            amount: money.minor,
-            fee: 0,
-            currency: money.currency.code(),
-            provider: Some(gateway.name()),
-            notes: None,
-        },
-    )
-    .await?;
+    insert_pending(tx, "deposit", user, money, reference, gateway.name()).await?;
     let request = PaymentRequest {
         reference,
         amount: money.minor,
@@ -572,24 +585,7 @@ pub async fn withdraw(
         return Err(EscrowError::Forbidden("an approved KYC is required to withdraw".into()));
     }
     let gateway = state.gateway.as_ref();
-    records::insert(
-        tx,
-        NewTransaction {
-            id: reference,
-            kind: "withdrawal",
-            status: "pending",
-            user_id: &user.id,
-            counterparty_id: None,
-            project_id: None,
-            milestone_id: None,
-            amount: money.minor,
-            fee: 0,
-            currency: money.currency.code(),
-            provider: Some(gateway.name()),
-            notes: None,
-        },
-    )
-    .await?;
+    insert_pending(tx, "withdrawal", user, money, reference, gateway.name()).await?;
     ledger::transfer(
         tx,
         Transfer {
