@@ -51,13 +51,14 @@ use error::ApiError;
 /// 2. `telemetry::observe` — one span and one access-log line per request,
 ///    measured around everything below so that timeouts, panics and body-limit
 ///    rejections are logged (and counted) too.
-/// 3. `CatchPanicLayer` — a panicking handler becomes a 500 problem and the
-///    server keeps serving; it sits inside observe so the 500 is logged.
-/// 4. `TimeoutLayer` — abandons a request after `REQUEST_TIMEOUT_SECONDS`.
-/// 5. CORS, then the security headers.
-/// 6. Inside the routes: the body-size limit, honoured by the extractors that
-///    read bodies; `record_route`, which reports the matched template; and a
-///    second panic catcher, so a handler's panic keeps its route label.
+/// 3. `CatchPanicLayer` — a panicking middleware becomes a 500 problem and
+///    the server keeps serving; it sits inside observe so the 500 is logged.
+/// 4. CORS, then the security headers.
+/// 5. Inside the routes: the body-size limit, honoured by the extractors that
+///    read bodies; `record_route`, which reports the matched template; then
+///    `TimeoutLayer` (abandons a request after `REQUEST_TIMEOUT_SECONDS`) and
+///    a second panic catcher, both inside `record_route` so a timed-out or
+///    panicking request keeps its route label in logs and metrics.
 pub fn router(state: AppState) -> Router {
     let config = &state.config;
     // `Router::layer` wraps each route separately, inside the point where
@@ -69,10 +70,6 @@ pub fn router(state: AppState) -> Router {
     }
     let sentry = config.sentry.dsn.is_some();
     app.layer(tower::util::option_layer(cors(config)))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            config.request_timeout,
-        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn_with_state(state.clone(), telemetry::observe))
         .layer(from_fn(request_id::middleware))
@@ -136,15 +133,21 @@ fn routes(state: AppState) -> Router {
         .split_for_parts();
     openapi.info.version = state.config.app_version.clone();
     let max_body_bytes = state.config.max_body_bytes;
+    let request_timeout = state.config.request_timeout;
     let api = if state.config.debug_routes {
         api.merge(debug::routes())
     } else {
         api
     };
     api.merge(SwaggerUi::new(docs::DOCS_PATH).url(docs::OPENAPI_PATH, openapi))
-        // A panicking handler is caught here, inside record_route, so its
-        // 500 keeps the route label; the outer catcher covers middleware.
+        // A panicking or timed-out handler is answered here, inside
+        // record_route, so its 500 or 503 keeps the route label; the outer
+        // panic catcher covers the middleware.
         .route_layer(CatchPanicLayer::custom(panic_response))
+        .route_layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
         .route_layer(from_fn_with_state(state.clone(), telemetry::record_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)

@@ -248,3 +248,51 @@ fn every_metric_named_by_the_dashboard_and_the_rules_is_exported() {
         assert!(missing.is_empty(), "named in config/ but not exported: {missing:?}");
     });
 }
+
+/// Rejections by outer layers are problem+json and counted: a body over
+/// MAX_BODY_BYTES (413) and a request over REQUEST_TIMEOUT_SECONDS (503,
+/// made slow by a delaying proxy in front of PostgreSQL).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_bodies_and_timeouts_are_problems_and_are_counted() {
+    let db = TestDb::create(Engine::Postgres).await;
+    let proxy = crate::helpers::TcpProxy::start(db.server.unwrap()).await;
+    let app = TestApp::spawn_with(
+        &db.url_via(&proxy),
+        &[("MAX_BODY_BYTES", "2048"), ("REQUEST_TIMEOUT_SECONDS", "1")],
+    )
+    .await;
+    app.wait_until_ready().await;
+
+    let big =
+        serde_json::json!({"email": "a@example.com", "password": "x".repeat(4096), "full_name": "A", "role": "client"});
+    let response = app.post_json("/api/v1/auth/signup", &big).await;
+    assert_eq!(response.status(), 413);
+    assert_eq!(response.headers()["content-type"], "application/problem+json");
+
+    proxy.set_delay(std::time::Duration::from_millis(700));
+    let started = std::time::Instant::now();
+    let response = app.get("/api/v1/health").await;
+    assert_eq!(response.status(), 503);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(3),
+        "abandoned at the timeout"
+    );
+    let problem: serde_json::Value = response.json().await.unwrap();
+    assert!(problem["detail"].as_str().unwrap().contains("too long"), "{problem}");
+    proxy.set_delay(std::time::Duration::ZERO);
+
+    let text = scrape(&app).await;
+    let requests = samples(&text, "http_requests_total");
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains(r#"endpoint="/api/v1/auth/signup",status="413""#)),
+        "{requests:#?}"
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|l| l.contains(r#"endpoint="/api/v1/health",status="503""#)),
+        "{requests:#?}"
+    );
+}
