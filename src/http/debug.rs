@@ -20,8 +20,9 @@ async fn panic() -> &'static str {
     panic!("debug route: deliberate panic")
 }
 
-/// A handler that fails with an internal error and a cause chain.
-async fn internal_error() -> Result<&'static str, ApiError> {
+/// A handler that fails with an internal error and a cause chain. With a
+/// bearer token, the event also shows which user met the error.
+async fn internal_error(_user: Option<super::extract::AuthUser>) -> Result<&'static str, ApiError> {
     let cause = std::io::Error::other("debug route: deliberate failure");
     Err(ApiError::internal(format!("while serving the debug route: {cause}")))
 }

@@ -75,6 +75,25 @@ where
     }
 }
 
+/// `Option<AuthUser>`: no `Authorization` header is `None`; a header with a
+/// bad token is still 401, never silently anonymous.
+impl<S> axum::extract::OptionalFromRequestParts<S> for AuthUser
+where
+    AppState: FromRef<S>,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Option<Self>, ApiError> {
+        if !parts.headers.contains_key(header::AUTHORIZATION) {
+            return Ok(None);
+        }
+        <AuthUser as FromRequestParts<S>>::from_request_parts(parts, state)
+            .await
+            .map(Some)
+    }
+}
+
 /// An authenticated admin; anyone else gets 403.
 #[derive(Debug, Clone)]
 pub struct AdminUser(pub User);

@@ -112,6 +112,53 @@ async fn internal_errors_are_captured_with_their_cause_but_client_errors_are_not
     assert_eq!(events(&ingest).await.len(), 1, "the 404 produced no event");
 }
 
+/// The event names the user by id; the email only with SENTRY_SEND_PII=true.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn events_carry_the_user_id_but_not_the_email_unless_configured() {
+    for (send_pii, email_expected) in [("false", false), ("true", true)] {
+        let ingest = fake_sentry().await;
+        let server = Server::start(&[
+            ("SENTRY_DSN", &dsn(&ingest)),
+            ("ENABLE_DEBUG_ROUTES", "true"),
+            ("SENTRY_SEND_PII", send_pii),
+        ]);
+        server.wait_until_ready().await;
+        let client = reqwest::Client::new();
+        let email = "sentry-user@example.com";
+        let signup: serde_json::Value = client
+            .post(server.url("/api/v1/auth/signup"))
+            .json(&serde_json::json!({"email": email, "password": crate::helpers::PASSWORD, "full_name": "S", "role": "client"}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let login: serde_json::Value = client
+            .post(server.url("/api/v1/auth/login"))
+            .json(&serde_json::json!({"email": email, "password": crate::helpers::PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let response = client
+            .get(server.url("/api/v1/debug/error"))
+            .bearer_auth(login["access_token"].as_str().unwrap())
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 500);
+        let (event, raw) = eventually(Duration::from_secs(15), "the 5xx event", async || {
+            events(&ingest).await.into_iter().next()
+        })
+        .await;
+        assert_eq!(event["user"]["id"], signup["id"], "{event:#}");
+        assert_eq!(raw.contains(email), email_expected, "SENTRY_SEND_PII={send_pii}");
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn probe_failures_send_nothing_to_sentry() {
     let ingest = fake_sentry().await;
