@@ -12,7 +12,7 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::domain::DomainError;
-use crate::domain::escrow::{MilestoneStatus, Party, ProjectStatus};
+use crate::domain::escrow::{MilestoneStatus, Party};
 use crate::domain::money::{Currency, Money, fee_for};
 use crate::gateway::{GatewayError, PaymentRequest, observed};
 use crate::http::request_id;
@@ -362,12 +362,7 @@ pub async fn refund(
             "only the seller (or an admin) refunds escrow; a buyer opens a dispute".into(),
         ));
     }
-    if !matches!(project.status, ProjectStatus::Active | ProjectStatus::Disputed) {
-        return Err(conflict(format!(
-            "cannot refund: the project is {}",
-            project.status.as_str()
-        )));
-    }
+    project.status.check_refundable()?;
     let milestones = projects::milestones(tx, project_id).await?;
     let targets: Vec<&Milestone> = match milestone_id {
         Some(id) => vec![

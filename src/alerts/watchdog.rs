@@ -1,7 +1,8 @@
 //! Watchdogs: checks that run on an interval and turn transitions into
 //! alerts — trigger when a condition turns bad, resolve when it clears. The
-//! checks are the ones the probes use ([`crate::health`]) and the ledger
-//! check, so an alert and a probe never disagree.
+//! database state is the one the probes and the request path use (kept by
+//! the database monitor), and the ledger check is `amani ledger check`'s, so
+//! an alert and a probe never disagree.
 //!
 //! | condition | alert | severity |
 //! |---|---|---|
@@ -84,21 +85,24 @@ impl Watchdog {
         }
     }
 
-    /// Runs every check once.
+    /// Runs every check once. The database's state comes from its monitor
+    /// (which checks every 5 s, every second while down), not from a second
+    /// round of queries here.
     pub async fn tick(&mut self) {
-        let (database, schema) = crate::health::check_database(&self.state.db).await;
-        let verdict = if database.check.is_healthy() {
+        let db = &self.state.db;
+        let reachable = db.is_reachable();
+        let schema = reachable.then(|| db.schema_status());
+        let verdict = if reachable {
             Verdict::Healthy
         } else {
-            let reason = database.check.message.clone().unwrap_or_default();
             Verdict::Unhealthy(
                 self.alert(
                     "database",
                     "DatabaseUnreachable",
                     Severity::Critical,
-                    format!("the database cannot be reached: {reason}"),
+                    "the database cannot be reached; /api/v1/health says why".to_owned(),
                 )
-                .detail("engine", database.engine),
+                .detail("engine", db.engine().as_str()),
             )
         };
         self.transition("database", verdict);

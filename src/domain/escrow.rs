@@ -138,6 +138,15 @@ impl ProjectStatus {
         }
     }
 
+    /// Held money may go back to the buyer while the project is active or
+    /// disputed.
+    pub fn check_refundable(self) -> Result<(), DomainError> {
+        match self {
+            ProjectStatus::Active | ProjectStatus::Disputed => Ok(()),
+            other => Err(refuse("refund", other.as_str())),
+        }
+    }
+
     pub fn open_dispute(self) -> Result<ProjectStatus, DomainError> {
         match self {
             ProjectStatus::Active => Ok(ProjectStatus::Disputed),

@@ -313,12 +313,11 @@ async fn transition(
     id: &str,
     action: &str,
     reason: Option<&str>,
-    next: impl Fn(&Project, Party, &[Milestone]) -> Result<ProjectStatus, crate::domain::DomainError>,
+    next: impl Fn(&Project, Party) -> Result<ProjectStatus, crate::domain::DomainError>,
 ) -> Result<Json<ProjectView>, ApiError> {
     let mut tx = state.db.begin().await?;
     let (project, party) = locked_project(&mut tx, user, id).await?;
-    let milestones = projects::milestones(&mut tx, id).await?;
-    let to = next(&project, party, &milestones)?;
+    let to = next(&project, party)?;
     if !projects::set_status(&mut tx, id, project.status, to, reason).await? {
         return Err(ApiError::conflict("the project changed meanwhile; reload it"));
     }
@@ -347,7 +346,7 @@ pub async fn send(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<ProjectView>, ApiError> {
-    transition(&state, &user, &id, "project.sent", None, |p, party, _| {
+    transition(&state, &user, &id, "project.sent", None, |p, party| {
         p.status.send(party)
     })
     .await
@@ -361,7 +360,7 @@ pub async fn accept(
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
 ) -> Result<Json<ProjectView>, ApiError> {
-    transition(&state, &user, &id, "project.accepted", None, |p, party, _| {
+    transition(&state, &user, &id, "project.accepted", None, |p, party| {
         p.status.accept(party)
     })
     .await
@@ -410,7 +409,7 @@ pub async fn dispute(
     ApiJson(body): ApiJson<DisputeRequest>,
 ) -> Result<Json<ProjectView>, ApiError> {
     let reason = bounded_text("reason", &body.reason, 2000)?;
-    transition(&state, &user, &id, "project.disputed", Some(&reason), |p, party, _| {
+    transition(&state, &user, &id, "project.disputed", Some(&reason), |p, party| {
         if party == Party::Admin {
             return Err(crate::domain::DomainError::conflict(
                 "a dispute is opened by the buyer or the seller",

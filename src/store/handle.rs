@@ -76,11 +76,18 @@ impl QueryObserver {
     ) -> Result<T, StoreError> {
         if let Err(err) = &result
             && is_connection_error(err)
-            && self.reachable.swap(false, Ordering::AcqRel)
         {
-            tracing::warn!(operation, "database connection lost");
+            self.mark_unreachable(operation);
         }
         Ok(result?)
+    }
+
+    /// Records that the database was lost (logged once per outage), so the
+    /// next requests fail fast until the monitor sees it again.
+    pub(super) fn mark_unreachable(&self, context: &'static str) {
+        if self.reachable.swap(false, Ordering::AcqRel) {
+            tracing::warn!(engine = self.engine.as_str(), context, "database connection lost");
+        }
     }
 }
 

@@ -363,10 +363,7 @@ impl Database {
     /// Called by the error path when a request met a connection error, so
     /// that the following requests fail fast until the monitor sees it back.
     pub fn mark_unreachable(&self) {
-        // (QueryObserver clears the same flag when a statement loses its connection.)
-        if self.reachable.swap(false, Ordering::AcqRel) {
-            tracing::warn!(engine = self.engine.as_str(), "database connection lost");
-        }
+        self.observer.mark_unreachable("check");
     }
 
     pub fn is_reachable(&self) -> bool {
