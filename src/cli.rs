@@ -64,6 +64,20 @@ pub enum Command {
         #[command(subcommand)]
         command: LedgerCommand,
     },
+    /// Ask the payment provider about deposits and withdrawals still pending
+    /// after RECONCILE_MIN_AGE_SECONDS and settle them from its answer (one
+    /// pass of the worker `serve` runs). Exit 1 if the provider could not be
+    /// asked about some of them.
+    ///
+    /// Example: `amani reconcile --dry-run` shows what a pass would do.
+    Reconcile {
+        /// Ask and report, change nothing (no payout is sent again).
+        #[arg(long)]
+        dry_run: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// The service's own alerting.
     Alert {
         #[command(subcommand)]
@@ -138,6 +152,7 @@ pub fn run(cli: Cli) -> ExitCode {
         Command::Ledger {
             command: LedgerCommand::Check,
         } => run_async(config, ledger_check),
+        Command::Reconcile { dry_run, json } => run_async(config, move |config| reconcile(config, dry_run, json)),
         Command::Alert {
             command: AlertCommand::Test { channel, severity },
         } => run_async(config, move |config| alert_test(config, channel, severity)),
@@ -320,6 +335,52 @@ async fn ledger_check(config: Config) -> Result<(), String> {
     } else {
         Err(format!("ledger NOT balanced: {} problems", report.problems.len()))
     }
+}
+
+async fn reconcile(config: Config, dry_run: bool, json: bool) -> Result<(), String> {
+    let metrics = Metrics::new(&config, &BuildInfo::current());
+    let db = Database::new(&config.database, std::sync::Arc::clone(&metrics)).map_err(|e| e.to_string())?;
+    db.check().await.map_err(|e| format!("database not reachable: {e}"))?;
+    let gateway = crate::gateway::build(&config.payments)?;
+    let payments = crate::operations::payments::Payments {
+        db: std::sync::Arc::clone(&db),
+        gateway,
+        alerts: crate::alerts::Dispatcher::new(&config, std::sync::Arc::clone(&metrics)),
+        metrics,
+        environment: config.environment.as_str(),
+        reconcile: config.payments.reconcile.clone(),
+    };
+    let report = payments.reconcile_once(dry_run).await.map_err(|e| e.to_string())?;
+    db.close().await;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        for item in &report.items {
+            println!(
+                "{:<28} {:<10} {:>14} {} {:>7}s  provider: {:<24} -> {}",
+                item.reference,
+                item.kind,
+                item.amount,
+                item.currency,
+                item.age_seconds,
+                item.provider_says,
+                item.action
+            );
+        }
+        println!(
+            "{}examined {}, settled {}, still pending {}, errors {}; {} pending past the stuck limit",
+            if dry_run { "(dry run) " } else { "" },
+            report.examined,
+            report.settled,
+            report.still_pending,
+            report.errors,
+            report.stuck
+        );
+    }
+    if report.errors > 0 {
+        return Err(format!("{} record(s) could not be reconciled", report.errors));
+    }
+    Ok(())
 }
 
 async fn alert_test(mut config: Config, channel: String, severity: String) -> Result<(), String> {

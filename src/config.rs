@@ -161,13 +161,45 @@ pub enum GatewayKind {
 #[derive(Debug, Clone)]
 pub struct PaymentConfig {
     pub gateway: GatewayKind,
+    /// FinCra's secret key, sent as `api-key` on every call.
     pub fincra_api_key: Option<SecretString>,
+    /// Kept from the original's settings; FinCra's documented calls do not use it.
     pub fincra_api_secret: Option<SecretString>,
+    /// FinCra's public key, sent as `x-pub-key` when creating a checkout.
+    pub fincra_public_key: Option<SecretString>,
+    /// FinCra's business id: `x-business-id` on checkout verification and
+    /// `business` in payout bodies.
+    pub fincra_business_id: Option<String>,
+    /// `https://api.fincra.com` in production, FinCra's sandbox elsewhere,
+    /// unless `FINCRA_BASE_URL` says otherwise.
     pub fincra_base_url: String,
-    /// Verifies `POST /api/v1/webhooks/payments/{provider}`.
+    /// Verifies `POST /api/v1/webhooks/payments/fincra` (`signature` header).
     pub fincra_webhook_secret: Option<SecretString>,
+    /// How long one FinCra call may take (`FINCRA_TIMEOUT_SECONDS`).
+    pub fincra_timeout: Duration,
+    /// The sandbox's knobs (`SANDBOX_OUTCOME`, `SANDBOX_DELAY_MS`).
+    pub sandbox: crate::gateway::sandbox::SandboxConfig,
+    pub reconcile: ReconcileConfig,
     /// Platform fee taken at hold, in basis points (250 = 2.5%).
     pub platform_fee_bps: u32,
+}
+
+/// The reconciliation worker: pending deposits and withdrawals are asked
+/// about at the provider once they are `min_age` old.
+#[derive(Debug, Clone)]
+pub struct ReconcileConfig {
+    /// Run the worker in `serve` (`RECONCILE_ENABLED`); `amani reconcile`
+    /// runs one pass by hand either way.
+    pub enabled: bool,
+    pub interval: Duration,
+    /// Younger records are left to the request and the webhook.
+    pub min_age: Duration,
+    /// Older pending records count as stuck (metric, alert).
+    pub stuck_after: Duration,
+    /// A deposit whose checkout the provider has never heard of is failed
+    /// after this long (nothing can be paid into a checkout that does not
+    /// exist; FinCra expires unpaid checkouts after 2 hours).
+    pub deposit_expiry: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -305,32 +337,7 @@ impl Config {
                 expected: "redis://HOST:6379 (or rediss:// for TLS)".into(),
             });
         }
-        let payments = PaymentConfig {
-            gateway: vars.parse_with("PAYMENT_GATEWAY", GatewayKind::Sandbox, |v| {
-                match v.to_ascii_lowercase().as_str() {
-                    "sandbox" => Ok(GatewayKind::Sandbox),
-                    "fincra" => Ok(GatewayKind::Fincra),
-                    _ => Err("sandbox or fincra".into()),
-                }
-            })?,
-            fincra_api_key: vars.get("FINCRA_API_KEY").map(|v| SecretString::from(v.to_owned())),
-            fincra_api_secret: vars.get("FINCRA_API_SECRET").map(|v| SecretString::from(v.to_owned())),
-            fincra_base_url: vars
-                .get("FINCRA_BASE_URL")
-                .unwrap_or("https://sandboxapi.fincra.com")
-                .trim_end_matches('/')
-                .to_owned(),
-            fincra_webhook_secret: vars
-                .get("FINCRA_WEBHOOK_SECRET")
-                .map(|v| SecretString::from(v.to_owned())),
-            platform_fee_bps: vars.parse_range("PLATFORM_FEE_BPS", 250, 0..=5000)?,
-        };
-        if payments.gateway == GatewayKind::Fincra && payments.fincra_api_key.is_none() {
-            return Err(ConfigError::Refused {
-                name: "FINCRA_API_KEY",
-                reason: "PAYMENT_GATEWAY=fincra needs FINCRA_API_KEY".into(),
-            });
-        }
+        let payments = parse_payments(&vars, environment)?;
         if url::Url::parse(&payments.fincra_base_url)
             .map(|u| !matches!(u.scheme(), "http" | "https"))
             .unwrap_or(true)
@@ -532,8 +539,18 @@ impl Config {
             "PAYMENT_GATEWAY": match self.payments.gateway { GatewayKind::Sandbox => "sandbox", GatewayKind::Fincra => "fincra" },
             "FINCRA_API_KEY": self.payments.fincra_api_key.as_ref().map(|k| mask(k.expose_secret())),
             "FINCRA_API_SECRET": self.payments.fincra_api_secret.as_ref().map(|_| "<set>"),
+            "FINCRA_PUBLIC_KEY": self.payments.fincra_public_key.as_ref().map(|_| "<set>"),
+            "FINCRA_BUSINESS_ID": self.payments.fincra_business_id,
             "FINCRA_BASE_URL": self.payments.fincra_base_url,
             "FINCRA_WEBHOOK_SECRET": self.payments.fincra_webhook_secret.as_ref().map(|_| "<set>"),
+            "FINCRA_TIMEOUT_SECONDS": self.payments.fincra_timeout.as_secs(),
+            "SANDBOX_OUTCOME": self.payments.sandbox.outcome.as_str(),
+            "SANDBOX_DELAY_MS": self.payments.sandbox.delay.as_millis() as u64,
+            "RECONCILE_ENABLED": self.payments.reconcile.enabled,
+            "RECONCILE_INTERVAL_SECONDS": self.payments.reconcile.interval.as_secs(),
+            "RECONCILE_MIN_AGE_SECONDS": self.payments.reconcile.min_age.as_secs(),
+            "PAYMENT_STUCK_AFTER_SECONDS": self.payments.reconcile.stuck_after.as_secs(),
+            "DEPOSIT_EXPIRY_SECONDS": self.payments.reconcile.deposit_expiry.as_secs(),
             "PLATFORM_FEE_BPS": self.payments.platform_fee_bps,
             "SLACK_WEBHOOK_URL": self.alerts_channels.slack_webhook_url.as_ref().map(|_| "<set>"),
             "PAGERDUTY_API_KEY": self.alerts_channels.pagerduty_routing_key.as_ref().map(|_| "<set>"),
@@ -620,6 +637,95 @@ fn parse_tracing(vars: &Vars, environment: Environment) -> Result<TracingConfig,
         headers,
         sample_ratio: vars.parse_fraction("TRACING_SAMPLE_RATIO", 1.0)?,
     })
+}
+
+/// FinCra's documented base URLs.
+pub const FINCRA_LIVE_URL: &str = "https://api.fincra.com";
+pub const FINCRA_SANDBOX_URL: &str = "https://sandboxapi.fincra.com";
+
+fn parse_payments(vars: &Vars, environment: Environment) -> Result<PaymentConfig, ConfigError> {
+    let production = environment == Environment::Production;
+    let secret = |name: &str| vars.get(name).map(|v| SecretString::from(v.to_owned()));
+    let seconds = |name: &'static str, default: u64, range| -> Result<Duration, ConfigError> {
+        Ok(Duration::from_secs(vars.parse_range(name, default, range)?))
+    };
+    let payments = PaymentConfig {
+        gateway: vars.parse_with("PAYMENT_GATEWAY", GatewayKind::Sandbox, |v| {
+            match v.to_ascii_lowercase().as_str() {
+                "sandbox" => Ok(GatewayKind::Sandbox),
+                "fincra" => Ok(GatewayKind::Fincra),
+                _ => Err("sandbox or fincra".into()),
+            }
+        })?,
+        fincra_api_key: secret("FINCRA_API_KEY"),
+        fincra_api_secret: secret("FINCRA_API_SECRET"),
+        fincra_public_key: secret("FINCRA_PUBLIC_KEY"),
+        fincra_business_id: vars.get("FINCRA_BUSINESS_ID").map(str::to_owned),
+        fincra_base_url: vars
+            .get("FINCRA_BASE_URL")
+            .unwrap_or(if production {
+                FINCRA_LIVE_URL
+            } else {
+                FINCRA_SANDBOX_URL
+            })
+            .trim_end_matches('/')
+            .to_owned(),
+        fincra_webhook_secret: secret("FINCRA_WEBHOOK_SECRET"),
+        fincra_timeout: seconds("FINCRA_TIMEOUT_SECONDS", 10, 1..=120)?,
+        sandbox: crate::gateway::sandbox::SandboxConfig {
+            outcome: vars.parse_with("SANDBOX_OUTCOME", Default::default(), |v| {
+                crate::gateway::sandbox::SandboxOutcome::parse(v)
+                    .ok_or_else(|| crate::gateway::sandbox::SandboxOutcome::NAMES.to_owned())
+            })?,
+            delay: Duration::from_millis(vars.parse_range("SANDBOX_DELAY_MS", 0, 0..=600_000)?),
+        },
+        reconcile: ReconcileConfig {
+            enabled: vars.parse_bool("RECONCILE_ENABLED", true)?,
+            interval: seconds("RECONCILE_INTERVAL_SECONDS", 60, 1..=86_400)?,
+            min_age: seconds("RECONCILE_MIN_AGE_SECONDS", 60, 0..=86_400)?,
+            stuck_after: seconds("PAYMENT_STUCK_AFTER_SECONDS", 3600, 60..=30 * 86_400)?,
+            deposit_expiry: seconds("DEPOSIT_EXPIRY_SECONDS", 3 * 3600, 60..=30 * 86_400)?,
+        },
+        platform_fee_bps: vars.parse_range("PLATFORM_FEE_BPS", 250, 0..=5000)?,
+    };
+    match payments.gateway {
+        GatewayKind::Sandbox if production => {
+            return Err(ConfigError::Refused {
+                name: "PAYMENT_GATEWAY",
+                reason: "ENVIRONMENT=production cannot use the sandbox gateway (the default): it credits money \
+                         that does not exist. Set PAYMENT_GATEWAY=fincra with FINCRA_API_KEY, FINCRA_PUBLIC_KEY, \
+                         FINCRA_BUSINESS_ID and FINCRA_WEBHOOK_SECRET"
+                    .into(),
+            });
+        }
+        GatewayKind::Sandbox => {}
+        GatewayKind::Fincra => {
+            let required: &[(&'static str, bool)] = if production {
+                &[
+                    ("FINCRA_API_KEY", payments.fincra_api_key.is_some()),
+                    ("FINCRA_PUBLIC_KEY", payments.fincra_public_key.is_some()),
+                    ("FINCRA_BUSINESS_ID", payments.fincra_business_id.is_some()),
+                    ("FINCRA_WEBHOOK_SECRET", payments.fincra_webhook_secret.is_some()),
+                ]
+            } else {
+                &[("FINCRA_API_KEY", payments.fincra_api_key.is_some())]
+            };
+            if let Some((name, _)) = required.iter().find(|(_, set)| !set) {
+                return Err(ConfigError::Refused {
+                    name,
+                    reason: format!(
+                        "PAYMENT_GATEWAY=fincra needs {name}{}",
+                        if production {
+                            " in production (checkouts, payouts and webhooks all need it)"
+                        } else {
+                            ""
+                        }
+                    ),
+                });
+            }
+        }
+    }
+    Ok(payments)
 }
 
 fn check_production_secret(secret: &str) -> Result<(), ConfigError> {
@@ -828,9 +934,42 @@ mod tests {
             config(&[prod, ("SECRET_KEY", "short")]).unwrap_err().variable(),
             "SECRET_KEY"
         );
-        assert!(config(&[prod, ("SECRET_KEY", &"k".repeat(32))]).is_ok());
+        let fincra = [
+            ("PAYMENT_GATEWAY", "fincra"),
+            ("FINCRA_API_KEY", "sk"),
+            ("FINCRA_PUBLIC_KEY", "pk"),
+            ("FINCRA_BUSINESS_ID", "b"),
+            ("FINCRA_WEBHOOK_SECRET", "w"),
+        ];
+        let key = "k".repeat(32);
+        let good: Vec<(&str, &str)> = [prod, ("SECRET_KEY", key.as_str())].into_iter().chain(fincra).collect();
+        assert!(config(&good).is_ok());
         // Outside production the development default is fine.
         assert!(config(&[("SECRET_KEY", "short")]).is_ok());
+    }
+
+    #[test]
+    fn production_refuses_the_sandbox_gateway_and_picks_fincras_live_url() {
+        let prod = ("ENVIRONMENT", "production");
+        let key = "k".repeat(32);
+        let refused = config(&[prod, ("SECRET_KEY", &key)]).unwrap_err();
+        assert_eq!(refused.variable(), "PAYMENT_GATEWAY");
+        let live = config(&[
+            prod,
+            ("SECRET_KEY", &key),
+            ("PAYMENT_GATEWAY", "fincra"),
+            ("FINCRA_API_KEY", "sk"),
+            ("FINCRA_PUBLIC_KEY", "pk"),
+            ("FINCRA_BUSINESS_ID", "b"),
+            ("FINCRA_WEBHOOK_SECRET", "w"),
+        ])
+        .unwrap();
+        assert_eq!(live.payments.fincra_base_url, FINCRA_LIVE_URL);
+        assert_eq!(config(&[]).unwrap().payments.fincra_base_url, FINCRA_SANDBOX_URL);
+        assert_eq!(
+            config(&[("SANDBOX_OUTCOME", "sometimes")]).unwrap_err().variable(),
+            "SANDBOX_OUTCOME"
+        );
     }
 
     #[test]

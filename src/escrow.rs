@@ -13,9 +13,8 @@ use uuid::Uuid;
 
 use crate::domain::DomainError;
 use crate::domain::escrow::{MilestoneStatus, Party};
-use crate::domain::money::{Currency, Money, fee_for};
-use crate::gateway::{GatewayError, PaymentRequest, observed};
-use crate::http::request_id;
+use crate::domain::money::fee_for;
+use crate::gateway::GatewayError;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::escrow::{self as records, EscrowTransaction, NewTransaction};
@@ -101,7 +100,7 @@ pub async fn record_audit(
     target_id: &str,
     details: serde_json::Value,
 ) -> Result<(), StoreError> {
-    let request_id = request_id::current().map(|id| id.to_string());
+    let request_id = crate::telemetry::request_id::current_string();
     audit::record(
         tx,
         AuditEvent {
@@ -193,6 +192,7 @@ pub async fn hold(
                 currency: project.currency.code(),
                 provider: None,
                 notes,
+                destination_id: None,
             },
         )
         .await?;
@@ -267,6 +267,7 @@ async fn move_escrow(
             currency: project.currency.code(),
             provider: None,
             notes,
+            destination_id: None,
         },
     )
     .await?;
@@ -488,205 +489,4 @@ pub async fn resolve_dispute(
     )
     .await?;
     Ok(done)
-}
-
-/// A reference derived from the user and their idempotency key: a client
-/// retrying after a timeout sends the same key, so the gateway sees the same
-/// reference and cannot charge or pay twice.
-pub fn reference_for(prefix: &str, user_id: &str, idempotency_key: &str) -> String {
-    let digest = aws_lc_rs::digest::digest(
-        &aws_lc_rs::digest::SHA256,
-        format!("{user_id}\n{idempotency_key}").as_bytes(),
-    );
-    let hex: String = digest.as_ref().iter().take(12).map(|b| format!("{b:02x}")).collect();
-    format!("{prefix}_{hex}")
-}
-
-/// The business record of a deposit or withdrawal waiting for the gateway.
-async fn insert_pending(
-    tx: &mut Tx,
-    kind: &'static str,
-    user: &User,
-    money: Money,
-    reference: &str,
-    provider: &str,
-) -> Result<(), EscrowError> {
-    records::insert(
-        tx,
-        NewTransaction {
-            id: reference,
-            kind,
-            status: "pending",
-            user_id: &user.id,
-            counterparty_id: None,
-            project_id: None,
-            milestone_id: None,
-            amount: money.minor,
-            fee: 0,
-            currency: money.currency.code(),
-            provider: Some(provider),
-            notes: None,
-        },
-    )
-    .await?;
-    Ok(())
-}
-
-/// Starts a deposit: a pending transaction and a gateway checkout. The
-/// balance is credited only when the gateway confirms (at once for the
-/// sandbox, by webhook otherwise).
-pub async fn deposit(
-    state: &AppState,
-    tx: &mut Tx,
-    user: &User,
-    money: Money,
-    reference: &str,
-) -> Result<(EscrowTransaction, Option<String>), EscrowError> {
-    let gateway = state.gateway.as_ref();
-    insert_pending(tx, "deposit", user, money, reference, gateway.name()).await?;
-    let request = PaymentRequest {
-        reference,
-        amount: money.minor,
-        currency: money.currency,
-        customer_email: &user.email,
-    };
-    let accepted = observed(&state.metrics, gateway.name(), "checkout", gateway.checkout(request)).await?;
-    if accepted.confirmed {
-        confirm(tx, reference, true).await?;
-    }
-    record_audit(
-        tx,
-        user,
-        "wallet.deposit",
-        "escrow_transaction",
-        reference,
-        json!({ "amount": money.minor, "currency": money.currency.code() }),
-    )
-    .await?;
-    Ok((created(tx, reference).await?, accepted.checkout_url))
-}
-
-/// Starts a withdrawal: the amount moves from available to reserved at
-/// once, then to the gateway when it confirms (or back when it fails).
-/// Requires approved KYC.
-pub async fn withdraw(
-    state: &AppState,
-    tx: &mut Tx,
-    user: &User,
-    money: Money,
-    reference: &str,
-) -> Result<EscrowTransaction, EscrowError> {
-    if !kyc::is_verified(tx, &user.id).await? {
-        return Err(EscrowError::Forbidden("an approved KYC is required to withdraw".into()));
-    }
-    let gateway = state.gateway.as_ref();
-    insert_pending(tx, "withdrawal", user, money, reference, gateway.name()).await?;
-    ledger::transfer(
-        tx,
-        Transfer {
-            kind: "withdrawal_reserve",
-            debit: &Account::available(&user.id, money.currency),
-            credit: &Account::reserved(&user.id, money.currency),
-            amount: money.minor,
-            escrow_transaction_id: Some(reference),
-        },
-    )
-    .await
-    .map_err(|e| match e {
-        StoreError::InsufficientFunds(_) => conflict(format!(
-            "insufficient available balance to withdraw {} {}",
-            money.minor, money.currency
-        )),
-        other => other.into(),
-    })?;
-    let request = PaymentRequest {
-        reference,
-        amount: money.minor,
-        currency: money.currency,
-        customer_email: &user.email,
-    };
-    let accepted = observed(&state.metrics, gateway.name(), "payout", gateway.payout(request)).await?;
-    if accepted.confirmed {
-        confirm(tx, reference, true).await?;
-    }
-    record_audit(
-        tx,
-        user,
-        "wallet.withdrawal",
-        "escrow_transaction",
-        reference,
-        json!({ "amount": money.minor, "currency": money.currency.code() }),
-    )
-    .await?;
-    created(tx, reference).await
-}
-
-/// What a gateway confirmation did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Confirmation {
-    Applied,
-    /// Already completed, failed or reversed: nothing to do.
-    AlreadySettled,
-    UnknownReference,
-}
-
-/// Settles a pending deposit or withdrawal: credit the deposit, or pay out
-/// the reserved withdrawal; on failure mark the deposit failed, or return the
-/// reservation to the user.
-pub async fn confirm(tx: &mut impl DbHandle, reference: &str, succeeded: bool) -> Result<Confirmation, EscrowError> {
-    let Some(record) = records::find(tx, reference).await? else {
-        return Ok(Confirmation::UnknownReference);
-    };
-    if record.status != "pending" {
-        return Ok(Confirmation::AlreadySettled);
-    }
-    let currency: Currency = record
-        .currency
-        .parse()
-        .map_err(|e: String| EscrowError::Store(StoreError::Sqlx(sqlx::Error::Decode(e.into()))))?;
-    let (to, transfer) = match (record.kind.as_str(), succeeded) {
-        ("deposit", true) => (
-            "completed",
-            Some((
-                "deposit",
-                Account::external(currency),
-                Account::available(&record.user_id, currency),
-            )),
-        ),
-        ("deposit", false) => ("failed", None),
-        ("withdrawal", true) => (
-            "completed",
-            Some((
-                "withdrawal",
-                Account::reserved(&record.user_id, currency),
-                Account::external(currency),
-            )),
-        ),
-        ("withdrawal", false) => (
-            "reversed",
-            Some((
-                "withdrawal_reversal",
-                Account::reserved(&record.user_id, currency),
-                Account::available(&record.user_id, currency),
-            )),
-        ),
-        _ => return Ok(Confirmation::UnknownReference),
-    };
-    if !records::set_status(tx, reference, "pending", to).await? {
-        return Ok(Confirmation::AlreadySettled);
-    }
-    if let Some((kind, debit, credit)) = transfer {
-        ledger::transfer(
-            tx,
-            Transfer {
-                kind,
-                debit: &debit,
-                credit: &credit,
-                amount: record.amount,
-                escrow_transaction_id: Some(reference),
-            },
-        )
-        .await?;
-    }
-    Ok(Confirmation::Applied)
 }

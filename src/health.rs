@@ -16,6 +16,9 @@ pub const CHECK_TIMEOUT: Duration = Duration::from_secs(3);
 #[serde(rename_all = "lowercase")]
 pub enum Status {
     Healthy,
+    /// Serving, with a dependency failing that does not stop it (the
+    /// payment gateway): `/health` answers 200 with this status.
+    Degraded,
     Unhealthy,
 }
 
@@ -45,6 +48,60 @@ impl Check {
 
     pub fn is_healthy(&self) -> bool {
         self.status == Status::Healthy
+    }
+}
+
+/// The payment gateway: which one, whether it is configured, and how its
+/// last call went. A provider giving no definite answers degrades health;
+/// it never fails readiness (money simply waits in `pending`).
+#[derive(Debug, Clone, Serialize, ToSchema)]
+pub struct GatewayCheck {
+    #[serde(flatten)]
+    pub check: Check,
+    /// `sandbox` or `fincra`.
+    pub provider: &'static str,
+    pub configured: bool,
+    /// The last call this process made (absent before the first).
+    pub last_call: Option<crate::telemetry::metrics::GatewayCall>,
+}
+
+pub fn check_gateway(
+    provider: &'static str,
+    payments: &crate::config::PaymentConfig,
+    last_call: Option<crate::telemetry::metrics::GatewayCall>,
+) -> GatewayCheck {
+    let configured = match payments.gateway {
+        crate::config::GatewayKind::Sandbox => true,
+        crate::config::GatewayKind::Fincra => {
+            payments.fincra_api_key.is_some()
+                && payments.fincra_public_key.is_some()
+                && payments.fincra_business_id.is_some()
+                && payments.fincra_webhook_secret.is_some()
+        }
+    };
+    let check = match (&last_call, configured) {
+        (_, false) => Check {
+            status: Status::Degraded,
+            message: Some(
+                "the gateway is missing FINCRA_PUBLIC_KEY, FINCRA_BUSINESS_ID or FINCRA_WEBHOOK_SECRET: some payment \
+                 operations will fail"
+                    .into(),
+            ),
+        },
+        (Some(call), true) if call.outcome == "timeout" => Check {
+            status: Status::Degraded,
+            message: Some(format!(
+                "the last gateway call ({}) got no definite answer; payments wait in pending for reconciliation",
+                call.operation
+            )),
+        },
+        _ => Check::healthy(),
+    };
+    GatewayCheck {
+        check,
+        provider,
+        configured,
+        last_call,
     }
 }
 

@@ -4,6 +4,7 @@
 //! - [`config`]: every setting, read once at start;
 //! - [`startup`]: `Application::build` and the server loop;
 //! - [`http`]: router, middleware, handlers, the problem+json error type;
+//! - [`operations`]: business steps shared by handlers, workers and the CLI;
 //! - [`store`]: the database (SQLite or PostgreSQL through one query body);
 //! - [`health`]: operational checks shared by probes and watchdogs;
 //! - [`telemetry`]: logs (and the seams for metrics, traces, Sentry);
@@ -23,6 +24,7 @@ pub mod gateway;
 pub mod health;
 pub mod http;
 pub mod lifecycle;
+pub mod operations;
 pub mod ops;
 pub mod ratelimit;
 pub mod startup;

@@ -60,7 +60,16 @@ impl Application {
         };
         let gateway = crate::gateway::build(&config.payments).map_err(StartError::Gateway)?;
         let alerts = crate::alerts::Dispatcher::new(&config, Arc::clone(&metrics));
+        let payments = Arc::new(crate::operations::payments::Payments {
+            db: Arc::clone(&db),
+            gateway: Arc::clone(&gateway),
+            metrics: Arc::clone(&metrics),
+            alerts: Arc::clone(&alerts),
+            environment: config.environment.as_str(),
+            reconcile: config.payments.reconcile.clone(),
+        });
         let state = AppState::new(App {
+            payments,
             alerts,
             gateway,
             tokens: TokenKeys::new(&config.secret_key, config.access_token_expire_minutes),
@@ -140,7 +149,7 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let db = Arc::clone(&state.db);
     let limiter_state = state.clone();
     let mut stop = state.lifecycle.subscribe();
-    vec![
+    let mut tasks = vec![
         tokio::spawn(db.run_monitor(state.lifecycle.subscribe())),
         tokio::spawn(Arc::clone(&state.alerts).run(state.lifecycle.subscribe())),
         tokio::spawn(crate::alerts::watchdog::Watchdog::new(state.clone()).run(state.lifecycle.subscribe())),
@@ -153,5 +162,11 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
                 }
             }
         }),
-    ]
+    ];
+    if state.config.payments.reconcile.enabled {
+        tasks.push(tokio::spawn(
+            Arc::clone(&state.payments).run_reconciliation(state.lifecycle.subscribe()),
+        ));
+    }
+    tasks
 }

@@ -29,6 +29,8 @@ pub struct App {
     pub limiter: RateLimiter,
     pub gateway: Arc<dyn PaymentGateway>,
     pub alerts: Arc<Dispatcher>,
+    /// Deposits, withdrawals, destinations and reconciliation.
+    pub payments: Arc<crate::operations::payments::Payments>,
 }
 
 impl AppState {

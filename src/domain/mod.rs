@@ -5,6 +5,8 @@ pub mod account;
 pub mod escrow;
 pub mod kyc;
 pub mod money;
+pub mod payment;
+pub mod payout;
 
 /// A rule the request broke. The HTTP layer maps `Invalid` to 422 and
 /// `Conflict` (a state that does not allow the action) to 409.

@@ -243,9 +243,9 @@ impl From<crate::escrow::EscrowError> for ApiError {
                 "payment-refused",
                 format!("the payment provider refused the request: {reason}"),
             ),
-            EscrowError::Gateway(GatewayError::Unavailable(_)) => ApiError::unavailable(
-                "the payment provider is unavailable; nothing was charged or reserved — retry with the same Idempotency-Key",
-            ),
+            EscrowError::Gateway(GatewayError::Unavailable(_) | GatewayError::Duplicate) => {
+                ApiError::unavailable("the payment provider gave no answer; try again shortly").retry_after(5)
+            }
         }
     }
 }

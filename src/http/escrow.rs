@@ -223,7 +223,7 @@ pub struct TransactionFilter {
     #[serde(rename = "type")]
     #[param(rename = "type")]
     pub kind: Option<String>,
-    /// pending, completed, failed or reversed.
+    /// pending, completed, failed, reversed or review.
     pub status: Option<String>,
     /// Created at or after (RFC 3339).
     pub from: Option<String>,
@@ -252,7 +252,7 @@ pub async fn transactions(
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<EscrowTransaction>>, ApiError> {
     const TYPES: [&str; 5] = ["deposit", "hold", "release", "refund", "withdrawal"];
-    const STATUSES: [&str; 4] = ["pending", "completed", "failed", "reversed"];
+    const STATUSES: [&str; 5] = ["pending", "completed", "failed", "reversed", "review"];
     if filter.kind.as_deref().is_some_and(|k| !TYPES.contains(&k)) {
         return Err(ApiError::unprocessable(
             "type must be one of deposit, hold, release, refund, withdrawal",
@@ -260,7 +260,7 @@ pub async fn transactions(
     }
     if filter.status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
         return Err(ApiError::unprocessable(
-            "status must be one of pending, completed, failed, reversed",
+            "status must be one of pending, completed, failed, reversed, review",
         ));
     }
     let from = parse_time("from", filter.from.as_deref())?;

@@ -28,6 +28,24 @@ pub fn key_from(headers: &HeaderMap) -> Result<String, ApiError> {
     Ok(key.to_owned())
 }
 
+/// The request's key and the hash of what it is bound to (`scope`, the
+/// route, and the request body).
+pub fn fingerprint(headers: &HeaderMap, scope: &str, request: &impl Serialize) -> Result<(String, String), ApiError> {
+    let key = key_from(headers)?;
+    let canonical = serde_json::to_vec(&(scope, request)).map_err(ApiError::internal)?;
+    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
+    let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    Ok((key, hash))
+}
+
+/// The headers of a response that replays a used key.
+pub fn replayed_header() -> (header::HeaderName, HeaderValue) {
+    (
+        header::HeaderName::from_static(REPLAYED),
+        HeaderValue::from_static("true"),
+    )
+}
+
 /// Runs `operation` in a transaction that also claims the key, and stores
 /// its response with it. `request` (with `scope`, the route) is what the key
 /// is bound to. A failed operation rolls back, key included.
@@ -43,10 +61,7 @@ where
     T: Serialize,
     F: AsyncFnOnce(&mut Tx) -> Result<(StatusCode, T), ApiError>,
 {
-    let key = key_from(headers)?;
-    let canonical = serde_json::to_vec(&(scope, request)).map_err(ApiError::internal)?;
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, &canonical);
-    let hash: String = digest.as_ref().iter().map(|b| format!("{b:02x}")).collect();
+    let (key, hash) = fingerprint(headers, scope, request)?;
 
     let mut tx = state.db.begin().await?;
     match idempotency::claim(&mut tx, user_id, &key, &hash).await? {
@@ -56,10 +71,7 @@ where
                 status,
                 [
                     (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-                    (
-                        header::HeaderName::from_static(REPLAYED),
-                        HeaderValue::from_static("true"),
-                    ),
+                    replayed_header(),
                 ],
                 body,
             )

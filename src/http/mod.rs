@@ -121,6 +121,8 @@ fn routes(state: AppState) -> Router {
         .routes(routes!(wallet::wallet))
         .routes(routes!(wallet::deposit))
         .routes(routes!(wallet::withdraw))
+        .routes(routes!(wallet::add_destination, wallet::list_destinations))
+        .routes(routes!(wallet::remove_destination))
         .routes(routes!(webhooks::payment))
         // Documents are larger than ordinary bodies; only these routes say so
         // (the innermost limit wins).

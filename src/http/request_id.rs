@@ -6,66 +6,17 @@
 //! threading it through every signature. It is also put in the request's
 //! extensions for handlers that want it explicitly.
 
-use std::fmt;
-use std::sync::Arc;
-
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use uuid::Uuid;
 
 use super::error::{ApiError, PROBLEM_JSON};
+use crate::telemetry::request_id::CURRENT;
+pub use crate::telemetry::request_id::{MAX_LEN, RequestId, current, scope};
 
 pub static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
-
-/// Longest caller-supplied id we keep; longer ones are replaced.
-pub const MAX_LEN: usize = 128;
-
-tokio::task_local! {
-    static CURRENT: RequestId;
-}
-
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RequestId(Arc<str>);
-
-impl RequestId {
-    /// Keeps a caller's id only if it is short and made of `[A-Za-z0-9._:-]`,
-    /// so it is safe in headers, logs and JSON without escaping surprises.
-    pub fn parse(raw: &str) -> Option<RequestId> {
-        let sane = !raw.is_empty()
-            && raw.len() <= MAX_LEN
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-'));
-        sane.then(|| RequestId(raw.into()))
-    }
-
-    pub fn generate() -> RequestId {
-        RequestId(Uuid::new_v4().to_string().into())
-    }
-
-    pub fn as_str(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Display for RequestId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.0)
-    }
-}
-
-/// The id of the request this task is serving, if any.
-pub fn current() -> Option<RequestId> {
-    CURRENT.try_with(|id| id.clone()).ok()
-}
-
-/// Runs `fut` as part of request `id` (for work spawned on its behalf).
-pub async fn scope<F: Future>(id: RequestId, fut: F) -> F::Output {
-    CURRENT.scope(id, fut).await
-}
 
 /// The outermost middleware: assigns the id, runs the request inside its
 /// scope, and makes sure every error leaving the service is problem+json
@@ -140,20 +91,4 @@ fn problem_for(response: Response, method: &axum::http::Method, path: &str) -> R
     }
     new_parts.extensions.extend(parts.extensions);
     Response::from_parts(new_parts, Body::new(body))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn sane_ids_are_kept_and_hostile_ones_refused() {
-        assert!(RequestId::parse("abc-123_x.y:z").is_some());
-        assert!(RequestId::parse(&"a".repeat(MAX_LEN)).is_some());
-        assert!(RequestId::parse(&"a".repeat(MAX_LEN + 1)).is_none());
-        assert!(RequestId::parse("a\r\nSet-Cookie: x").is_none());
-        assert!(RequestId::parse("\"quoted\"").is_none());
-        assert!(RequestId::parse("").is_none());
-        assert!(RequestId::parse("with space").is_none());
-    }
 }

@@ -57,6 +57,7 @@ pub async fn ping() -> Json<Pong> {
 pub struct HealthChecks {
     pub database: DatabaseCheck,
     pub migrations: MigrationsCheck,
+    pub gateway: health::GatewayCheck,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -67,10 +68,12 @@ pub struct HealthReport {
     pub checks: HealthChecks,
 }
 
-/// Health: the database answers and its migrations are applied.
+/// Health: the database answers and its migrations are applied; the payment
+/// gateway is configured and answering.
 ///
-/// 200 when every check is healthy, 503 otherwise; the body says which check
-/// failed and why, without connection details.
+/// 200 when the database and migrations are healthy (`status` is `degraded`
+/// when only the gateway is failing), 503 otherwise; the body says which
+/// check failed and why, without connection details.
 #[utoipa::path(get, path = "/api/v1/health", tag = TAG, responses(
     (status = 200, description = "every check healthy", body = HealthReport),
     (status = 503, description = "at least one check unhealthy", body = HealthReport),
@@ -78,12 +81,26 @@ pub struct HealthReport {
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
     let (database, schema) = health::check_database(&state.db).await;
     let migrations = health::check_migrations(schema.as_ref());
+    let gateway = health::check_gateway(
+        state.gateway.name(),
+        &state.config.payments,
+        state.metrics.last_gateway_call(),
+    );
     let healthy = database.check.is_healthy() && migrations.check.is_healthy();
+    let status = match (healthy, gateway.check.is_healthy()) {
+        (false, _) => Status::Unhealthy,
+        (true, false) => Status::Degraded,
+        (true, true) => Status::Healthy,
+    };
     let report = HealthReport {
-        status: if healthy { Status::Healthy } else { Status::Unhealthy },
+        status,
         version: state.config.app_version.clone(),
         environment: state.config.environment.as_str(),
-        checks: HealthChecks { database, migrations },
+        checks: HealthChecks {
+            database,
+            migrations,
+            gateway,
+        },
     };
     (status_code(healthy), Json(report))
 }

@@ -12,7 +12,8 @@ pub struct EscrowTransaction {
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
     pub kind: String,
-    /// pending, completed, failed or reversed.
+    /// pending, completed, failed, reversed, or review (a deposit whose
+    /// money did not match: held for a person).
     pub status: String,
     pub user_id: String,
     pub counterparty_id: Option<String>,
@@ -28,6 +29,23 @@ pub struct EscrowTransaction {
     pub notes: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// Deposits: where the payer pays (a hosted checkout page).
+    pub checkout_url: Option<String>,
+    /// Withdrawals: the payout destination paid.
+    pub destination_id: Option<String>,
+    /// Why the gateway refused or failed it (failed, reversed or review).
+    pub failure_reason: Option<String>,
+    /// Deposits: what the gateway reported as received, minor units.
+    pub amount_received: Option<i64>,
+}
+
+/// The columns of [`EscrowTransaction`], for `select` and `returning`
+/// (a macro so that queries stay `&'static str`).
+macro_rules! columns {
+    () => {
+        "id, type, status, user_id, counterparty_id, project_id, milestone_id, amount, fee, currency, provider, \
+         gateway_reference, notes, created_at, updated_at, checkout_url, destination_id, failure_reason, amount_received"
+    };
 }
 
 pub struct NewTransaction<'a> {
@@ -43,6 +61,7 @@ pub struct NewTransaction<'a> {
     pub currency: &'a str,
     pub provider: Option<&'a str>,
     pub notes: Option<&'a str>,
+    pub destination_id: Option<&'a str>,
 }
 
 pub async fn insert(db: &mut impl DbHandle, new: NewTransaction<'_>) -> Result<(), StoreError> {
@@ -52,8 +71,8 @@ pub async fn insert(db: &mut impl DbHandle, new: NewTransaction<'_>) -> Result<(
         "escrow_transactions.insert",
         sqlx::query(
             "insert into escrow_transactions (id, type, status, user_id, counterparty_id, project_id, milestone_id, \
-             amount, fee, currency, provider, gateway_reference, notes, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1, $12, $13, $13)",
+             amount, fee, currency, provider, gateway_reference, notes, created_at, updated_at, destination_id) \
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1, $12, $13, $13, $14)",
         )
         .bind(new.id)
         .bind(new.kind)
@@ -68,6 +87,7 @@ pub async fn insert(db: &mut impl DbHandle, new: NewTransaction<'_>) -> Result<(
         .bind(new.provider)
         .bind(new.notes)
         .bind(&now)
+        .bind(new.destination_id)
         .execute(conn),
     )
     .await
@@ -79,9 +99,13 @@ pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<EscrowTrans
     let (conn, obs) = db.parts();
     obs.run(
         "escrow_transactions.find",
-        sqlx::query_as("select * from escrow_transactions where id = $1")
-            .bind(id)
-            .fetch_optional(conn),
+        sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from escrow_transactions where id = $1"
+        ))
+        .bind(id)
+        .fetch_optional(conn),
     )
     .await
 }
@@ -126,12 +150,14 @@ pub async fn list(
     let rows: Vec<EscrowTransaction> = obs
         .run(
             "escrow_transactions.list",
-            sqlx::query_as(
-                "select * from escrow_transactions where ($1 is null or user_id = $1 or counterparty_id = $1) \
+            sqlx::query_as(concat!(
+                "select ",
+                columns!(),
+                " from escrow_transactions where ($1 is null or user_id = $1 or counterparty_id = $1) \
                  and ($2 is null or project_id = $2) and ($3 is null or type = $3) and ($4 is null or status = $4) \
                  and ($5 is null or created_at >= $5) and ($6 is null or created_at <= $6) \
-                 order by created_at desc, id desc limit $7 offset $8",
-            )
+                 order by created_at desc, id desc limit $7 offset $8"
+            ))
             .bind(filter.party)
             .bind(filter.project_id)
             .bind(filter.kind)
@@ -162,4 +188,152 @@ pub async fn list(
         )
         .await?;
     Ok((rows, total))
+}
+
+/// Settles a pending gateway record (compare-and-set from `pending`): the
+/// new status, why (for failures and reviews) and what the provider reported
+/// received. False if it was no longer pending.
+pub async fn settle(
+    db: &mut impl DbHandle,
+    id: &str,
+    to: &'static str,
+    failure_reason: Option<&str>,
+    amount_received: Option<i64>,
+) -> Result<bool, StoreError> {
+    let (conn, obs) = db.parts();
+    let result = obs
+        .run(
+            "escrow_transactions.settle",
+            sqlx::query(
+                "update escrow_transactions set status = $2, failure_reason = $3, amount_received = $4, \
+                 updated_at = $5, lease_until = null where id = $1 and status = 'pending'",
+            )
+            .bind(id)
+            .bind(to)
+            .bind(failure_reason)
+            .bind(amount_received)
+            .bind(timestamp::now())
+            .execute(conn),
+        )
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Keeps the hosted checkout link of a pending deposit.
+pub async fn set_checkout_url(db: &mut impl DbHandle, id: &str, url: &str) -> Result<(), StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "escrow_transactions.set_checkout_url",
+        sqlx::query("update escrow_transactions set checkout_url = $2 where id = $1")
+            .bind(id)
+            .bind(url)
+            .execute(conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Pending deposits and withdrawals created at or before `cutoff` whose
+/// reconciliation lease is free at `now`, oldest first.
+pub async fn pending_due(
+    db: &mut impl DbHandle,
+    cutoff: &str,
+    now: &str,
+    limit: i64,
+) -> Result<Vec<EscrowTransaction>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "escrow_transactions.pending_due",
+        sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from escrow_transactions where status = 'pending' and type in ('deposit', 'withdrawal') \
+             and created_at <= $1 and (lease_until is null or lease_until < $2) order by created_at, id limit $3"
+        ))
+        .bind(cutoff)
+        .bind(now)
+        .bind(limit)
+        .fetch_all(conn),
+    )
+    .await
+}
+
+/// Takes the reconciliation lease on a pending record until `until`; false
+/// if another worker holds it or the record is settled. The lease is what
+/// keeps replicas from asking the provider about the same record at once;
+/// settling stays a compare-and-set, so even an expired lease cannot settle
+/// twice.
+pub async fn take_lease(db: &mut impl DbHandle, id: &str, now: &str, until: &str) -> Result<bool, StoreError> {
+    let (conn, obs) = db.parts();
+    let result = obs
+        .run(
+            "escrow_transactions.take_lease",
+            sqlx::query(
+                "update escrow_transactions set lease_until = $3, checked_at = $2 where id = $1 \
+                 and status = 'pending' and (lease_until is null or lease_until < $2)",
+            )
+            .bind(id)
+            .bind(now)
+            .bind(until)
+            .execute(conn),
+        )
+        .await?;
+    Ok(result.rows_affected() == 1)
+}
+
+/// Lets go of a lease early (the record stays pending).
+pub async fn release_lease(db: &mut impl DbHandle, id: &str) -> Result<(), StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "escrow_transactions.release_lease",
+        sqlx::query("update escrow_transactions set lease_until = null where id = $1")
+            .bind(id)
+            .execute(conn),
+    )
+    .await?;
+    Ok(())
+}
+
+/// Pending gateway records by kind, counted into age buckets: created after
+/// each of `bounds` (newest bound first) and before all of them.
+pub async fn pending_by_age(db: &mut impl DbHandle, bounds: [&str; 3]) -> Result<Vec<(String, [i64; 4])>, StoreError> {
+    let (conn, obs) = db.parts();
+    let rows: Vec<(String, i64, i64, i64, i64)> = obs
+        .run(
+            "escrow_transactions.pending_by_age",
+            sqlx::query_as(
+                "select type, \
+                 coalesce(sum(case when created_at > $1 then 1 else 0 end), 0), \
+                 coalesce(sum(case when created_at <= $1 and created_at > $2 then 1 else 0 end), 0), \
+                 coalesce(sum(case when created_at <= $2 and created_at > $3 then 1 else 0 end), 0), \
+                 coalesce(sum(case when created_at <= $3 then 1 else 0 end), 0) \
+                 from escrow_transactions where status = 'pending' and type in ('deposit', 'withdrawal') group by type",
+            )
+            .bind(bounds[0])
+            .bind(bounds[1])
+            .bind(bounds[2])
+            .fetch_all(conn),
+        )
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(kind, a, b, c, d)| (kind, [a, b, c, d]))
+        .collect())
+}
+
+/// Pending deposits and withdrawals created before `cutoff`.
+pub async fn count_pending_before(db: &mut impl DbHandle, cutoff: &str) -> Result<i64, StoreError> {
+    let (conn, obs) = db.parts();
+    let (count,): (i64,) = obs
+        .run(
+            "escrow_transactions.count_stuck",
+            sqlx::query_as(
+                "select count(*) from escrow_transactions where status = 'pending' \
+                 and type in ('deposit', 'withdrawal') and created_at < $1",
+            )
+            .bind(cutoff)
+            .fetch_one(conn),
+        )
+        .await?;
+    Ok(count)
 }

@@ -4,7 +4,7 @@
 use super::StoreError;
 use crate::domain::money::Currency;
 use crate::state::AppState;
-use crate::telemetry::metrics::CurrencyLabels;
+use crate::telemetry::metrics::{CurrencyLabels, PAYMENT_KINDS, PENDING_AGES, PaymentAgeLabels};
 
 /// Reads the current values and sets the gauges. Features add their queries
 /// here as their tables arrive.
@@ -25,5 +25,36 @@ pub async fn refresh(state: &AppState) -> Result<(), StoreError> {
             })
             .set(held);
     }
+    refresh_pending_payments(&mut conn, metrics, state.config.payments.reconcile.stuck_after).await
+}
+
+/// Deposits and withdrawals waiting for the provider, by age, and how many
+/// are older than the stuck limit.
+async fn refresh_pending_payments(
+    conn: &mut super::Conn,
+    metrics: &crate::telemetry::metrics::Metrics,
+    stuck_after: std::time::Duration,
+) -> Result<(), StoreError> {
+    let now = time::OffsetDateTime::now_utc();
+    let ago = |d: time::Duration| super::timestamp::format(now - d);
+    let bounds = [
+        ago(time::Duration::minutes(5)),
+        ago(time::Duration::hours(1)),
+        ago(time::Duration::hours(24)),
+    ];
+    let rows = super::escrow::pending_by_age(conn, [&bounds[0], &bounds[1], &bounds[2]]).await?;
+    for kind in PAYMENT_KINDS {
+        let counts = rows.iter().find(|(k, _)| k == kind).map_or([0; 4], |(_, c)| *c);
+        for (age, count) in PENDING_AGES.into_iter().zip(counts) {
+            metrics
+                .payments_pending
+                .get_or_create(&PaymentAgeLabels { kind, age })
+                .set(count);
+        }
+    }
+    let stuck_cutoff = ago(time::Duration::try_from(stuck_after).unwrap_or(time::Duration::HOUR));
+    metrics
+        .payments_stuck
+        .set(super::escrow::count_pending_before(conn, &stuck_cutoff).await?);
     Ok(())
 }

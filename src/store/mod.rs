@@ -24,6 +24,7 @@
 //! to be down, instead of making every request wait for a timeout.
 
 pub mod audit;
+pub mod destinations;
 pub mod escrow;
 pub mod gauges;
 mod handle;
@@ -66,6 +67,7 @@ pub const REQUIRED_TABLES: &[&str] = &[
     "escrow_transactions",
     "idempotency_keys",
     "webhook_events",
+    "payout_destinations",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -550,6 +552,13 @@ pub mod timestamp {
     pub fn now() -> String {
         format(OffsetDateTime::now_utc())
     }
+
+    /// A stored timestamp back as a time (`None` if it is not one of ours).
+    pub fn parse(text: &str) -> Option<OffsetDateTime> {
+        time::PrimitiveDateTime::parse(text, FORMAT)
+            .ok()
+            .map(time::PrimitiveDateTime::assume_utc)
+    }
 }
 
 #[cfg(test)]
@@ -573,5 +582,7 @@ mod tests {
     fn timestamps_have_one_fixed_width_utc_format() {
         let at = time::macros::datetime!(2026-01-02 03:04:05.000006 +01:00);
         assert_eq!(timestamp::format(at), "2026-01-02T02:04:05.000006Z");
+        assert_eq!(timestamp::parse("2026-01-02T02:04:05.000006Z"), Some(at));
+        assert_eq!(timestamp::parse("yesterday"), None);
     }
 }

@@ -30,3 +30,18 @@ pub async fn record(
         .await?;
     Ok(result.rows_affected() == 1)
 }
+
+/// Whether this provider's event was processed before.
+pub async fn seen(db: &mut impl DbHandle, provider: &str, event_id: &str) -> Result<bool, StoreError> {
+    let (conn, obs) = db.parts();
+    let row: Option<(String,)> = obs
+        .run(
+            "webhook_events.find",
+            sqlx::query_as("select outcome from webhook_events where provider = $1 and event_id = $2")
+                .bind(provider)
+                .bind(event_id)
+                .fetch_optional(conn),
+        )
+        .await?;
+    Ok(row.is_some())
+}

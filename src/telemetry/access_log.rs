@@ -9,8 +9,8 @@ use tracing::{Instrument, Level};
 
 use super::metrics::{ErrorLabels, RequestLabels, RouteLabels, TraceExemplar, method_label};
 use crate::http::error::{ErrorCause, ErrorKind, slug_for_status};
-use crate::http::request_id::RequestId;
 use crate::state::AppState;
+use crate::telemetry::request_id::RequestId;
 
 /// The route template that served a request, copied from axum's
 /// [`MatchedPath`] into the response so outer layers can read it. Requests

@@ -20,11 +20,14 @@ use crate::config::Config;
 const PROBE_ROUTES: [&str; 4] = ["/api/v1/ping", "/api/v1/health", "/api/v1/readiness", "/metrics"];
 
 /// Headers that never leave the process.
-const SECRET_HEADERS: [&str; 5] = [
+const SECRET_HEADERS: [&str; 7] = [
     "authorization",
     "cookie",
     "set-cookie",
-    "x-fincra-signature",
+    // FinCra's webhook signature, and its API keys on outbound calls.
+    "signature",
+    "api-key",
+    "x-pub-key",
     "idempotency-key",
 ];
 

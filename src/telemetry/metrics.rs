@@ -51,9 +51,21 @@ pub const OUTCOMES: [&str; 2] = ["succeeded", "failed"];
 pub const KYC_STATUSES: [&str; 3] = ["pending", "approved", "rejected"];
 pub const ALERT_CHANNELS: [&str; 2] = ["slack", "pagerduty"];
 pub const GATEWAY_PROVIDERS: [&str; 2] = ["sandbox", "fincra"];
-pub const GATEWAY_OPERATIONS: [&str; 3] = ["checkout", "payout", "verify"];
+pub const GATEWAY_OPERATIONS: [&str; 5] = ["checkout", "payout", "verify", "payout_status", "resolve"];
 pub const GATEWAY_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];
-pub const WEBHOOK_OUTCOMES: [&str; 4] = ["processed", "duplicate", "rejected", "unknown_reference"];
+pub const WEBHOOK_OUTCOMES: [&str; 7] = [
+    "processed",
+    "duplicate",
+    "rejected",
+    "unknown_reference",
+    "kind_mismatch",
+    "deferred",
+    "ignored",
+];
+/// Gateway records: kinds, reconciliation outcomes and pending-age buckets.
+pub const PAYMENT_KINDS: [&str; 2] = ["deposit", "withdrawal"];
+pub const RECONCILE_OUTCOMES: [&str; 6] = ["completed", "failed", "review", "still_pending", "resent", "error"];
+pub const PENDING_AGES: [&str; 4] = ["lt_5m", "5m_1h", "1h_24h", "gt_24h"];
 
 /// How long database-derived gauges are reused between scrapes.
 pub const SCRAPE_CACHE: Duration = Duration::from_secs(5);
@@ -127,6 +139,33 @@ pub struct WebhookLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PaymentAgeLabels {
+    pub kind: &'static str,
+    pub age: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReconcileLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+/// The last payment-gateway call, as `/health` reports it.
+#[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
+pub struct GatewayCall {
+    pub operation: &'static str,
+    /// success, error (refused) or timeout (no definite answer).
+    pub outcome: &'static str,
+    /// RFC 3339.
+    pub at: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AlertLabels {
     pub channel: &'static str,
     pub outcome: &'static str,
@@ -162,6 +201,11 @@ pub struct Metrics {
     pub gateway_requests: Family<GatewayLabels, Counter>,
     pub gateway_request_duration: HistogramFamily<GatewayOperationLabels>,
     pub webhooks_received: Family<WebhookLabels, Counter>,
+    pub payments_pending: Family<PaymentAgeLabels, Gauge>,
+    pub payments_stuck: Gauge,
+    pub payments_reconciled: Family<ReconcileLabels, Counter>,
+    pub payment_mispayments: Family<KindLabels, Counter>,
+    pub gateway_last_call: Mutex<Option<GatewayCall>>,
     pub alerts_sent: Family<AlertLabels, Counter>,
     pub alerts_dropped: Counter,
     pub ledger_check_ok: Gauge,
@@ -210,6 +254,11 @@ impl Metrics {
             gateway_requests: Family::default(),
             gateway_request_duration: Family::new_with_constructor(gateway_histogram),
             webhooks_received: Family::default(),
+            payments_pending: Family::default(),
+            payments_stuck: Gauge::default(),
+            payments_reconciled: Family::default(),
+            payment_mispayments: Family::default(),
+            gateway_last_call: Mutex::new(None),
             alerts_sent: Family::default(),
             alerts_dropped: Counter::default(),
             ledger_check_ok: Gauge::default(),
@@ -324,6 +373,26 @@ impl Metrics {
             metrics.webhooks_received.clone(),
         );
         r.register(
+            "amani_payments_pending",
+            "Deposits and withdrawals waiting for the payment provider, by kind and age (read from the database)",
+            metrics.payments_pending.clone(),
+        );
+        r.register(
+            "amani_payments_stuck",
+            "Deposits and withdrawals pending longer than PAYMENT_STUCK_AFTER_SECONDS (read from the database)",
+            metrics.payments_stuck.clone(),
+        );
+        r.register(
+            "amani_payments_reconciled",
+            "Pending deposits and withdrawals looked up at the provider by reconciliation, by kind and outcome",
+            metrics.payments_reconciled.clone(),
+        );
+        r.register(
+            "amani_payment_mispayments",
+            "Money reported by the provider that did not match the record (held for review), by kind",
+            metrics.payment_mispayments.clone(),
+        );
+        r.register(
             "alerts_sent",
             "Alert deliveries by channel and outcome",
             metrics.alerts_sent.clone(),
@@ -399,11 +468,36 @@ impl Metrics {
                 });
             }
         }
+        for kind in PAYMENT_KINDS {
+            for age in PENDING_AGES {
+                let _ = self.payments_pending.get_or_create(&PaymentAgeLabels { kind, age });
+            }
+            for outcome in RECONCILE_OUTCOMES {
+                let _ = self
+                    .payments_reconciled
+                    .get_or_create(&ReconcileLabels { kind, outcome });
+            }
+            let _ = self.payment_mispayments.get_or_create(&KindLabels { kind });
+        }
         for currency in crate::domain::money::Currency::ALL {
             let _ = self.escrow_held.get_or_create(&CurrencyLabels {
                 currency: currency.code().to_owned(),
             });
         }
+    }
+
+    /// Remembers the last gateway call for `/health`.
+    pub fn note_gateway_outcome(&self, operation: &'static str, outcome: &'static str) {
+        let at = time::OffsetDateTime::now_utc()
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        if let Ok(mut last) = self.gateway_last_call.lock() {
+            *last = Some(GatewayCall { operation, outcome, at });
+        }
+    }
+
+    pub fn last_gateway_call(&self) -> Option<GatewayCall> {
+        self.gateway_last_call.lock().ok().and_then(|last| last.clone())
     }
 
     /// Renders the registry as OpenMetrics text (with exemplars).

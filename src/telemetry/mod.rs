@@ -17,6 +17,7 @@ pub mod error_tracking;
 pub mod json;
 pub mod metrics;
 mod process;
+pub mod request_id;
 pub mod traces;
 
 pub use access_log::{MatchedRoute, Panicked, observe, record_route};

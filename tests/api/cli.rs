@@ -227,3 +227,83 @@ async fn ledger_check_passes_on_good_books_and_fails_on_a_broken_one(engine: Eng
         "{stdout}"
     );
 }
+
+both_engines!(reconcile_reports_what_it_finds_and_settles_only_without_dry_run);
+
+/// `amani reconcile`: a deposit whose checkout the gateway never heard of
+/// is reported (dry run changes nothing), then failed once expired.
+async fn reconcile_reports_what_it_finds_and_settles_only_without_dry_run(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = crate::helpers::TestApp::spawn_with(
+        &db.url,
+        &[("SANDBOX_OUTCOME", "pending"), ("RECONCILE_ENABLED", "false")],
+    )
+    .await;
+    app.wait_until_ready().await;
+    let user = app.user("client").await;
+    let (status, body) = crate::escrow::money_post(
+        &app,
+        &user,
+        "/api/v1/wallet/deposit",
+        serde_json::json!({"amount": 5_000, "currency": "NGN"}),
+    )
+    .await;
+    assert_eq!(
+        (status, body["transaction"]["status"].as_str()),
+        (201, Some("pending")),
+        "{body}"
+    );
+    let reference = body["transaction"]["id"].as_str().unwrap().to_owned();
+    let dir = tempfile::tempdir().unwrap();
+    // A new process's sandbox has no record of the checkout: "not found".
+    let run = |args: &[&str], expiry: &str| {
+        amani(
+            dir.path(),
+            &[
+                ("DATABASE_URL", &db.url),
+                ("RECONCILE_MIN_AGE_SECONDS", "0"),
+                ("DEPOSIT_EXPIRY_SECONDS", expiry),
+            ],
+        )
+        .arg("reconcile")
+        .args(args)
+        .output()
+        .unwrap()
+    };
+    let output = run(&["--dry-run"], "60");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with(&reference))
+        .unwrap_or_else(|| panic!("{stdout}"));
+    assert!(line.contains("not_found") && line.contains("still_pending"), "{line}");
+    assert!(stdout.contains("(dry run) examined 1, settled 0"), "{stdout}");
+
+    // Aged past the expiry, the real pass fails it; the dry run said
+    // nothing would change and nothing did.
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let (conn_ref, obs) = amani::store::DbHandle::parts(&mut conn);
+    obs.run(
+        "test.age",
+        sqlx::query("update escrow_transactions set created_at = '2020-01-01T00:00:00.000000Z' where id = $1")
+            .bind(&reference)
+            .execute(conn_ref),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let output = run(&["--dry-run"], "60");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("would_failed"), "{stdout}");
+    let output = run(&[], "60");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}");
+    assert!(stdout.contains("examined 1, settled 1"), "{stdout}");
+    let output = run(&[], "60");
+    assert!(
+        String::from_utf8_lossy(&output.stdout).contains("examined 0"),
+        "settled once"
+    );
+    assert_eq!(crate::escrow::available(&app, &user).await, 0);
+}

@@ -54,6 +54,24 @@ pub async fn deposit(app: &TestApp, user: &TestUser, amount: i64) {
     );
 }
 
+/// Registers a Nigerian bank account for `user` (the sandbox resolves any
+/// account outside FinCra's test set to the holder name given) and returns
+/// its id. The user must have an approved KYC.
+pub async fn bank_destination(app: &TestApp, user: &TestUser) -> String {
+    let response = app
+        .authed(Method::POST, "/api/v1/wallet/destinations", &user.token)
+        .json(
+            &json!({"kind": "bank_account", "bank_code": "058", "account_number": "1000000001",
+                      "account_holder_name": "Test User"}),
+        )
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json(response).await;
+    assert_eq!(status, 201, "{body}");
+    body["id"].as_str().unwrap().to_owned()
+}
+
 pub async fn available(app: &TestApp, user: &TestUser) -> i64 {
     let (_, wallet) = json(
         app.authed(Method::GET, "/api/v1/wallet", &user.token)
@@ -200,11 +218,12 @@ async fn the_full_escrow_cycle_keeps_exact_balances_and_balanced_books(engine: E
     assert_eq!(available(&app, &seller).await, 40_000);
     assert_eq!(assert_books_balance(&app).await, 0);
 
+    let destination = bank_destination(&app, &seller).await;
     let (status, withdrawal) = money_post(
         &app,
         &seller,
         "/api/v1/wallet/withdraw",
-        json!({"amount": "25000", "currency": "NGN"}),
+        json!({"amount": "25000", "currency": "NGN", "destination_id": destination}),
     )
     .await;
     assert_eq!(status, 201, "{withdrawal}");

@@ -77,6 +77,7 @@ async fn run(engine: Engine, amounts: Vec<i64>, ops: Vec<Op>) {
     let buyer = verified_user(&app, "client", &admin).await;
     let seller = verified_user(&app, "freelancer", &admin).await;
     let (project, ids) = active_project(&app, &buyer, &seller, &amounts).await;
+    let destination = crate::escrow::bank_destination(&app, &seller).await;
     let mut model = Model {
         buyer: 0,
         seller: 0,
@@ -180,7 +181,7 @@ async fn run(engine: Engine, amounts: Vec<i64>, ops: Vec<Op>) {
                     &app,
                     &seller,
                     "/api/v1/wallet/withdraw",
-                    json!({"amount": amount, "currency": "NGN"}),
+                    json!({"amount": amount, "currency": "NGN", "destination_id": destination}),
                 )
                 .await;
                 if allowed {

@@ -11,6 +11,7 @@ mod backup;
 mod cli;
 mod error_tracking;
 mod escrow;
+mod fake_fincra;
 mod http_errors;
 mod kyc;
 mod ledger_model;
