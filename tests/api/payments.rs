@@ -134,6 +134,7 @@ both_engines!(
     two_replicas_reconciling_one_database_settle_each_record_once,
     payout_destinations_must_resolve_to_the_verified_name,
     a_stuck_payment_is_counted_and_mispayments_are_held_for_review,
+    a_payout_interrupted_by_kill_9_is_settled_after_restart,
 );
 
 async fn fincra_calls_carry_the_documented_headers_units_and_bodies(engine: Engine) {
@@ -292,6 +293,35 @@ async fn a_deposit_is_credited_only_when_fincra_confirms_the_full_amount(engine:
     let report = app.state.payments.reconcile_once(false).await.unwrap();
     assert_eq!(report.examined, 0, "nothing left pending: {report:?}");
 
+    // Over- and under-payments, as FinCra's record reports them: held for
+    // review, never credited (neither the expected nor the received amount).
+    for (key, received, variance) in [
+        ("over", json!("1500.00"), Some("overpayment")),
+        ("under", json!(500), None),
+    ] {
+        let (status, body) = keyed_post(
+            &app,
+            &user,
+            "/api/v1/wallet/deposit",
+            key,
+            json!({"amount": 100_000, "currency": "NGN"}),
+        )
+        .await;
+        assert_eq!(status, 201, "{body}");
+        let other = body["transaction"]["id"].as_str().unwrap().to_owned();
+        let data = fincra.pay_checkout(&other, received, variance);
+        let (status, ack) = webhook(&app, &json!({"event": "charge.successful", "data": data})).await;
+        assert_eq!((status, ack["outcome"].as_str()), (200, Some("processed")), "{ack}");
+        let record = transaction(&app, &user, &other).await;
+        assert_eq!(record["status"], "review", "{key}: {record}");
+        assert!(record["failure_reason"].as_str().is_some(), "{record}");
+    }
+    assert_eq!(
+        available(&app, &user).await,
+        100_000,
+        "only the clean deposit is credited"
+    );
+
     // A replay of the key returns the record as it is now.
     let replay = app
         .authed(Method::POST, "/api/v1/wallet/deposit", &user.token)
@@ -313,9 +343,10 @@ async fn a_deposit_is_credited_only_when_fincra_confirms_the_full_amount(engine:
         r#"amani_webhooks_received_total{provider="fincra",outcome="unknown_reference"} 1"#,
         r#"amani_webhooks_received_total{provider="fincra",outcome="kind_mismatch"} 1"#,
         r#"amani_webhooks_received_total{provider="fincra",outcome="deferred"} 2"#,
-        r#"amani_webhooks_received_total{provider="fincra",outcome="processed"} 1"#,
+        r#"amani_webhooks_received_total{provider="fincra",outcome="processed"} 3"#,
+        r#"amani_payment_mispayments_total{kind="deposit"} 2"#,
         r#"amani_webhooks_received_total{provider="fincra",outcome="duplicate"} 1"#,
-        r#"amani_gateway_requests_total{provider="fincra",operation="checkout",outcome="success"} 1"#,
+        r#"amani_gateway_requests_total{provider="fincra",operation="checkout",outcome="success"} 3"#,
     ] {
         assert!(metrics.contains(line), "{line}");
     }
@@ -851,9 +882,8 @@ fn production_refuses_the_sandbox_gateway_and_an_incomplete_fincra() {
 
 /// kill -9 between step 1 (recorded, reserved) and step 3 (settled): after a
 /// restart, reconciliation settles the payout from FinCra's record.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_payout_interrupted_by_kill_9_is_settled_after_restart() {
-    let db = TestDb::create(Engine::Sqlite).await;
+async fn a_payout_interrupted_by_kill_9_is_settled_after_restart(engine: Engine) {
+    let db = TestDb::create(engine).await;
     let fincra = FakeFincra::start().await;
     let app = fincra_app(&db, &fincra, &[]).await;
     let (seller, destination) = funded_seller(&app, &fincra, 50_000).await;
