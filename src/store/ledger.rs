@@ -106,6 +106,10 @@ pub struct Transfer<'a> {
     pub escrow_transaction_id: Option<&'a str>,
 }
 
+/// Creates the account if it does not exist. `on conflict do nothing` with
+/// no target: the row is unique both by id and by (kind, owner, currency),
+/// and PostgreSQL raises a unique violation on any index that is not the
+/// named arbiter when two transactions create the same account at once.
 async fn ensure_account(db: &mut impl DbHandle, account: &Account) -> Result<String, StoreError> {
     let id = account.id();
     let (conn, obs) = db.parts();
@@ -113,7 +117,7 @@ async fn ensure_account(db: &mut impl DbHandle, account: &Account) -> Result<Str
         "ledger_accounts.ensure",
         sqlx::query(
             "insert into ledger_accounts (id, kind, owner_id, currency, balance, created_at) \
-             values ($1, $2, $3, $4, 0, $5) on conflict (id) do nothing",
+             values ($1, $2, $3, $4, 0, $5) on conflict do nothing",
         )
         .bind(&id)
         .bind(account.kind.as_str())
