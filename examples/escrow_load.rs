@@ -5,6 +5,8 @@
 //! its fee, the release), request latency p50/p99, failures, and database
 //! statements/s (from `db_query_duration_seconds_count` before and after).
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a load driver: a failed setup is a crash
+
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};

@@ -2,6 +2,8 @@
 //! 10,000): `cargo run --release --example metrics_render [SERIES]`.
 //! Prints the median and worst of 50 renders, in both formats.
 
+#![allow(clippy::expect_used)] // a measurement tool: a bad start is a crash
+
 use std::time::{Duration, Instant};
 
 use amani::build_info::BuildInfo;

@@ -187,5 +187,6 @@ fn describe_store_error(err: &crate::store::StoreError) -> String {
         StoreError::Sqlx(_) => "query failed".into(),
         StoreError::Migrate(_) => "migration failed".into(),
         StoreError::Duplicate(_) | StoreError::InsufficientFunds(_) => "unexpected write refusal".into(),
+        StoreError::Missing(_) => "a row is missing".into(),
     }
 }

@@ -152,7 +152,16 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let mut tasks = vec![
         tokio::spawn(db.run_monitor(state.lifecycle.subscribe())),
         tokio::spawn(Arc::clone(&state.alerts).run(state.lifecycle.subscribe())),
-        tokio::spawn(crate::alerts::watchdog::Watchdog::new(state.clone()).run(state.lifecycle.subscribe())),
+        tokio::spawn(
+            crate::alerts::watchdog::Watchdog::new(
+                Arc::clone(&state.db),
+                Arc::clone(&state.metrics),
+                Arc::clone(&state.alerts),
+                state.config.environment.as_str(),
+                state.config.alerts_channels.clone(),
+            )
+            .run(state.lifecycle.subscribe()),
+        ),
         // Forget idle rate-limit keys so the in-process map stays small.
         tokio::spawn(async move {
             loop {

@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 
 use super::{Action, Alert, Severity};
 use crate::config::Config;
-use crate::gateway::BoxFuture;
+/// A boxed future, so channels can live behind `dyn Channel`.
+type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 /// What the channel answered to a successful delivery.
 #[derive(Debug, Clone)]

@@ -17,7 +17,6 @@ pub mod channels;
 pub mod watchdog;
 
 use std::collections::{HashMap, VecDeque};
-use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,41 +24,9 @@ use serde::Serialize;
 use tokio::sync::Notify;
 
 use crate::config::Config;
+pub use crate::config::{AlertConfig, Severity};
 use crate::telemetry::metrics::{AlertLabels, Metrics};
 use channels::{Channel, Delivery};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Severity {
-    Info,
-    Warning,
-    Error,
-    Critical,
-}
-
-impl Severity {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Severity::Info => "info",
-            Severity::Warning => "warning",
-            Severity::Error => "error",
-            Severity::Critical => "critical",
-        }
-    }
-}
-
-impl FromStr for Severity {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Severity, String> {
-        match s.to_ascii_lowercase().as_str() {
-            "info" => Ok(Severity::Info),
-            "warning" | "warn" => Ok(Severity::Warning),
-            "error" => Ok(Severity::Error),
-            "critical" => Ok(Severity::Critical),
-            _ => Err("info, warning, error or critical".into()),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -108,16 +75,6 @@ impl Alert {
         self.details.push((key.to_owned(), value.to_string()));
         self
     }
-}
-
-#[derive(Debug, Clone)]
-pub struct AlertConfig {
-    pub queue_capacity: usize,
-    pub quiet_period: Duration,
-    pub max_attempts: u32,
-    pub retry_base: Duration,
-    pub min_severity_slack: Severity,
-    pub min_severity_pagerduty: Severity,
 }
 
 struct Queue {

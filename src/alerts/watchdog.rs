@@ -17,7 +17,12 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use super::{Alert, Severity};
-use crate::state::AppState;
+use std::sync::Arc;
+
+use super::Dispatcher;
+use crate::config::AlertChannelsConfig;
+use crate::store::Database;
+use crate::telemetry::metrics::Metrics;
 
 /// What one check concluded.
 enum Verdict {
@@ -26,7 +31,11 @@ enum Verdict {
 }
 
 pub struct Watchdog {
-    state: AppState,
+    db: Arc<Database>,
+    metrics: Arc<Metrics>,
+    alerts: Arc<Dispatcher>,
+    environment: &'static str,
+    settings: AlertChannelsConfig,
     /// Conditions currently firing, with the alert that fired (to resolve).
     firing: HashMap<&'static str, Alert>,
     last_ledger_check: Option<Instant>,
@@ -35,15 +44,24 @@ pub struct Watchdog {
 }
 
 impl Watchdog {
-    pub fn new(state: AppState) -> Watchdog {
-        let metrics = &state.metrics;
+    pub fn new(
+        db: Arc<Database>,
+        metrics: Arc<Metrics>,
+        alerts: Arc<Dispatcher>,
+        environment: &'static str,
+        settings: AlertChannelsConfig,
+    ) -> Watchdog {
         let last_server_errors = metrics.server_errors.load(Ordering::Relaxed);
         let last_gateway = (
             metrics.gateway_calls.load(Ordering::Relaxed),
             metrics.gateway_failures.load(Ordering::Relaxed),
         );
         Watchdog {
-            state,
+            db,
+            metrics,
+            alerts,
+            environment,
+            settings,
             firing: HashMap::new(),
             last_ledger_check: None,
             last_server_errors,
@@ -52,13 +70,7 @@ impl Watchdog {
     }
 
     fn alert(&self, condition: &str, name: &str, severity: Severity, summary: String) -> Alert {
-        Alert::trigger(
-            self.state.config.environment.as_str(),
-            condition,
-            name,
-            severity,
-            summary,
-        )
+        Alert::trigger(self.environment, condition, name, severity, summary)
     }
 
     /// Sends a trigger on the way into a condition and a resolve on the way out.
@@ -67,18 +79,18 @@ impl Watchdog {
             (Verdict::Unhealthy(alert), false) => {
                 tracing::warn!(condition, alert = %alert.name, "watchdog: condition triggered");
                 self.firing.insert(condition, alert.clone());
-                self.state.alerts.send(alert);
+                self.alerts.send(alert);
             }
             (Verdict::Unhealthy(alert), true) => {
                 // Still firing: the dispatcher's quiet period decides whether
                 // a reminder goes out.
-                self.state.alerts.send(alert);
+                self.alerts.send(alert);
             }
             (Verdict::Healthy, true) => {
                 if let Some(alert) = self.firing.remove(condition) {
                     tracing::info!(condition, alert = %alert.name, "watchdog: condition resolved");
                     let resolved = alert.resolved(format!("{condition} is healthy again"));
-                    self.state.alerts.send(resolved);
+                    self.alerts.send(resolved);
                 }
             }
             (Verdict::Healthy, false) => {}
@@ -89,7 +101,7 @@ impl Watchdog {
     /// (which checks every 5 s, every second while down), not from a second
     /// round of queries here.
     pub async fn tick(&mut self) {
-        let db = &self.state.db;
+        let db = &self.db;
         let reachable = db.is_reachable();
         let schema = reachable.then(|| db.schema_status());
         let verdict = if reachable {
@@ -126,7 +138,7 @@ impl Watchdog {
 
         let ledger_due = self
             .last_ledger_check
-            .is_none_or(|at| at.elapsed() >= self.state.config.alerts_channels.ledger_check_interval);
+            .is_none_or(|at| at.elapsed() >= self.settings.ledger_check_interval);
         if ledger_due && schema.as_ref().is_some_and(|s| s.is_current()) {
             self.last_ledger_check = Some(Instant::now());
             self.check_ledger().await;
@@ -137,12 +149,12 @@ impl Watchdog {
     }
 
     async fn check_ledger(&mut self) {
-        let report = match self.state.db.acquire().await {
+        let report = match self.db.acquire().await {
             Ok(mut conn) => crate::store::ledger::check(&mut conn).await,
             Err(err) => Err(err),
         };
         let Ok(report) = report else { return };
-        let metrics = &self.state.metrics;
+        let metrics = &self.metrics;
         metrics.ledger_check_ok.set(i64::from(report.balanced));
         let now = time::OffsetDateTime::now_utc();
         metrics
@@ -168,7 +180,7 @@ impl Watchdog {
     }
 
     fn check_gateway(&mut self) {
-        let metrics = &self.state.metrics;
+        let metrics = &self.metrics;
         let now = (
             metrics.gateway_calls.load(Ordering::Relaxed),
             metrics.gateway_failures.load(Ordering::Relaxed),
@@ -180,7 +192,7 @@ impl Watchdog {
             return; // no traffic, no news: keep the current state
         }
         let ratio = failures as f64 / calls as f64;
-        let threshold = self.state.config.alerts_channels.gateway_failure_ratio;
+        let threshold = self.settings.gateway_failure_ratio;
         let verdict = if calls >= 3 && ratio > threshold {
             Verdict::Unhealthy(
                 self.alert(
@@ -198,10 +210,10 @@ impl Watchdog {
     }
 
     fn check_error_burst(&mut self) {
-        let now = self.state.metrics.server_errors.load(Ordering::Relaxed);
+        let now = self.metrics.server_errors.load(Ordering::Relaxed);
         let burst = now.saturating_sub(self.last_server_errors);
         self.last_server_errors = now;
-        let threshold = self.state.config.alerts_channels.error_burst_threshold;
+        let threshold = self.settings.error_burst_threshold;
         let verdict = if burst >= threshold {
             Verdict::Unhealthy(
                 self.alert(
@@ -220,7 +232,7 @@ impl Watchdog {
 
     /// Ticks every `WATCHDOG_INTERVAL_SECONDS` until `stop` fires.
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let interval: Duration = self.state.config.alerts_channels.watchdog_interval;
+        let interval: Duration = self.settings.watchdog_interval;
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(interval) => self.tick().await,

@@ -9,6 +9,7 @@
 //! A bad value fails start-up with a [`ConfigError`] that names the variable,
 //! the value given and what was expected.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::fmt;
 use std::net::IpAddr;
@@ -17,6 +18,15 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
+
+mod alerts;
+mod payments;
+
+pub use alerts::{AlertChannelsConfig, AlertConfig, Severity};
+use payments::parse_payments;
+pub use payments::{
+    FINCRA_LIVE_URL, FINCRA_SANDBOX_URL, GatewayKind, PaymentConfig, ReconcileConfig, SandboxConfig, SandboxOutcome,
+};
 
 /// The development `SECRET_KEY`: fine on a laptop, refused in production.
 pub const DEFAULT_SECRET_KEY: &str = "amani-development-secret-key-change-me-in-production";
@@ -133,75 +143,6 @@ pub struct SentryConfig {
     pub send_pii: bool,
 }
 
-/// Where the service's own alerts go, and how its watchdogs judge.
-#[derive(Debug, Clone)]
-pub struct AlertChannelsConfig {
-    pub slack_webhook_url: Option<SecretString>,
-    /// The PagerDuty Events API v2 routing (integration) key.
-    pub pagerduty_routing_key: Option<SecretString>,
-    /// Kept from the original's settings; Events API v2 does not need it.
-    pub pagerduty_service_id: Option<String>,
-    pub pagerduty_events_url: String,
-    pub watchdog_interval: Duration,
-    pub ledger_check_interval: Duration,
-    /// 5xx responses in one watchdog interval that make an ErrorBurst.
-    pub error_burst_threshold: u64,
-    /// Failed fraction of gateway calls in one interval that alerts.
-    pub gateway_failure_ratio: f64,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum GatewayKind {
-    /// No network, deterministic, confirms at once: the embedded default.
-    Sandbox,
-    /// A FinCra-compatible HTTP API at `FINCRA_BASE_URL`.
-    Fincra,
-}
-
-#[derive(Debug, Clone)]
-pub struct PaymentConfig {
-    pub gateway: GatewayKind,
-    /// FinCra's secret key, sent as `api-key` on every call.
-    pub fincra_api_key: Option<SecretString>,
-    /// Kept from the original's settings; FinCra's documented calls do not use it.
-    pub fincra_api_secret: Option<SecretString>,
-    /// FinCra's public key, sent as `x-pub-key` when creating a checkout.
-    pub fincra_public_key: Option<SecretString>,
-    /// FinCra's business id: `x-business-id` on checkout verification and
-    /// `business` in payout bodies.
-    pub fincra_business_id: Option<String>,
-    /// `https://api.fincra.com` in production, FinCra's sandbox elsewhere,
-    /// unless `FINCRA_BASE_URL` says otherwise.
-    pub fincra_base_url: String,
-    /// Verifies `POST /api/v1/webhooks/payments/fincra` (`signature` header).
-    pub fincra_webhook_secret: Option<SecretString>,
-    /// How long one FinCra call may take (`FINCRA_TIMEOUT_SECONDS`).
-    pub fincra_timeout: Duration,
-    /// The sandbox's knobs (`SANDBOX_OUTCOME`, `SANDBOX_DELAY_MS`).
-    pub sandbox: crate::gateway::sandbox::SandboxConfig,
-    pub reconcile: ReconcileConfig,
-    /// Platform fee taken at hold, in basis points (250 = 2.5%).
-    pub platform_fee_bps: u32,
-}
-
-/// The reconciliation worker: pending deposits and withdrawals are asked
-/// about at the provider once they are `min_age` old.
-#[derive(Debug, Clone)]
-pub struct ReconcileConfig {
-    /// Run the worker in `serve` (`RECONCILE_ENABLED`); `amani reconcile`
-    /// runs one pass by hand either way.
-    pub enabled: bool,
-    pub interval: Duration,
-    /// Younger records are left to the request and the webhook.
-    pub min_age: Duration,
-    /// Older pending records count as stuck (metric, alert).
-    pub stuck_after: Duration,
-    /// A deposit whose checkout the provider has never heard of is failed
-    /// after this long (nothing can be paid into a checkout that does not
-    /// exist; FinCra expires unpaid checkouts after 2 hours).
-    pub deposit_expiry: Duration,
-}
-
 #[derive(Debug, Clone)]
 pub struct RateLimitConfig {
     pub enabled: bool,
@@ -257,7 +198,7 @@ pub struct Config {
     pub sentry: SentryConfig,
     pub rate_limit: RateLimitConfig,
     pub payments: PaymentConfig,
-    pub alerts: crate::alerts::AlertConfig,
+    pub alerts: AlertConfig,
     pub alerts_channels: AlertChannelsConfig,
     /// Where `amani backup` writes and `/metrics` looks for the newest backup.
     pub backup_dir: std::path::PathBuf,
@@ -268,6 +209,8 @@ pub struct Config {
     /// Diagnostic routes that fail on purpose (`/api/v1/debug/*`), to check
     /// error tracking end to end in staging. Refused in production.
     pub debug_routes: bool,
+    /// Every variable read, as `check-config` shows it ([`Config::masked`]).
+    described: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Config {
@@ -288,17 +231,17 @@ impl Config {
 
     /// Builds the configuration from explicit variables (tests use this).
     pub fn from_vars(vars: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigError> {
-        let vars = Vars(vars.into_iter().collect());
+        let vars = Vars::new(vars.into_iter().collect());
         let environment = vars.parse_with("ENVIRONMENT", Environment::Development, |v| {
             v.parse()
                 .map_err(|()| "one of development, test, staging, production".to_owned())
         })?;
-        let secret_key = vars.get("SECRET_KEY").unwrap_or(DEFAULT_SECRET_KEY).to_owned();
+        let secret_key = vars.text("SECRET_KEY", DEFAULT_SECRET_KEY).to_owned();
         if environment == Environment::Production {
             check_production_secret(&secret_key)?;
         }
         let database = DatabaseConfig {
-            url: SecretString::from(vars.get("DATABASE_URL").unwrap_or("sqlite://data/amani.db").to_owned()),
+            url: SecretString::from(vars.text("DATABASE_URL", "sqlite://data/amani.db").to_owned()),
             max_connections: vars.parse_range("DATABASE_MAX_CONNECTIONS", 10, 1..=1000)?,
             min_connections: vars.parse_range("DATABASE_MIN_CONNECTIONS", 0, 0..=1000)?,
             acquire_timeout: Duration::from_secs(vars.parse_range("DATABASE_ACQUIRE_TIMEOUT_SECONDS", 2, 1..=300)?),
@@ -307,7 +250,7 @@ impl Config {
         check_database_url(database.url.expose_secret())?;
         let tracing = parse_tracing(&vars, environment)?;
         let sentry = SentryConfig {
-            dsn: vars.get("SENTRY_DSN").map(|d| SecretString::from(d.to_owned())),
+            dsn: vars.secret("SENTRY_DSN"),
             traces_sample_rate: vars.parse_fraction("SENTRY_TRACES_SAMPLE_RATE", 0.1)? as f32,
             profiles_sample_rate: vars.parse_fraction("SENTRY_PROFILES_SAMPLE_RATE", 0.1)? as f32,
             send_pii: vars.parse_bool("SENTRY_SEND_PII", false)?,
@@ -348,19 +291,18 @@ impl Config {
                 expected: "an http(s) URL".into(),
             });
         }
-        let severity =
-            |name: &'static str, default: crate::alerts::Severity| vars.parse_with(name, default, |v| v.parse());
-        let alerts = crate::alerts::AlertConfig {
+        let severity = |name: &'static str, default: Severity| vars.parse_with(name, default, |v| v.parse());
+        let alerts = AlertConfig {
             queue_capacity: vars.parse_range("ALERT_QUEUE_CAPACITY", 1000, 1..=1_000_000)?,
             quiet_period: Duration::from_secs(vars.parse_range("ALERT_QUIET_PERIOD_SECONDS", 300, 0..=86_400)?),
             max_attempts: vars.parse_range("ALERT_MAX_ATTEMPTS", 5, 1..=20)?,
             retry_base: Duration::from_millis(vars.parse_range("ALERT_RETRY_BASE_MILLISECONDS", 500, 1..=60_000)?),
-            min_severity_slack: severity("ALERT_MIN_SEVERITY_SLACK", crate::alerts::Severity::Warning)?,
-            min_severity_pagerduty: severity("ALERT_MIN_SEVERITY_PAGERDUTY", crate::alerts::Severity::Critical)?,
+            min_severity_slack: severity("ALERT_MIN_SEVERITY_SLACK", Severity::Warning)?,
+            min_severity_pagerduty: severity("ALERT_MIN_SEVERITY_PAGERDUTY", Severity::Critical)?,
         };
         let alerts_channels = AlertChannelsConfig {
-            slack_webhook_url: vars.get("SLACK_WEBHOOK_URL").map(|v| SecretString::from(v.to_owned())),
-            pagerduty_routing_key: vars.get("PAGERDUTY_API_KEY").map(|v| SecretString::from(v.to_owned())),
+            slack_webhook_url: vars.secret("SLACK_WEBHOOK_URL"),
+            pagerduty_routing_key: vars.secret("PAGERDUTY_API_KEY"),
             pagerduty_service_id: vars.get("PAGERDUTY_SERVICE_ID").map(str::to_owned),
             pagerduty_events_url: vars
                 .get("PAGERDUTY_EVENTS_URL")
@@ -423,8 +365,8 @@ impl Config {
             });
         }
         Ok(Config {
-            app_name: vars.get("APP_NAME").unwrap_or("Amani").to_owned(),
-            app_version: vars.get("APP_VERSION").unwrap_or(env!("CARGO_PKG_VERSION")).to_owned(),
+            app_name: vars.text("APP_NAME", "Amani").to_owned(),
+            app_version: vars.text("APP_VERSION", env!("CARGO_PKG_VERSION")).to_owned(),
             environment,
             host: vars.parse_with("HOST", IpAddr::from([127, 0, 0, 1]), |v| {
                 v.parse()
@@ -434,10 +376,10 @@ impl Config {
             secret_key: SecretString::from(secret_key),
             access_token_expire_minutes: vars.parse_range("ACCESS_TOKEN_EXPIRE_MINUTES", 30, 1..=60 * 24 * 30)?,
             database,
-            allowed_origins: parse_origins(vars.get("ALLOWED_ORIGINS").unwrap_or(""))?,
+            allowed_origins: parse_origins(vars.text("ALLOWED_ORIGINS", ""))?,
             log_filter: match vars.get("RUST_LOG") {
                 Some(filter) => parse_log_level("RUST_LOG", filter)?,
-                None => parse_log_level("LOG_LEVEL", vars.get("LOG_LEVEL").unwrap_or("info"))?,
+                None => parse_log_level("LOG_LEVEL", vars.text("LOG_LEVEL", "info"))?,
             },
             log_format: vars.parse_with("LOG_FORMAT", LogFormat::Json, |v| {
                 match v.to_ascii_lowercase().as_str() {
@@ -452,17 +394,19 @@ impl Config {
             shutdown_drain_delay: Duration::from_secs(vars.parse_range("SHUTDOWN_DRAIN_DELAY_SECONDS", 0, 0..=300)?),
             max_body_bytes: vars.parse_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=64 * 1024 * 1024)?,
             metrics_enabled: vars.parse_bool("METRICS_ENABLED", true)?,
-            metrics_token: vars.get("METRICS_TOKEN").map(|t| SecretString::from(t.to_owned())),
+            metrics_token: vars.secret("METRICS_TOKEN"),
             tracing,
             sentry,
             rate_limit,
             payments,
             alerts,
             alerts_channels,
-            backup_dir: std::path::PathBuf::from(vars.get("BACKUP_DIR").unwrap_or("backups")),
+            backup_dir: std::path::PathBuf::from(vars.text("BACKUP_DIR", "backups")),
             backup_retention_days: vars.parse_range("BACKUP_RETENTION_DAYS", 30, 1..=36_500)?,
             kyc_encryption_key,
             debug_routes,
+            // Last: every variable above has been read (and recorded) by now.
+            described: vars.described(),
         })
     }
 
@@ -483,99 +427,16 @@ impl Config {
         self.environment == Environment::Production
     }
 
-    /// The configuration as an operator may see it: secrets masked, the
-    /// database password removed from its URL.
+    /// The configuration as an operator may see it: every variable the
+    /// parser read, by its own name, secrets as set/unset and length, URL
+    /// passwords replaced by `***`.
     pub fn masked(&self) -> serde_json::Value {
-        serde_json::json!({
-            "APP_NAME": self.app_name,
-            "APP_VERSION": self.app_version,
-            "ENVIRONMENT": self.environment.as_str(),
-            "HOST": self.host.to_string(),
-            "PORT": self.port,
-            "SECRET_KEY": mask(self.secret_key.expose_secret()),
-            "ACCESS_TOKEN_EXPIRE_MINUTES": self.access_token_expire_minutes,
-            "DATABASE_URL": redact_url_password(self.database.url.expose_secret()),
-            "DATABASE_MAX_CONNECTIONS": self.database.max_connections,
-            "DATABASE_MIN_CONNECTIONS": self.database.min_connections,
-            "DATABASE_ACQUIRE_TIMEOUT_SECONDS": self.database.acquire_timeout.as_secs(),
-            "AUTO_MIGRATE": self.database.auto_migrate,
-            "ALLOWED_ORIGINS": match &self.allowed_origins {
-                AllowedOrigins::None => String::new(),
-                AllowedOrigins::Any => "*".to_owned(),
-                AllowedOrigins::List(list) => list.join(","),
-            },
-            "LOG_FILTER": self.log_filter,
-            "LOG_FORMAT": self.log_format,
-            "FORCE_HTTPS": self.force_https,
-            "REQUEST_TIMEOUT_SECONDS": self.request_timeout.as_secs(),
-            "SHUTDOWN_TIMEOUT_SECONDS": self.shutdown_timeout.as_secs(),
-            "SHUTDOWN_DRAIN_DELAY_SECONDS": self.shutdown_drain_delay.as_secs(),
-            "MAX_BODY_BYTES": self.max_body_bytes,
-            "METRICS_ENABLED": self.metrics_enabled,
-            "METRICS_TOKEN": self.metrics_token.as_ref().map(|t| mask(t.expose_secret())),
-            "TRACING_ENABLED": self.tracing.enabled,
-            "TRACING_EXPORTER": match &self.tracing.exporter {
-                TracingExporter::Otlp => "otlp".to_owned(),
-                TracingExporter::Console => "console".to_owned(),
-                TracingExporter::Unknown(name) => format!("{name} (unknown: spans not exported)"),
-            },
-            "OTLP_PROTOCOL": match self.tracing.protocol {
-                OtlpProtocol::Grpc => "grpc",
-                OtlpProtocol::HttpProtobuf => "http/protobuf",
-            },
-            "OTLP_ENDPOINT": self.tracing.endpoint,
-            "OTLP_HEADERS": self.tracing.headers.iter().map(|(k, _)| format!("{k}=***")).collect::<Vec<_>>().join(","),
-            "TRACING_SAMPLE_RATIO": self.tracing.sample_ratio,
-            "SENTRY_DSN": self.sentry.dsn.as_ref().map(|_| "<set>"),
-            "SENTRY_TRACES_SAMPLE_RATE": self.sentry.traces_sample_rate,
-            "SENTRY_PROFILES_SAMPLE_RATE": self.sentry.profiles_sample_rate,
-            "SENTRY_SEND_PII": self.sentry.send_pii,
-            "ENABLE_DEBUG_ROUTES": self.debug_routes,
-            "RATE_LIMIT_ENABLED": self.rate_limit.enabled,
-            "RATE_LIMIT_PER_MINUTE": self.rate_limit.per_minute,
-            "RATE_LIMIT_BURST_SIZE": self.rate_limit.burst,
-            "REDIS_URL": self.rate_limit.redis_url.as_ref().map(|u| redact_url_password(u.expose_secret())),
-            "TRUST_FORWARDED_FOR": self.rate_limit.trust_forwarded_for,
-            "PAYMENT_GATEWAY": match self.payments.gateway { GatewayKind::Sandbox => "sandbox", GatewayKind::Fincra => "fincra" },
-            "FINCRA_API_KEY": self.payments.fincra_api_key.as_ref().map(|k| mask(k.expose_secret())),
-            "FINCRA_API_SECRET": self.payments.fincra_api_secret.as_ref().map(|_| "<set>"),
-            "FINCRA_PUBLIC_KEY": self.payments.fincra_public_key.as_ref().map(|_| "<set>"),
-            "FINCRA_BUSINESS_ID": self.payments.fincra_business_id,
-            "FINCRA_BASE_URL": self.payments.fincra_base_url,
-            "FINCRA_WEBHOOK_SECRET": self.payments.fincra_webhook_secret.as_ref().map(|_| "<set>"),
-            "FINCRA_TIMEOUT_SECONDS": self.payments.fincra_timeout.as_secs(),
-            "SANDBOX_OUTCOME": self.payments.sandbox.outcome.as_str(),
-            "SANDBOX_DELAY_MS": self.payments.sandbox.delay.as_millis() as u64,
-            "RECONCILE_ENABLED": self.payments.reconcile.enabled,
-            "RECONCILE_INTERVAL_SECONDS": self.payments.reconcile.interval.as_secs(),
-            "RECONCILE_MIN_AGE_SECONDS": self.payments.reconcile.min_age.as_secs(),
-            "PAYMENT_STUCK_AFTER_SECONDS": self.payments.reconcile.stuck_after.as_secs(),
-            "DEPOSIT_EXPIRY_SECONDS": self.payments.reconcile.deposit_expiry.as_secs(),
-            "PLATFORM_FEE_BPS": self.payments.platform_fee_bps,
-            "SLACK_WEBHOOK_URL": self.alerts_channels.slack_webhook_url.as_ref().map(|_| "<set>"),
-            "PAGERDUTY_API_KEY": self.alerts_channels.pagerduty_routing_key.as_ref().map(|_| "<set>"),
-            "PAGERDUTY_SERVICE_ID": self.alerts_channels.pagerduty_service_id,
-            "PAGERDUTY_EVENTS_URL": self.alerts_channels.pagerduty_events_url,
-            "ALERT_MIN_SEVERITY_SLACK": self.alerts.min_severity_slack.as_str(),
-            "ALERT_MIN_SEVERITY_PAGERDUTY": self.alerts.min_severity_pagerduty.as_str(),
-            "ALERT_QUIET_PERIOD_SECONDS": self.alerts.quiet_period.as_secs(),
-            "ALERT_QUEUE_CAPACITY": self.alerts.queue_capacity,
-            "WATCHDOG_INTERVAL_SECONDS": self.alerts_channels.watchdog_interval.as_secs(),
-            "LEDGER_CHECK_INTERVAL_SECONDS": self.alerts_channels.ledger_check_interval.as_secs(),
-            "BACKUP_DIR": self.backup_dir.display().to_string(),
-            "BACKUP_RETENTION_DAYS": self.backup_retention_days,
-            "KYC_ENCRYPTION_KEY": if self.kyc_encryption_key.is_some() { "<set>" } else { "<derived from SECRET_KEY>" },
-        })
+        serde_json::Value::Object(self.described.clone())
     }
 }
 
 fn parse_tracing(vars: &Vars, environment: Environment) -> Result<TracingConfig, ConfigError> {
-    let exporter = match vars
-        .get("TRACING_EXPORTER")
-        .unwrap_or("otlp")
-        .to_ascii_lowercase()
-        .as_str()
-    {
+    let exporter = match vars.text("TRACING_EXPORTER", "otlp").to_ascii_lowercase().as_str() {
         "otlp" | "jaeger" | "tempo" | "datadog" => TracingExporter::Otlp,
         "console" | "stdout" => TracingExporter::Console,
         other => TracingExporter::Unknown(other.to_owned()),
@@ -602,7 +463,7 @@ fn parse_tracing(vars: &Vars, environment: Environment) -> Result<TracingConfig,
         OtlpProtocol::Grpc => "http://localhost:4317",
         OtlpProtocol::HttpProtobuf => "http://localhost:4318",
     };
-    let endpoint = vars.get("OTLP_ENDPOINT").unwrap_or(default_endpoint).to_owned();
+    let endpoint = vars.text("OTLP_ENDPOINT", default_endpoint).to_owned();
     if url::Url::parse(&endpoint)
         .map(|u| !matches!(u.scheme(), "http" | "https"))
         .unwrap_or(true)
@@ -637,95 +498,6 @@ fn parse_tracing(vars: &Vars, environment: Environment) -> Result<TracingConfig,
         headers,
         sample_ratio: vars.parse_fraction("TRACING_SAMPLE_RATIO", 1.0)?,
     })
-}
-
-/// FinCra's documented base URLs.
-pub const FINCRA_LIVE_URL: &str = "https://api.fincra.com";
-pub const FINCRA_SANDBOX_URL: &str = "https://sandboxapi.fincra.com";
-
-fn parse_payments(vars: &Vars, environment: Environment) -> Result<PaymentConfig, ConfigError> {
-    let production = environment == Environment::Production;
-    let secret = |name: &str| vars.get(name).map(|v| SecretString::from(v.to_owned()));
-    let seconds = |name: &'static str, default: u64, range| -> Result<Duration, ConfigError> {
-        Ok(Duration::from_secs(vars.parse_range(name, default, range)?))
-    };
-    let payments = PaymentConfig {
-        gateway: vars.parse_with("PAYMENT_GATEWAY", GatewayKind::Sandbox, |v| {
-            match v.to_ascii_lowercase().as_str() {
-                "sandbox" => Ok(GatewayKind::Sandbox),
-                "fincra" => Ok(GatewayKind::Fincra),
-                _ => Err("sandbox or fincra".into()),
-            }
-        })?,
-        fincra_api_key: secret("FINCRA_API_KEY"),
-        fincra_api_secret: secret("FINCRA_API_SECRET"),
-        fincra_public_key: secret("FINCRA_PUBLIC_KEY"),
-        fincra_business_id: vars.get("FINCRA_BUSINESS_ID").map(str::to_owned),
-        fincra_base_url: vars
-            .get("FINCRA_BASE_URL")
-            .unwrap_or(if production {
-                FINCRA_LIVE_URL
-            } else {
-                FINCRA_SANDBOX_URL
-            })
-            .trim_end_matches('/')
-            .to_owned(),
-        fincra_webhook_secret: secret("FINCRA_WEBHOOK_SECRET"),
-        fincra_timeout: seconds("FINCRA_TIMEOUT_SECONDS", 10, 1..=120)?,
-        sandbox: crate::gateway::sandbox::SandboxConfig {
-            outcome: vars.parse_with("SANDBOX_OUTCOME", Default::default(), |v| {
-                crate::gateway::sandbox::SandboxOutcome::parse(v)
-                    .ok_or_else(|| crate::gateway::sandbox::SandboxOutcome::NAMES.to_owned())
-            })?,
-            delay: Duration::from_millis(vars.parse_range("SANDBOX_DELAY_MS", 0, 0..=600_000)?),
-        },
-        reconcile: ReconcileConfig {
-            enabled: vars.parse_bool("RECONCILE_ENABLED", true)?,
-            interval: seconds("RECONCILE_INTERVAL_SECONDS", 60, 1..=86_400)?,
-            min_age: seconds("RECONCILE_MIN_AGE_SECONDS", 60, 0..=86_400)?,
-            stuck_after: seconds("PAYMENT_STUCK_AFTER_SECONDS", 3600, 60..=30 * 86_400)?,
-            deposit_expiry: seconds("DEPOSIT_EXPIRY_SECONDS", 3 * 3600, 60..=30 * 86_400)?,
-        },
-        platform_fee_bps: vars.parse_range("PLATFORM_FEE_BPS", 250, 0..=5000)?,
-    };
-    match payments.gateway {
-        GatewayKind::Sandbox if production => {
-            return Err(ConfigError::Refused {
-                name: "PAYMENT_GATEWAY",
-                reason: "ENVIRONMENT=production cannot use the sandbox gateway (the default): it credits money \
-                         that does not exist. Set PAYMENT_GATEWAY=fincra with FINCRA_API_KEY, FINCRA_PUBLIC_KEY, \
-                         FINCRA_BUSINESS_ID and FINCRA_WEBHOOK_SECRET"
-                    .into(),
-            });
-        }
-        GatewayKind::Sandbox => {}
-        GatewayKind::Fincra => {
-            let required: &[(&'static str, bool)] = if production {
-                &[
-                    ("FINCRA_API_KEY", payments.fincra_api_key.is_some()),
-                    ("FINCRA_PUBLIC_KEY", payments.fincra_public_key.is_some()),
-                    ("FINCRA_BUSINESS_ID", payments.fincra_business_id.is_some()),
-                    ("FINCRA_WEBHOOK_SECRET", payments.fincra_webhook_secret.is_some()),
-                ]
-            } else {
-                &[("FINCRA_API_KEY", payments.fincra_api_key.is_some())]
-            };
-            if let Some((name, _)) = required.iter().find(|(_, set)| !set) {
-                return Err(ConfigError::Refused {
-                    name,
-                    reason: format!(
-                        "PAYMENT_GATEWAY=fincra needs {name}{}",
-                        if production {
-                            " in production (checkouts, payouts and webhooks all need it)"
-                        } else {
-                            ""
-                        }
-                    ),
-                });
-            }
-        }
-    }
-    Ok(payments)
 }
 
 fn check_production_secret(secret: &str) -> Result<(), ConfigError> {
@@ -810,15 +582,6 @@ fn parse_log_level(name: &'static str, raw: &str) -> Result<String, ConfigError>
     }
 }
 
-/// Shows the first four characters of a secret and its length, nothing more.
-pub fn mask(secret: &str) -> String {
-    if secret.is_empty() {
-        return String::new();
-    }
-    let shown: String = secret.chars().take(4).collect();
-    format!("{shown}… ({} chars)", secret.chars().count())
-}
-
 /// `postgres://user:pw@host/db` → `postgres://user:***@host/db`.
 pub fn redact_url_password(raw: &str) -> String {
     match url::Url::parse(raw) {
@@ -832,26 +595,110 @@ pub fn redact_url_password(raw: &str) -> String {
     }
 }
 
-struct Vars(HashMap<String, String>);
+/// The variables whose values are secrets: `check-config` shows only
+/// whether each is set and its length. One list, used by every read.
+const SECRETS: [&str; 11] = [
+    "SECRET_KEY",
+    "METRICS_TOKEN",
+    "SENTRY_DSN",
+    "OTLP_HEADERS",
+    "FINCRA_API_KEY",
+    "FINCRA_API_SECRET",
+    "FINCRA_PUBLIC_KEY",
+    "FINCRA_WEBHOOK_SECRET",
+    "SLACK_WEBHOOK_URL",
+    "PAGERDUTY_API_KEY",
+    "KYC_ENCRYPTION_KEY",
+];
+
+/// URLs that may carry a password: shown with it replaced by `***`.
+const URLS_WITH_CREDENTIALS: [&str; 2] = ["DATABASE_URL", "REDIS_URL"];
+
+/// The environment as the parser sees it, and a record of every variable
+/// read, in order, with how `check-config` shows it. Because the record is
+/// made by the reads themselves, a new variable cannot be forgotten by
+/// `check-config` ([`Config::masked`]).
+struct Vars {
+    values: HashMap<String, String>,
+    read: RefCell<Vec<(&'static str, serde_json::Value)>>,
+}
 
 impl Vars {
-    /// A variable's value; an empty or blank value counts as unset, as it did
-    /// in the original (`SENTRY_DSN=` means "off").
-    fn get(&self, name: &str) -> Option<&str> {
-        self.0.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    fn new(values: HashMap<String, String>) -> Vars {
+        Vars {
+            values,
+            read: RefCell::new(Vec::new()),
+        }
     }
 
-    fn parse_with<T>(
+    /// A variable's value, unrecorded; an empty or blank value counts as
+    /// unset, as it did in the original (`SENTRY_DSN=` means "off").
+    fn raw(&self, name: &str) -> Option<&str> {
+        self.values.get(name).map(|v| v.trim()).filter(|v| !v.is_empty())
+    }
+
+    /// Records how `name` is shown: secrets as set/unset and length, URLs
+    /// without their password, anything else as given (or its default).
+    fn note(&self, name: &'static str, default: Option<String>) {
+        let shown = match self.raw(name) {
+            Some(value) if SECRETS.contains(&name) => {
+                serde_json::Value::from(format!("<set, {} characters>", value.chars().count()))
+            }
+            Some(value) if URLS_WITH_CREDENTIALS.contains(&name) => redact_url_password(value).into(),
+            Some(value) => value.into(),
+            None => default.map_or(serde_json::Value::Null, serde_json::Value::from),
+        };
+        let mut read = self.read.borrow_mut();
+        read.retain(|(seen, _)| *seen != name);
+        read.push((name, shown));
+    }
+
+    /// A variable with no default (unset is `None`).
+    fn get(&self, name: &'static str) -> Option<&str> {
+        self.note(name, None);
+        self.raw(name)
+    }
+
+    /// A variable with a default.
+    fn text<'a>(&'a self, name: &'static str, default: &'a str) -> &'a str {
+        self.note(name, Some(default.to_owned()));
+        self.raw(name).unwrap_or(default)
+    }
+
+    /// A secret (shown only as set/unset and its length).
+    fn secret(&self, name: &'static str) -> Option<SecretString> {
+        debug_assert!(
+            SECRETS.contains(&name),
+            "{name} is read as a secret but not listed in SECRETS"
+        );
+        self.get(name).map(|v| SecretString::from(v.to_owned()))
+    }
+
+    /// Every variable read, in the order first read, as shown.
+    fn described(&self) -> serde_json::Map<String, serde_json::Value> {
+        self.read
+            .borrow()
+            .iter()
+            .map(|(name, shown)| ((*name).to_owned(), shown.clone()))
+            .collect()
+    }
+
+    fn parse_with<T: fmt::Debug>(
         &self,
         name: &'static str,
         default: T,
         parse: impl Fn(&str) -> Result<T, String>,
     ) -> Result<T, ConfigError> {
-        match self.get(name) {
+        self.note(name, Some(format!("{default:?}").to_lowercase()));
+        match self.raw(name) {
             None => Ok(default),
             Some(value) => parse(value).map_err(|expected| ConfigError::Invalid {
                 name,
-                value: value.to_owned(),
+                value: if SECRETS.contains(&name) {
+                    "<hidden>".to_owned()
+                } else {
+                    value.to_owned()
+                },
                 expected,
             }),
         }
@@ -864,7 +711,7 @@ impl Vars {
         range: std::ops::RangeInclusive<T>,
     ) -> Result<T, ConfigError>
     where
-        T: FromStr + PartialOrd + fmt::Display + Copy,
+        T: FromStr + PartialOrd + fmt::Display + fmt::Debug + Copy,
     {
         self.parse_with(name, default, |v| {
             let expected = || format!("a whole number from {} to {}", range.start(), range.end());
@@ -970,6 +817,64 @@ mod tests {
             config(&[("SANDBOX_OUTCOME", "sometimes")]).unwrap_err().variable(),
             "SANDBOX_OUTCOME"
         );
+    }
+
+    /// Variables `.env.example` documents (`NAME=value` or `# NAME=value`).
+    fn documented() -> std::collections::BTreeSet<String> {
+        include_str!("../../.env.example")
+            .lines()
+            .map(|line| line.trim_start_matches('#').trim())
+            .filter_map(|line| line.split_once('=').map(|(name, _)| name))
+            .filter(|name| {
+                !name.is_empty()
+                    && name
+                        .bytes()
+                        .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || b == b'_')
+            })
+            .map(str::to_owned)
+            .collect()
+    }
+
+    #[test]
+    fn every_variable_read_is_shown_by_check_config_and_documented() {
+        let described: std::collections::BTreeSet<String> = match config(&[]).unwrap().masked() {
+            serde_json::Value::Object(map) => map.keys().cloned().collect(),
+            other => panic!("{other}"),
+        };
+        let documented = documented();
+        let undocumented: Vec<&String> = described.difference(&documented).collect();
+        assert!(
+            undocumented.is_empty(),
+            "read but not in .env.example: {undocumented:?}"
+        );
+        let unread: Vec<&String> = documented.difference(&described).collect();
+        assert!(unread.is_empty(), "in .env.example but never read: {unread:?}");
+        assert!(described.contains("LOG_LEVEL"), "named as it is set, not LOG_FILTER");
+    }
+
+    #[test]
+    fn check_config_shows_secrets_only_as_set_and_their_length() {
+        let marker = "s3cr3t-marker-value-0123456789abcdef";
+        let mut pairs: Vec<(&str, &str)> = SECRETS
+            .iter()
+            .filter(|name| {
+                !matches!(
+                    **name,
+                    "SENTRY_DSN" | "SLACK_WEBHOOK_URL" | "KYC_ENCRYPTION_KEY" | "OTLP_HEADERS"
+                )
+            })
+            .map(|name| (*name, marker))
+            .collect();
+        pairs.push(("SENTRY_DSN", "https://s3cr3t-marker@o0.ingest.sentry.io/1"));
+        pairs.push(("SLACK_WEBHOOK_URL", "https://hooks.slack.example/s3cr3t-marker"));
+        pairs.push(("OTLP_HEADERS", "api-key=s3cr3t-marker"));
+        let shown = config(&pairs).unwrap().masked();
+        let text = shown.to_string();
+        assert!(!text.contains("s3cr3t"), "{text}");
+        assert_eq!(shown["SECRET_KEY"], format!("<set, {} characters>", marker.len()));
+        assert_eq!(shown["METRICS_TOKEN"], format!("<set, {} characters>", marker.len()));
+        assert_eq!(shown["PORT"], "8000", "defaults are shown as used");
+        assert_eq!(config(&[]).unwrap().masked()["SENTRY_DSN"], serde_json::Value::Null);
     }
 
     #[test]

@@ -10,36 +10,7 @@
 //! may reject a submission (`rejected`, back to the seller, who submits
 //! again); unreleased money goes back to the buyer as `refunded`.
 
-use std::str::FromStr;
-
-use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
-
 use super::DomainError;
-
-macro_rules! string_enum {
-    ($name:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, ToSchema)]
-        #[serde(rename_all = "snake_case")]
-        pub enum $name { $($variant),+ }
-
-        impl $name {
-            pub fn as_str(self) -> &'static str {
-                match self { $($name::$variant => $text),+ }
-            }
-        }
-
-        impl FromStr for $name {
-            type Err = DomainError;
-            fn from_str(s: &str) -> Result<$name, DomainError> {
-                match s {
-                    $($text => Ok($name::$variant),)+
-                    _ => Err(DomainError::invalid("status", format!("unknown {} {s:?}", stringify!($name)))),
-                }
-            }
-        }
-    };
-}
 
 string_enum!(ProjectStatus {
     Draft => "draft",

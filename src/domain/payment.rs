@@ -10,6 +10,22 @@
 //!   over-payment, or a provider mispayment flag). Nothing is credited; a
 //!   person decides (see the runbook "a payment is stuck").
 
+string_enum!("type", TransactionKind {
+    Deposit => "deposit",
+    Hold => "hold",
+    Release => "release",
+    Refund => "refund",
+    Withdrawal => "withdrawal",
+});
+
+string_enum!(TransactionStatus {
+    Pending => "pending",
+    Completed => "completed",
+    Failed => "failed",
+    Reversed => "reversed",
+    Review => "review",
+});
+
 /// What a provider knows about one operation (a gateway's answer in our
 /// vocabulary).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,11 +55,20 @@ impl PaymentKind {
         }
     }
 
-    pub fn parse(kind: &str) -> Option<PaymentKind> {
+    /// The gateway kind of a transaction kind (`None` for money that stays
+    /// inside the platform).
+    pub fn of(kind: TransactionKind) -> Option<PaymentKind> {
         match kind {
-            "deposit" => Some(PaymentKind::Deposit),
-            "withdrawal" => Some(PaymentKind::Withdrawal),
-            _ => None,
+            TransactionKind::Deposit => Some(PaymentKind::Deposit),
+            TransactionKind::Withdrawal => Some(PaymentKind::Withdrawal),
+            TransactionKind::Hold | TransactionKind::Release | TransactionKind::Refund => None,
+        }
+    }
+
+    pub fn transaction_kind(self) -> TransactionKind {
+        match self {
+            PaymentKind::Deposit => TransactionKind::Deposit,
+            PaymentKind::Withdrawal => TransactionKind::Withdrawal,
         }
     }
 }
@@ -63,13 +88,13 @@ pub enum Decision {
 
 impl Decision {
     /// The status the record moves to, or `None` to leave it pending.
-    pub fn status(&self, kind: PaymentKind) -> Option<&'static str> {
+    pub fn status(&self, kind: PaymentKind) -> Option<TransactionStatus> {
         match (self, kind) {
             (Decision::Wait, _) => None,
-            (Decision::Complete { .. }, _) => Some("completed"),
-            (Decision::Fail { .. }, PaymentKind::Deposit) => Some("failed"),
-            (Decision::Fail { .. }, PaymentKind::Withdrawal) => Some("reversed"),
-            (Decision::Review { .. }, _) => Some("review"),
+            (Decision::Complete { .. }, _) => Some(TransactionStatus::Completed),
+            (Decision::Fail { .. }, PaymentKind::Deposit) => Some(TransactionStatus::Failed),
+            (Decision::Fail { .. }, PaymentKind::Withdrawal) => Some(TransactionStatus::Reversed),
+            (Decision::Review { .. }, _) => Some(TransactionStatus::Review),
         }
     }
 }
@@ -163,7 +188,7 @@ mod tests {
                 }
             )
             .status(Deposit),
-            Some("failed")
+            Some(TransactionStatus::Failed)
         );
     }
 
@@ -172,11 +197,11 @@ mod tests {
         use PaymentKind::Withdrawal;
         assert_eq!(
             decide(Withdrawal, 500, &succeeded(0, None)).status(Withdrawal),
-            Some("completed")
+            Some(TransactionStatus::Completed)
         );
         assert_eq!(
             decide(Withdrawal, 500, &Settlement::Failed { reason: "x".into() }).status(Withdrawal),
-            Some("reversed")
+            Some(TransactionStatus::Reversed)
         );
         assert_eq!(decide(Withdrawal, 500, &Settlement::Pending).status(Withdrawal), None);
     }

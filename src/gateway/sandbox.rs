@@ -20,54 +20,12 @@
 
 use std::collections::HashMap;
 use std::sync::Mutex;
-use std::time::Duration;
 
 use super::{
     AccountQuery, BoxFuture, CheckoutRequest, CheckoutStarted, GatewayError, PaymentGateway, PayoutRequest, Settlement,
 };
+pub use crate::config::{SandboxConfig, SandboxOutcome};
 use crate::domain::money::Currency;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum SandboxOutcome {
-    #[default]
-    Succeed,
-    Pending,
-    Fail,
-    TimeoutAfterExecute,
-    Mispay,
-}
-
-impl SandboxOutcome {
-    pub const NAMES: &'static str = "succeed, pending, fail, timeout_after_execute or mispay";
-
-    pub fn parse(text: &str) -> Option<SandboxOutcome> {
-        match text {
-            "succeed" => Some(SandboxOutcome::Succeed),
-            "pending" => Some(SandboxOutcome::Pending),
-            "fail" => Some(SandboxOutcome::Fail),
-            "timeout_after_execute" => Some(SandboxOutcome::TimeoutAfterExecute),
-            "mispay" => Some(SandboxOutcome::Mispay),
-            _ => None,
-        }
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            SandboxOutcome::Succeed => "succeed",
-            SandboxOutcome::Pending => "pending",
-            SandboxOutcome::Fail => "fail",
-            SandboxOutcome::TimeoutAfterExecute => "timeout_after_execute",
-            SandboxOutcome::Mispay => "mispay",
-        }
-    }
-}
-
-#[derive(Debug, Clone, Default)]
-pub struct SandboxConfig {
-    pub outcome: SandboxOutcome,
-    /// Added to every call, to see what a slow provider does.
-    pub delay: Duration,
-}
 
 /// FinCra's documented sandbox accounts: (number, bank or operator code,
 /// holder name, resolves).

@@ -7,9 +7,9 @@ use axum::middleware::Next;
 use axum::response::Response;
 use tracing::{Instrument, Level};
 
-use super::metrics::{ErrorLabels, RequestLabels, RouteLabels, TraceExemplar, method_label};
-use crate::http::error::{ErrorCause, ErrorKind, slug_for_status};
+use super::error::{ErrorCause, ErrorKind, slug_for_status};
 use crate::state::AppState;
+use crate::telemetry::metrics::{ErrorLabels, RequestLabels, RouteLabels, TraceExemplar, method_label};
 use crate::telemetry::request_id::RequestId;
 
 /// The route template that served a request, copied from axum's
@@ -42,7 +42,7 @@ pub async fn record_route(State(state): State<AppState>, request: Request, next:
         gauge.inc();
         InProgress(gauge)
     });
-    super::error_tracking::tag_route(&route);
+    crate::telemetry::error_tracking::tag_route(&route);
     let mut response = next.run(request).await;
     drop(in_progress);
     response.extensions_mut().insert(MatchedRoute(route));
@@ -103,13 +103,13 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
             .and_then(|v| v.to_str().ok())
             .unwrap_or(""),
     );
-    super::traces::continue_trace(&span, request.headers());
-    let trace = super::traces::span_ids(&span);
+    crate::telemetry::traces::continue_trace(&span, request.headers());
+    let trace = crate::telemetry::traces::span_ids(&span);
     if let Some((trace_id, span_id, _)) = &trace {
         span.record("trace_id", trace_id.as_str());
         span.record("span_id", span_id.as_str());
     }
-    super::error_tracking::tag_request(&request_id, trace.as_ref());
+    crate::telemetry::error_tracking::tag_request(&request_id, trace.as_ref());
     let response = next.run(request).instrument(span.clone()).await;
 
     let route = response
@@ -118,7 +118,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .map_or(UNMATCHED, |r| r.0.as_str());
     let status = response.status();
     let elapsed = started.elapsed();
-    super::traces::rename(&span, format!("{method} {route}"));
+    crate::telemetry::traces::rename(&span, format!("{method} {route}"));
     span.record("route", route);
     span.record("http.route", route);
     span.record("status", status.as_u16());
@@ -179,7 +179,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         && response.extensions().get::<Panicked>().is_none()
         && let Some(cause) = cause
     {
-        super::error_tracking::capture_server_error(status.as_u16(), route, cause);
+        crate::telemetry::error_tracking::capture_server_error(status.as_u16(), route, cause);
     }
     let status = status.as_u16();
     let level = if status >= 500 {

@@ -3,20 +3,16 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser, ClientIp};
-use super::request_id;
-use crate::auth::passwords;
-use crate::domain::account::{Email, Role, bounded_text, check_password_policy, parse_phone};
+use crate::domain::account::{Email, Role, bounded_text, parse_phone};
+use crate::operations::accounts::{Accounts, Issued, NewAccount};
 use crate::ratelimit::Verdict;
 use crate::state::AppState;
-use crate::store::audit::{self, AuditEvent};
-use crate::store::users::{self, NewUser, ProfileChange, User};
+use crate::store::users::{ProfileChange, User};
 
 pub const TAG: &str = "auth";
 
@@ -94,46 +90,15 @@ pub async fn signup(
 ) -> Result<(StatusCode, Json<UserView>), ApiError> {
     let email = Email::parse(&body.email)?;
     rate_limit(&state, "signup", &ip, Some(&email)).await?;
-    if body.role == Role::Admin {
-        return Err(ApiError::unprocessable("role must be client or freelancer"));
-    }
-    check_password_policy(&body.password, &email)?;
-    let full_name = bounded_text("full_name", &body.full_name, 120)?;
-    let phone = body.phone_number.as_deref().map(parse_phone).transpose()?;
-    let bio = body.bio.as_deref().map(|b| bounded_text("bio", b, 2000)).transpose()?;
-    let hash = passwords::hash(SecretString::from(body.password))
-        .await
-        .map_err(ApiError::internal)?;
-
-    let mut tx = state.db.begin().await?;
-    let user = users::insert(
-        &mut tx,
-        NewUser {
-            email: &email,
-            password_hash: &hash,
-            full_name: &full_name,
-            role: body.role,
-            phone_number: phone.as_deref(),
-            bio: bio.as_deref(),
-        },
-    )
-    .await?;
-    let request_id = request_id::current().map(|id| id.to_string());
-    audit::record(
-        &mut tx,
-        AuditEvent {
-            actor_id: Some(&user.id),
-            action: "user.signup",
-            target_type: "user",
-            target_id: Some(&user.id),
-            request_id: request_id.as_deref(),
-            details: json!({ "role": user.role.as_str() }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    state.metrics.user_registrations.inc();
-    tracing::info!(user_id = %user.id, role = user.role.as_str(), "user signed up");
+    let new = NewAccount {
+        full_name: bounded_text("full_name", &body.full_name, 120)?,
+        phone_number: body.phone_number.as_deref().map(parse_phone).transpose()?,
+        bio: body.bio.as_deref().map(|b| bounded_text("bio", b, 2000)).transpose()?,
+        role: body.role,
+        password: body.password,
+        email,
+    };
+    let user = accounts(&state).signup(new).await?;
     Ok((StatusCode::CREATED, Json(user.into())))
 }
 
@@ -141,6 +106,25 @@ pub async fn signup(
 pub struct LoginRequest {
     pub email: String,
     pub password: String,
+}
+
+/// The account operations, over this state.
+pub(super) fn accounts(state: &AppState) -> Accounts<'_> {
+    Accounts {
+        db: &state.db,
+        tokens: &state.tokens,
+        metrics: &state.metrics,
+    }
+}
+
+impl From<Issued> for TokenResponse {
+    fn from(issued: Issued) -> TokenResponse {
+        TokenResponse {
+            access_token: issued.access_token,
+            token_type: "bearer",
+            expires_in: issued.expires_in,
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -168,47 +152,10 @@ pub async fn login(
 ) -> Result<Json<TokenResponse>, ApiError> {
     let email = Email::parse(&body.email).ok();
     rate_limit(&state, "login", &ip, email.as_ref()).await?;
-    let mut conn = state.db.acquire().await?;
-    let user = match &email {
-        Some(email) => users::find_by_email(&mut conn, email).await?,
-        None => None,
-    };
-    let password = SecretString::from(body.password);
-    let matches = passwords::verify(password, user.as_ref().map(|u| u.password_hash.clone())).await;
-    let user = match user {
-        Some(user) if matches && user.active => user,
-        other => {
-            let request_id = request_id::current().map(|id| id.to_string());
-            let reason = match &other {
-                Some(user) if !user.active => "deactivated",
-                Some(_) => "wrong_password",
-                None => "unknown_email",
-            };
-            audit::record(
-                &mut conn,
-                AuditEvent {
-                    actor_id: None,
-                    action: "user.login_failed",
-                    target_type: "user",
-                    target_id: other.as_ref().map(|u| u.id.as_str()),
-                    request_id: request_id.as_deref(),
-                    details: json!({ "reason": reason, "ip": ip.0.to_string() }),
-                },
-            )
-            .await?;
-            tracing::info!(reason, "login failed");
-            return Err(ApiError::unauthorized("email or password is incorrect"));
-        }
-    };
-    let access_token = state
-        .tokens
-        .issue(&user.id, user.role.as_str(), user.token_version)
-        .map_err(ApiError::internal)?;
-    Ok(Json(TokenResponse {
-        access_token,
-        token_type: "bearer",
-        expires_in: state.tokens.ttl_seconds(),
-    }))
+    let issued = accounts(&state)
+        .login(email.as_ref(), body.password, &ip.0.to_string())
+        .await?;
+    Ok(Json(issued.into()))
 }
 
 /// The caller's account.
@@ -242,21 +189,12 @@ pub async fn update_me(
         .transpose()?;
     let phone = body.phone_number.as_deref().map(parse_phone).transpose()?;
     let bio = body.bio.as_deref().map(|b| bounded_text("bio", b, 2000)).transpose()?;
-    let mut conn = state.db.acquire().await?;
-    users::update_profile(
-        &mut conn,
-        &user.id,
-        ProfileChange {
-            full_name: full_name.as_deref(),
-            phone_number: phone.as_deref(),
-            bio: bio.as_deref(),
-        },
-    )
-    .await?;
-    let user = users::find_by_id(&mut conn, &user.id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the account no longer exists"))?;
-    Ok(Json(user.into()))
+    let change = ProfileChange {
+        full_name: full_name.as_deref(),
+        phone_number: phone.as_deref(),
+        bio: bio.as_deref(),
+    };
+    Ok(Json(accounts(&state).update_profile(&user, change).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -278,47 +216,8 @@ pub async fn change_password(
     AuthUser(user): AuthUser,
     ApiJson(body): ApiJson<ChangePasswordRequest>,
 ) -> Result<Json<TokenResponse>, ApiError> {
-    let current = SecretString::from(body.current_password);
-    if !passwords::verify(current, Some(user.password_hash.clone())).await {
-        return Err(ApiError::bad_request("current_password is incorrect"));
-    }
-    let email = Email::parse(&user.email)?;
-    check_password_policy(&body.new_password, &email)?;
-    let new_password = SecretString::from(body.new_password);
-    if passwords::verify(
-        SecretString::from(new_password.expose_secret().to_owned()),
-        Some(user.password_hash.clone()),
-    )
-    .await
-    {
-        return Err(ApiError::unprocessable(
-            "new_password must differ from the current password",
-        ));
-    }
-    let hash = passwords::hash(new_password).await.map_err(ApiError::internal)?;
-    let mut tx = state.db.begin().await?;
-    users::set_password(&mut tx, &user.id, &hash).await?;
-    let request_id = request_id::current().map(|id| id.to_string());
-    audit::record(
-        &mut tx,
-        AuditEvent {
-            actor_id: Some(&user.id),
-            action: "user.password_changed",
-            target_type: "user",
-            target_id: Some(&user.id),
-            request_id: request_id.as_deref(),
-            details: json!({}),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    let access_token = state
-        .tokens
-        .issue(&user.id, user.role.as_str(), user.token_version + 1)
-        .map_err(ApiError::internal)?;
-    Ok(Json(TokenResponse {
-        access_token,
-        token_type: "bearer",
-        expires_in: state.tokens.ttl_seconds(),
-    }))
+    let issued = accounts(&state)
+        .change_password(&user, body.current_password, body.new_password)
+        .await?;
+    Ok(Json(issued.into()))
 }

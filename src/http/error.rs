@@ -227,23 +227,27 @@ impl From<crate::domain::DomainError> for ApiError {
     }
 }
 
-impl From<crate::escrow::EscrowError> for ApiError {
-    fn from(err: crate::escrow::EscrowError) -> ApiError {
-        use crate::escrow::EscrowError;
+impl From<crate::operations::OperationError> for ApiError {
+    fn from(err: crate::operations::OperationError) -> ApiError {
         use crate::gateway::GatewayError;
+        use crate::operations::OperationError;
         match err {
-            EscrowError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
-            EscrowError::Forbidden(reason) => ApiError::forbidden(reason),
-            EscrowError::Domain(domain) => domain.into(),
-            EscrowError::Store(store) => store.into(),
+            OperationError::NotFound(what) => ApiError::not_found(format!("no such {what}")),
+            OperationError::Forbidden(reason) => ApiError::forbidden(reason),
+            OperationError::Invalid(reason) => ApiError::unprocessable(reason),
+            OperationError::BadRequest(reason) => ApiError::bad_request(reason),
+            OperationError::Unauthorized(reason) => ApiError::unauthorized(reason),
+            OperationError::Internal(cause) => ApiError::internal(cause),
+            OperationError::Domain(domain) => domain.into(),
+            OperationError::Store(store) => store.into(),
             // The provider refusing the payment (bad details, limits) is not
             // our failure: a 4xx the client can act on, never a 5xx.
-            EscrowError::Gateway(GatewayError::Rejected(reason)) => ApiError::new(
+            OperationError::Gateway(GatewayError::Rejected(reason)) => ApiError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
                 "payment-refused",
                 format!("the payment provider refused the request: {reason}"),
             ),
-            EscrowError::Gateway(GatewayError::Unavailable(_) | GatewayError::Duplicate) => {
+            OperationError::Gateway(GatewayError::Unavailable(_) | GatewayError::Duplicate) => {
                 ApiError::unavailable("the payment provider gave no answer; try again shortly").retry_after(5)
             }
         }

@@ -12,7 +12,8 @@ use super::error::ApiError;
 use super::extract::{ApiJson, AuthUser, Page, PageParams};
 use super::idempotency;
 use crate::domain::account::{Role, bounded_text};
-use crate::escrow;
+use crate::domain::payment::{TransactionKind, TransactionStatus};
+use crate::operations::escrow;
 use crate::state::AppState;
 use crate::store::escrow::{self as records, EscrowTransaction, Filter};
 use crate::telemetry::metrics::EscrowLabels;
@@ -24,22 +25,18 @@ pub const TAG: &str = "escrow";
 /// the gateway settles them.
 pub fn count(state: &AppState, transactions: &[EscrowTransaction]) {
     for transaction in transactions {
-        let r#type = match transaction.kind.as_str() {
-            "hold" => "hold",
-            "release" => "release",
-            "refund" => "refund",
-            "deposit" => "deposit",
-            _ => "withdrawal",
-        };
-        let status = match transaction.status.as_str() {
-            "completed" => "succeeded",
-            "pending" => continue,
-            _ => "failed",
+        let status = match transaction.status {
+            TransactionStatus::Completed => "succeeded",
+            TransactionStatus::Pending => continue,
+            TransactionStatus::Failed | TransactionStatus::Reversed | TransactionStatus::Review => "failed",
         };
         state
             .metrics
             .escrow_transactions
-            .get_or_create(&EscrowLabels { r#type, status })
+            .get_or_create(&EscrowLabels {
+                r#type: transaction.kind.as_str(),
+                status,
+            })
             .inc();
     }
 }
@@ -110,8 +107,8 @@ pub async fn hold(
     let mut done = Vec::new();
     let result = idempotency::run(&state, &user.id, &headers, "escrow.hold", &body, async |tx| {
         done = escrow::hold(
-            &state,
             tx,
+            state.config.payments.platform_fee_bps,
             &user,
             &body.project_id,
             body.milestone_id.as_deref(),
@@ -251,18 +248,23 @@ pub async fn transactions(
     Query(filter): Query<TransactionFilter>,
     Query(page): Query<PageParams>,
 ) -> Result<Json<Page<EscrowTransaction>>, ApiError> {
-    const TYPES: [&str; 5] = ["deposit", "hold", "release", "refund", "withdrawal"];
-    const STATUSES: [&str; 5] = ["pending", "completed", "failed", "reversed", "review"];
-    if filter.kind.as_deref().is_some_and(|k| !TYPES.contains(&k)) {
-        return Err(ApiError::unprocessable(
-            "type must be one of deposit, hold, release, refund, withdrawal",
-        ));
-    }
-    if filter.status.as_deref().is_some_and(|s| !STATUSES.contains(&s)) {
-        return Err(ApiError::unprocessable(
-            "status must be one of pending, completed, failed, reversed, review",
-        ));
-    }
+    let kind = filter
+        .kind
+        .as_deref()
+        .map(|k| {
+            k.parse::<TransactionKind>()
+                .map_err(|_| ApiError::unprocessable("type must be one of deposit, hold, release, refund, withdrawal"))
+        })
+        .transpose()?;
+    let status = filter
+        .status
+        .as_deref()
+        .map(|s| {
+            s.parse::<TransactionStatus>().map_err(|_| {
+                ApiError::unprocessable("status must be one of pending, completed, failed, reversed, review")
+            })
+        })
+        .transpose()?;
     let from = parse_time("from", filter.from.as_deref())?;
     let to = parse_time("to", filter.to.as_deref())?;
     let (page, page_size, limit, offset) = page.resolve()?;
@@ -273,8 +275,8 @@ pub async fn transactions(
         &Filter {
             party,
             project_id: filter.project_id.as_deref(),
-            kind: filter.kind.as_deref(),
-            status: filter.status.as_deref(),
+            kind,
+            status,
             from: from.as_deref(),
             to: to.as_deref(),
         },

@@ -3,22 +3,19 @@
 //! characters; documents only to admins.
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{Multipart, Path, Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
-use serde_json::json;
 use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{AdminUser, ApiJson, AuthUser, Page, PageParams};
-use super::request_id;
 use crate::domain::account::bounded_text;
 use crate::domain::kyc::{Decision, DocumentType, IdNumber, KycKind, KycStatus, MAX_DOCUMENT_BYTES};
+use crate::operations::kyc::{Kyc, KycForm};
 use crate::state::AppState;
-use crate::store::audit::{self, AuditEvent};
-use crate::store::kyc::{self, NewDocument, NewSubmission, Submission};
+use crate::store::kyc::{self, Submission};
 
 pub const TAG: &str = "kyc";
 
@@ -77,8 +74,9 @@ impl From<Submission> for AdminSubmissionView {
 
 /// The multipart form of a submission (the OpenAPI description of it).
 #[derive(ToSchema)]
+#[schema(as = KycForm)]
 #[allow(dead_code)]
-pub struct KycForm {
+pub struct KycFormSchema {
     /// `kyc` (a person) or `kyb` (a business).
     #[schema(rename = "type")]
     kind: KycKind,
@@ -89,13 +87,7 @@ pub struct KycForm {
     document: Option<Vec<u8>>,
 }
 
-struct Form {
-    kind: KycKind,
-    id_number: IdNumber,
-    document: Option<(DocumentType, Bytes)>,
-}
-
-async fn read_form(mut multipart: Multipart) -> Result<Form, ApiError> {
+async fn read_form(mut multipart: Multipart) -> Result<KycForm, ApiError> {
     let (mut kind, mut id_number, mut document) = (None, None, None);
     while let Some(field) = multipart
         .next_field()
@@ -126,7 +118,7 @@ async fn read_form(mut multipart: Multipart) -> Result<Form, ApiError> {
                             "document must be a PNG, JPEG or PDF file (checked by its content, not its name)",
                         )
                     })?;
-                    document = Some((kind, bytes));
+                    document = Some((kind, bytes.to_vec()));
                 }
             }
             _ => {}
@@ -136,80 +128,25 @@ async fn read_form(mut multipart: Multipart) -> Result<Form, ApiError> {
         .ok_or_else(|| ApiError::unprocessable("type is required (kyc or kyb)"))?
         .parse()?;
     let id_number = IdNumber::parse(&id_number.ok_or_else(|| ApiError::unprocessable("nin_or_passport is required"))?)?;
-    Ok(Form {
+    Ok(KycForm {
         kind,
         id_number,
         document,
     })
 }
 
-async fn store_submission(
-    state: &AppState,
-    user_id: &str,
-    form: Form,
-    resubmission_of: Option<&str>,
-) -> Result<Submission, ApiError> {
-    let sealed_id = state
-        .sealer
-        .seal(form.id_number.expose().as_bytes())
-        .map_err(ApiError::internal)?;
-    let sealed_document = match &form.document {
-        Some((kind, bytes)) => Some((
-            *kind,
-            bytes.len(),
-            state.sealer.seal(bytes).map_err(ApiError::internal)?,
-        )),
-        None => None,
-    };
-    let mut tx = state.db.begin().await?;
-    if kyc::is_verified(&mut tx, user_id).await? {
-        return Err(ApiError::conflict("your identity is already verified"));
+/// The KYC operations, over this state.
+fn kyc(state: &AppState) -> Kyc<'_> {
+    Kyc {
+        db: &state.db,
+        sealer: &state.sealer,
+        metrics: &state.metrics,
     }
-    let submission = kyc::insert(
-        &mut tx,
-        NewSubmission {
-            user_id,
-            kind: form.kind,
-            id_number_sealed: &sealed_id,
-            id_number_last4: form.id_number.last_four(),
-            document: sealed_document.as_ref().map(|(kind, size, sealed)| NewDocument {
-                content_type: kind.content_type(),
-                size_bytes: *size as i64,
-                sealed,
-            }),
-            resubmission_of,
-        },
-    )
-    .await?;
-    let request_id = request_id::current().map(|id| id.to_string());
-    audit::record(
-        &mut tx,
-        AuditEvent {
-            actor_id: Some(user_id),
-            action: if resubmission_of.is_some() {
-                "kyc.resubmitted"
-            } else {
-                "kyc.submitted"
-            },
-            target_type: "kyc_submission",
-            target_id: Some(&submission.id),
-            request_id: request_id.as_deref(),
-            details: json!({ "type": form.kind.as_str(), "has_document": form.document.is_some() }),
-        },
-    )
-    .await?;
-    tx.commit().await?;
-    state
-        .metrics
-        .kyc_submissions
-        .get_or_create(&crate::telemetry::metrics::StatusLabels { status: "pending" })
-        .inc();
-    Ok(submission)
 }
 
 /// Submit identity details (multipart/form-data).
 #[utoipa::path(post, path = "/api/v1/kyc/submit", tag = TAG, security(("bearer" = [])),
-    request_body(content = KycForm, content_type = "multipart/form-data"), responses(
+    request_body(content = KycFormSchema, content_type = "multipart/form-data"), responses(
         (status = 201, body = SubmissionView),
         (status = 409, description = "a submission is already pending, or the identity is verified", body = super::error::Problem),
         (status = 413, description = "document over 5 MiB", body = super::error::Problem),
@@ -222,7 +159,7 @@ pub async fn submit(
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<SubmissionView>), ApiError> {
     let form = read_form(multipart).await?;
-    let submission = store_submission(&state, &user.id, form, None).await?;
+    let submission = kyc(&state).submit(&user, form, None).await?;
     Ok((StatusCode::CREATED, Json(submission.into())))
 }
 
@@ -241,7 +178,7 @@ pub async fn status(
 /// Resubmit after a rejection (multipart/form-data, as for submit).
 #[utoipa::path(post, path = "/api/v1/kyc/resubmit/{id}", tag = TAG, security(("bearer" = [])),
     params(("id" = String, Path, description = "the rejected submission")),
-    request_body(content = KycForm, content_type = "multipart/form-data"), responses(
+    request_body(content = KycFormSchema, content_type = "multipart/form-data"), responses(
         (status = 201, body = SubmissionView),
         (status = 404, description = "no such submission of yours", body = super::error::Problem),
         (status = 409, description = "the submission is not rejected, or another is pending", body = super::error::Problem),
@@ -252,17 +189,8 @@ pub async fn resubmit(
     Path(id): Path<String>,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<SubmissionView>), ApiError> {
-    let previous = {
-        let mut conn = state.db.acquire().await?;
-        kyc::find(&mut conn, &id).await?
-    };
-    // Someone else's submission is "not found", so ids cannot be probed.
-    let previous = previous
-        .filter(|s| s.user_id == user.id)
-        .ok_or_else(|| ApiError::not_found("no such KYC submission"))?;
-    previous.status.check_resubmittable()?;
     let form = read_form(multipart).await?;
-    let submission = store_submission(&state, &user.id, form, Some(&previous.id)).await?;
+    let submission = kyc(&state).resubmit(&user, &id, form).await?;
     Ok((StatusCode::CREATED, Json(submission.into())))
 }
 
@@ -297,53 +225,6 @@ pub async fn admin_list(
     )))
 }
 
-async fn decide(state: &AppState, admin_id: &str, id: &str, decision: Decision) -> Result<Submission, ApiError> {
-    let mut tx = state.db.begin().await?;
-    let submission = kyc::find(&mut tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such KYC submission"))?;
-    let status = submission.status.decide(&decision)?;
-    let reason = match &decision {
-        Decision::Reject { reason } => Some(reason.as_str()),
-        Decision::Approve => None,
-    };
-    if !kyc::record_decision(&mut tx, id, status, reason, admin_id).await? {
-        return Err(ApiError::conflict(
-            "this submission was decided by someone else just now",
-        ));
-    }
-    let request_id = request_id::current().map(|id| id.to_string());
-    audit::record(
-        &mut tx,
-        AuditEvent {
-            actor_id: Some(admin_id),
-            action: if status == KycStatus::Approved {
-                "kyc.approved"
-            } else {
-                "kyc.rejected"
-            },
-            target_type: "kyc_submission",
-            target_id: Some(id),
-            request_id: request_id.as_deref(),
-            details: json!({ "user_id": submission.user_id }),
-        },
-    )
-    .await?;
-    let decided = kyc::find(&mut tx, id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such KYC submission"))?;
-    tx.commit().await?;
-    state
-        .metrics
-        .kyc_submissions
-        .get_or_create(&crate::telemetry::metrics::StatusLabels {
-            status: status.as_str(),
-        })
-        .inc();
-    tracing::info!(submission_id = id, decision = status.as_str(), "kyc decided");
-    Ok(decided)
-}
-
 /// Admin: approve a pending submission (final).
 #[utoipa::path(post, path = "/api/v1/admin/kyc/{id}/approve", tag = TAG, security(("bearer" = [])),
     params(("id" = String, Path)), responses(
@@ -356,7 +237,7 @@ pub async fn approve(
     AdminUser(admin): AdminUser,
     Path(id): Path<String>,
 ) -> Result<Json<AdminSubmissionView>, ApiError> {
-    Ok(Json(decide(&state, &admin.id, &id, Decision::Approve).await?.into()))
+    Ok(Json(kyc(&state).decide(&admin, &id, Decision::Approve).await?.into()))
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -381,7 +262,8 @@ pub async fn reject(
 ) -> Result<Json<AdminSubmissionView>, ApiError> {
     let reason = bounded_text("reason", &body.reason, 500)?;
     Ok(Json(
-        decide(&state, &admin.id, &id, Decision::Reject { reason })
+        kyc(&state)
+            .decide(&admin, &id, Decision::Reject { reason })
             .await?
             .into(),
     ))

@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 
 use super::error::ApiError;
 use crate::state::AppState;
-use crate::telemetry::metrics::refresh_scrape_time_gauges;
+use crate::telemetry::metrics::scrape_refresh_due;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -55,6 +55,30 @@ pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Resul
         (TEXT, state.metrics.render_text())
     };
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response())
+}
+
+/// Brings the scrape-time gauges up to date: pool use on every scrape; the
+/// database-derived gauges (money in escrow, pending KYC and payments) and
+/// the newest backup's time at most every few seconds.
+async fn refresh_scrape_time_gauges(state: &AppState) {
+    let metrics = &state.metrics;
+    let (size, idle) = state.db.pool_stats();
+    let idle = i64::try_from(idle).unwrap_or(i64::MAX);
+    metrics.db_connections_idle.set(idle);
+    metrics.db_connections_active.set(i64::from(size) - idle);
+    if !scrape_refresh_due(metrics) {
+        return;
+    }
+    metrics
+        .backup_last_success_timestamp
+        .set(crate::ops::backup::last_success(&state.config.backup_dir));
+    let refreshed = async {
+        let mut conn = state.db.acquire().await?;
+        crate::store::gauges::refresh(&mut conn, metrics, state.config.payments.reconcile.stuck_after).await
+    };
+    if let Err(err) = refreshed.await {
+        tracing::debug!(error = %err, "scrape-time gauges not refreshed");
+    }
 }
 
 /// Compares secrets without an early exit, so timing does not reveal how

@@ -1,6 +1,7 @@
 //! The HTTP surface: the router, its middleware stack, and one module per
 //! resource.
 
+mod access_log;
 pub mod admin;
 pub mod auth;
 pub mod debug;
@@ -11,6 +12,7 @@ pub mod extract;
 pub mod idempotency;
 pub mod kyc;
 pub mod metrics;
+pub mod milestones;
 pub mod projects;
 pub mod request_id;
 pub mod service;
@@ -35,7 +37,6 @@ use utoipa_swagger_ui::SwaggerUi;
 
 use crate::config::{AllowedOrigins, Config};
 use crate::state::AppState;
-use crate::telemetry;
 use error::ApiError;
 
 /// Builds the whole application: routes, docs and middleware.
@@ -48,7 +49,7 @@ use error::ApiError;
 /// 1. `request_id` — assigns the id first, so every later layer, log line
 ///    and error body can carry it; turns any non-problem error response from
 ///    the layers inside into problem+json on the way out.
-/// 2. `telemetry::observe` — one span and one access-log line per request,
+/// 2. `access_log::observe` — one span and one access-log line per request,
 ///    measured around everything below so that timeouts, panics and body-limit
 ///    rejections are logged (and counted) too.
 /// 3. `CatchPanicLayer` — a panicking middleware becomes a 500 problem and
@@ -71,7 +72,7 @@ pub fn router(state: AppState) -> Router {
     let sentry = config.sentry.dsn.is_some();
     app.layer(tower::util::option_layer(cors(config)))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn_with_state(state.clone(), telemetry::observe))
+        .layer(from_fn_with_state(state.clone(), access_log::observe))
         .layer(from_fn(request_id::middleware))
         // Sentry outermost, in the order its maintainers document for axum:
         // a hub per request, then the HTTP layer (request data, transaction).
@@ -109,10 +110,10 @@ fn routes(state: AppState) -> Router {
         .routes(routes!(projects::cancel))
         .routes(routes!(projects::dispute))
         .routes(routes!(projects::resolve))
-        .routes(routes!(projects::create_milestone, projects::list_milestones))
-        .routes(routes!(projects::get_milestone, projects::update_milestone))
-        .routes(routes!(projects::submit_milestone))
-        .routes(routes!(projects::review_milestone))
+        .routes(routes!(milestones::create_milestone, milestones::list_milestones))
+        .routes(routes!(milestones::get_milestone, milestones::update_milestone))
+        .routes(routes!(milestones::submit_milestone))
+        .routes(routes!(milestones::review_milestone))
         .routes(routes!(escrow::hold))
         .routes(routes!(escrow::release))
         .routes(routes!(escrow::refund))
@@ -150,7 +151,7 @@ fn routes(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
-        .route_layer(from_fn_with_state(state.clone(), telemetry::record_route))
+        .route_layer(from_fn_with_state(state.clone(), access_log::record_route))
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -198,6 +199,6 @@ fn panic_response(panic: Box<dyn Any + Send + 'static>) -> Response {
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("non-string panic payload");
     let mut response = ApiError::internal(format!("handler panicked: {message}")).into_response();
-    response.extensions_mut().insert(telemetry::Panicked);
+    response.extensions_mut().insert(access_log::Panicked);
     response
 }

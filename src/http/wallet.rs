@@ -20,7 +20,7 @@ use super::idempotency;
 use crate::domain::DomainError;
 use crate::domain::money::{Currency, MinorUnits, Money};
 use crate::domain::payout::{DestinationKind, NewDestination};
-use crate::escrow::EscrowError;
+use crate::operations::OperationError;
 use crate::operations::payments::{Keyed, PaymentAnswer, refusal};
 use crate::state::AppState;
 use crate::store::destinations::Destination;
@@ -276,7 +276,7 @@ pub async fn remove_destination(
         .remove_destination(&user, &id.to_string())
         .await
         .map_err(|e| match e {
-            EscrowError::NotFound(_) => ApiError::not_found("no such payout destination"),
+            OperationError::NotFound(_) => ApiError::not_found("no such payout destination"),
             other => other.into(),
         })?;
     Ok((StatusCode::NO_CONTENT, [(header::CACHE_CONTROL, "no-store")]).into_response())

@@ -7,8 +7,8 @@ use serde_json::json;
 use super::payments::Payments;
 use crate::domain::DomainError;
 use crate::domain::payout::{NewDestination, names_match};
-use crate::escrow::EscrowError;
 use crate::gateway::{AccountQuery, GatewayError, observed};
+use crate::operations::OperationError;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::destinations::{self, Destination};
 use crate::store::users::User;
@@ -43,21 +43,21 @@ impl Payments {
     /// name and it matches the user's verified name. Requires approved KYC
     /// (the name is only "verified" once KYC is).
     #[tracing::instrument(name = "payout_destination.add", skip_all, fields(user_id = %user.id, kind = new.kind.as_str()))]
-    pub async fn add_destination(&self, user: &User, new: NewDestination) -> Result<Destination, EscrowError> {
+    pub async fn add_destination(&self, user: &User, new: NewDestination) -> Result<Destination, OperationError> {
         {
             let mut conn = self.db.acquire().await?;
             if !kyc::is_verified(&mut conn, &user.id).await? {
-                return Err(EscrowError::Forbidden(
+                return Err(OperationError::Forbidden(
                     "an approved KYC is required to register a payout destination".into(),
                 ));
             }
             if destinations::exists(&mut conn, &user.id, &new).await? {
-                return Err(EscrowError::Domain(DomainError::conflict(
+                return Err(OperationError::Domain(DomainError::conflict(
                     "this account is already registered as a payout destination",
                 )));
             }
             if destinations::list_for_user(&mut conn, &user.id).await?.len() >= MAX_PER_USER {
-                return Err(EscrowError::Domain(DomainError::conflict(format!(
+                return Err(OperationError::Domain(DomainError::conflict(format!(
                     "at most {MAX_PER_USER} payout destinations per user; remove one first"
                 ))));
             }
@@ -73,19 +73,19 @@ impl Payments {
         let resolved = match observed(&self.metrics, self.gateway.name(), "resolve", call).await {
             Ok(name) => name,
             Err(GatewayError::Rejected(reason)) => {
-                return Err(EscrowError::Domain(DomainError::invalid(
+                return Err(OperationError::Domain(DomainError::invalid(
                     "account_number",
                     format!(
                         "could not be resolved by the payment provider ({reason}); check the number and the bank or operator code"
                     ),
                 )));
             }
-            Err(err) => return Err(EscrowError::Gateway(err)),
+            Err(err) => return Err(OperationError::Gateway(err)),
         };
         // The resolved name is not echoed on a mismatch: that would make
         // this endpoint a lookup of strangers' account names.
         if !names_match(&resolved, &user.full_name) {
-            return Err(EscrowError::Domain(DomainError::invalid(
+            return Err(OperationError::Domain(DomainError::invalid(
                 "account_number",
                 "belongs to an account whose name at the provider does not match your verified name \
                  (at least two names must match, in any order)",
@@ -105,7 +105,7 @@ impl Payments {
         Ok(destination)
     }
 
-    pub async fn list_destinations(&self, user: &User) -> Result<Vec<Destination>, EscrowError> {
+    pub async fn list_destinations(&self, user: &User) -> Result<Vec<Destination>, OperationError> {
         let mut conn = self.db.acquire().await?;
         Ok(destinations::list_for_user(&mut conn, &user.id).await?)
     }
@@ -113,10 +113,10 @@ impl Payments {
     /// Removes one of the user's destinations (withdrawals already sent to
     /// it keep their link to it).
     #[tracing::instrument(name = "payout_destination.remove", skip_all, fields(user_id = %user.id))]
-    pub async fn remove_destination(&self, user: &User, id: &str) -> Result<(), EscrowError> {
+    pub async fn remove_destination(&self, user: &User, id: &str) -> Result<(), OperationError> {
         let mut tx = self.db.begin().await?;
         if !destinations::remove(&mut tx, &user.id, id).await? {
-            return Err(EscrowError::NotFound("payout destination"));
+            return Err(OperationError::NotFound("payout destination"));
         }
         audit_destination(&mut tx, user, "payout_destination.removed", id, json!({})).await?;
         tx.commit().await?;

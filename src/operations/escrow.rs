@@ -1,8 +1,9 @@
-//! Money operations: hold, release, refund, cancel, dispute resolution,
-//! deposit, withdrawal, and the gateway's confirmations.
+//! Money inside the platform: hold, release, refund, cancel, dispute
+//! resolution. (Money that crosses to a payment provider is in
+//! [`super::payments`].)
 //!
 //! Each runs inside the caller's transaction (which also holds the request's
-//! idempotency key), so the ledger transfers, the state change, the business
+//! idempotency key: the key and the money it guards commit together), so the ledger transfers, the state change, the business
 //! record and the audit event commit together or not at all. Each starts by
 //! locking the project row ([`projects::lock`]), so operations on one project
 //! run one at a time and always take row locks in the same order; state
@@ -11,40 +12,21 @@
 use serde_json::json;
 use uuid::Uuid;
 
+use super::{OperationError, conflict};
+
 use crate::domain::DomainError;
 use crate::domain::escrow::{MilestoneStatus, Party};
 use crate::domain::money::fee_for;
-use crate::gateway::GatewayError;
-use crate::state::AppState;
+use crate::domain::payment::{TransactionKind, TransactionStatus};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::escrow::{self as records, EscrowTransaction, NewTransaction};
 use crate::store::ledger::{self, Account, Transfer};
 use crate::store::projects::{self, Milestone, Project};
 use crate::store::users::User;
-use crate::store::{DbHandle, StoreError, Tx, kyc};
-
-#[derive(Debug, thiserror::Error)]
-pub enum EscrowError {
-    /// Missing, or not the caller's to see (the same answer, so ids cannot
-    /// be probed).
-    #[error("no such {0}")]
-    NotFound(&'static str),
-    #[error("{0}")]
-    Forbidden(String),
-    #[error(transparent)]
-    Domain(#[from] DomainError),
-    #[error(transparent)]
-    Store(#[from] StoreError),
-    #[error(transparent)]
-    Gateway(#[from] GatewayError),
-}
-
-fn conflict(reason: impl Into<String>) -> EscrowError {
-    EscrowError::Domain(DomainError::conflict(reason))
-}
+use crate::store::{StoreError, Tx, kyc};
 
 /// The caller's part in a project; strangers get "not found".
-pub fn party(project: &Project, user: &User) -> Result<Party, EscrowError> {
+pub fn party(project: &Project, user: &User) -> Result<Party, OperationError> {
     if user.id == project.buyer_id {
         Ok(Party::Buyer)
     } else if user.id == project.seller_id {
@@ -52,18 +34,18 @@ pub fn party(project: &Project, user: &User) -> Result<Party, EscrowError> {
     } else if user.role == crate::domain::account::Role::Admin {
         Ok(Party::Admin)
     } else {
-        Err(EscrowError::NotFound("project"))
+        Err(OperationError::NotFound("project"))
     }
 }
 
 /// Locks and loads a project the caller is a party to.
-pub async fn locked_project(tx: &mut Tx, user: &User, project_id: &str) -> Result<(Project, Party), EscrowError> {
+pub async fn locked_project(tx: &mut Tx, user: &User, project_id: &str) -> Result<(Project, Party), OperationError> {
     if !projects::lock(tx, project_id).await? {
-        return Err(EscrowError::NotFound("project"));
+        return Err(OperationError::NotFound("project"));
     }
     let project = projects::find(tx, project_id)
         .await?
-        .ok_or(EscrowError::NotFound("project"))?;
+        .ok_or(OperationError::NotFound("project"))?;
     let party = party(&project, user)?;
     Ok((project, party))
 }
@@ -73,20 +55,20 @@ pub async fn locked_milestone(
     tx: &mut Tx,
     user: &User,
     milestone_id: &str,
-) -> Result<(Project, Party, Milestone), EscrowError> {
+) -> Result<(Project, Party, Milestone), OperationError> {
     let milestone = projects::find_milestone(tx, milestone_id)
         .await?
-        .ok_or(EscrowError::NotFound("milestone"))?;
+        .ok_or(OperationError::NotFound("milestone"))?;
     let (project, party) = locked_project(tx, user, &milestone.project_id)
         .await
         .map_err(|e| match e {
-            EscrowError::NotFound(_) => EscrowError::NotFound("milestone"),
+            OperationError::NotFound(_) => OperationError::NotFound("milestone"),
             other => other,
         })?;
     // Re-read under the lock: the first read may be stale.
     let milestone = projects::find_milestone(tx, milestone_id)
         .await?
-        .ok_or(EscrowError::NotFound("milestone"))?;
+        .ok_or(OperationError::NotFound("milestone"))?;
     Ok((project, party, milestone))
 }
 
@@ -115,28 +97,25 @@ pub async fn record_audit(
     .await
 }
 
-async fn created(tx: &mut impl DbHandle, id: &str) -> Result<EscrowTransaction, EscrowError> {
-    records::find(tx, id).await?.ok_or(EscrowError::NotFound("transaction"))
-}
-
 /// The buyer funds one milestone, or every pending milestone, from their
 /// available balance; the platform fee goes to the fee account at the same
 /// time. Requires the buyer's approved KYC and an active project.
+#[tracing::instrument(name = "escrow.hold", skip_all, fields(project_id = %project_id, user_id = %buyer.id))]
 pub async fn hold(
-    state: &AppState,
     tx: &mut Tx,
+    fee_bps: u32,
     buyer: &User,
     project_id: &str,
     milestone_id: Option<&str>,
     notes: Option<&str>,
-) -> Result<Vec<EscrowTransaction>, EscrowError> {
+) -> Result<Vec<EscrowTransaction>, OperationError> {
     let (project, party) = locked_project(tx, buyer, project_id).await?;
     if party != Party::Buyer {
-        return Err(EscrowError::Forbidden("only the project's buyer funds it".into()));
+        return Err(OperationError::Forbidden("only the project's buyer funds it".into()));
     }
     project.status.check_active("fund milestones")?;
     if !kyc::is_verified(tx, &buyer.id).await? {
-        return Err(EscrowError::Forbidden(
+        return Err(OperationError::Forbidden(
             "an approved KYC is required to fund escrow; submit it at /api/v1/kyc/submit".into(),
         ));
     }
@@ -146,7 +125,7 @@ pub async fn hold(
             let milestone = milestones
                 .iter()
                 .find(|m| m.id == id)
-                .ok_or(EscrowError::NotFound("milestone"))?;
+                .ok_or(OperationError::NotFound("milestone"))?;
             milestone.status.fund()?;
             vec![milestone]
         }
@@ -158,10 +137,7 @@ pub async fn hold(
     if to_fund.is_empty() {
         return Err(conflict("every milestone of this project is already funded"));
     }
-    let needed: i64 = to_fund
-        .iter()
-        .map(|m| m.amount + fee_for(m.amount, state.config.payments.platform_fee_bps))
-        .sum();
+    let needed: i64 = to_fund.iter().map(|m| m.amount + fee_for(m.amount, fee_bps)).sum();
     let available = ledger::balance(tx, &Account::available(&buyer.id, project.currency)).await?;
     if available < needed {
         return Err(conflict(format!(
@@ -171,25 +147,25 @@ pub async fn hold(
     }
     let mut done = Vec::new();
     for milestone in to_fund {
-        let fee = fee_for(milestone.amount, state.config.payments.platform_fee_bps);
+        let fee = fee_for(milestone.amount, fee_bps);
         let funded = milestone.status.fund()?;
         if !projects::set_milestone_status(tx, &milestone.id, milestone.status, funded, None, None).await? {
             return Err(conflict("the milestone changed while it was being funded; retry"));
         }
         let id = Uuid::now_v7().to_string();
-        records::insert(
+        let held = records::insert(
             tx,
             NewTransaction {
                 id: &id,
-                kind: "hold",
-                status: "completed",
+                kind: TransactionKind::Hold,
+                status: TransactionStatus::Completed,
                 user_id: &buyer.id,
                 counterparty_id: Some(&project.seller_id),
                 project_id: Some(&project.id),
                 milestone_id: Some(&milestone.id),
                 amount: milestone.amount,
                 fee,
-                currency: project.currency.code(),
+                currency: project.currency,
                 provider: None,
                 notes,
                 destination_id: None,
@@ -230,7 +206,7 @@ pub async fn hold(
             json!({ "amount": milestone.amount, "fee": fee, "transaction_id": id }),
         )
         .await?;
-        done.push(created(tx, &id).await?);
+        done.push(held);
     }
     tracing::info!(project_id, funded = done.len(), "escrow hold");
     Ok(done)
@@ -238,33 +214,41 @@ pub async fn hold(
 
 /// Money leaving a project's escrow for one party (a release to the seller,
 /// a refund to the buyer): the business record and its ledger transfer.
+/// Which way money leaves a project's escrow.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outflow {
+    /// To the seller (`release`).
+    Release,
+    /// Back to the buyer (`refund`).
+    Refund,
+}
+
 async fn move_escrow(
     tx: &mut Tx,
     project: &Project,
-    kind: &'static str,
+    outflow: Outflow,
     milestone_id: Option<&str>,
     amount: i64,
     notes: Option<&str>,
-) -> Result<EscrowTransaction, EscrowError> {
-    let (to, from) = if kind == "release" {
-        (&project.seller_id, &project.buyer_id)
-    } else {
-        (&project.buyer_id, &project.seller_id)
+) -> Result<EscrowTransaction, OperationError> {
+    let (kind, to, from) = match outflow {
+        Outflow::Release => (TransactionKind::Release, &project.seller_id, &project.buyer_id),
+        Outflow::Refund => (TransactionKind::Refund, &project.buyer_id, &project.seller_id),
     };
     let id = Uuid::now_v7().to_string();
-    records::insert(
+    let moved = records::insert(
         tx,
         NewTransaction {
             id: &id,
             kind,
-            status: "completed",
+            status: TransactionStatus::Completed,
             user_id: to,
             counterparty_id: Some(from),
             project_id: Some(&project.id),
             milestone_id,
             amount,
             fee: 0,
-            currency: project.currency.code(),
+            currency: project.currency,
             provider: None,
             notes,
             destination_id: None,
@@ -274,7 +258,7 @@ async fn move_escrow(
     ledger::transfer(
         tx,
         Transfer {
-            kind,
+            kind: kind.as_str(),
             debit: &Account::escrow(&project.id, project.currency),
             credit: &Account::available(to, project.currency),
             amount,
@@ -282,20 +266,21 @@ async fn move_escrow(
         },
     )
     .await?;
-    created(tx, &id).await
+    Ok(moved)
 }
 
 /// An approved milestone's escrow goes to the seller. The buyer (or an
 /// admin) releases; a second release finds the milestone already released.
+#[tracing::instrument(name = "escrow.release", skip_all, fields(milestone_id = %milestone_id, user_id = %actor.id))]
 pub async fn release(
     tx: &mut Tx,
     actor: &User,
     milestone_id: &str,
     notes: Option<&str>,
-) -> Result<EscrowTransaction, EscrowError> {
+) -> Result<EscrowTransaction, OperationError> {
     let (project, party, milestone) = locked_milestone(tx, actor, milestone_id).await?;
     if !matches!(party, Party::Buyer | Party::Admin) {
-        return Err(EscrowError::Forbidden(
+        return Err(OperationError::Forbidden(
             "only the buyer (or an admin) releases a milestone".into(),
         ));
     }
@@ -304,7 +289,15 @@ pub async fn release(
     if !projects::set_milestone_status(tx, &milestone.id, milestone.status, released, None, None).await? {
         return Err(conflict("the milestone was released by another request"));
     }
-    let released = move_escrow(tx, &project, "release", Some(&milestone.id), milestone.amount, notes).await?;
+    let released = move_escrow(
+        tx,
+        &project,
+        Outflow::Release,
+        Some(&milestone.id),
+        milestone.amount,
+        notes,
+    )
+    .await?;
     settle_project(tx, &project).await?;
     record_audit(
         tx,
@@ -319,7 +312,7 @@ pub async fn release(
 }
 
 /// Moves an active project to completed once every milestone is settled.
-async fn settle_project(tx: &mut Tx, project: &Project) -> Result<(), EscrowError> {
+async fn settle_project(tx: &mut Tx, project: &Project) -> Result<(), OperationError> {
     let statuses: Vec<MilestoneStatus> = projects::milestones(tx, &project.id)
         .await?
         .iter()
@@ -338,28 +331,37 @@ async fn refund_milestone(
     project: &Project,
     milestone: &Milestone,
     notes: Option<&str>,
-) -> Result<EscrowTransaction, EscrowError> {
+) -> Result<EscrowTransaction, OperationError> {
     let refunded = milestone.status.refund()?;
     if !projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None).await? {
         return Err(conflict("the milestone changed while it was being refunded; retry"));
     }
-    move_escrow(tx, project, "refund", Some(&milestone.id), milestone.amount, notes).await
+    move_escrow(
+        tx,
+        project,
+        Outflow::Refund,
+        Some(&milestone.id),
+        milestone.amount,
+        notes,
+    )
+    .await
 }
 
 /// Unreleased escrow back to the buyer: one milestone, or every milestone
 /// holding funds. The seller gives money back of their own accord (or an
 /// admin decides); a buyer who wants money back opens a dispute. The
 /// platform fee is not refunded.
+#[tracing::instrument(name = "escrow.refund", skip_all, fields(project_id = %project_id, user_id = %actor.id))]
 pub async fn refund(
     tx: &mut Tx,
     actor: &User,
     project_id: &str,
     milestone_id: Option<&str>,
     notes: Option<&str>,
-) -> Result<Vec<EscrowTransaction>, EscrowError> {
+) -> Result<Vec<EscrowTransaction>, OperationError> {
     let (project, party) = locked_project(tx, actor, project_id).await?;
     if !matches!(party, Party::Seller | Party::Admin) {
-        return Err(EscrowError::Forbidden(
+        return Err(OperationError::Forbidden(
             "only the seller (or an admin) refunds escrow; a buyer opens a dispute".into(),
         ));
     }
@@ -370,7 +372,7 @@ pub async fn refund(
             milestones
                 .iter()
                 .find(|m| m.id == id)
-                .ok_or(EscrowError::NotFound("milestone"))?,
+                .ok_or(OperationError::NotFound("milestone"))?,
         ],
         None => milestones.iter().filter(|m| m.status.holds_funds()).collect(),
     };
@@ -395,7 +397,8 @@ pub async fn refund(
 }
 
 /// Cancels a project; money held (before any delivery) goes back to the buyer.
-pub async fn cancel(tx: &mut Tx, actor: &User, project_id: &str) -> Result<Vec<EscrowTransaction>, EscrowError> {
+#[tracing::instrument(name = "project.cancel", skip_all, fields(project_id = %project_id, user_id = %actor.id))]
+pub async fn cancel(tx: &mut Tx, actor: &User, project_id: &str) -> Result<Vec<EscrowTransaction>, OperationError> {
     let (project, _party) = locked_project(tx, actor, project_id).await?;
     let milestones = projects::milestones(tx, project_id).await?;
     let statuses: Vec<MilestoneStatus> = milestones.iter().map(|m| m.status).collect();
@@ -430,16 +433,17 @@ pub enum Resolution {
     },
 }
 
+#[tracing::instrument(name = "dispute.resolve", skip_all, fields(project_id = %project_id, user_id = %admin.id))]
 pub async fn resolve_dispute(
     tx: &mut Tx,
     admin: &User,
     project_id: &str,
     resolution: Resolution,
     notes: Option<&str>,
-) -> Result<Vec<EscrowTransaction>, EscrowError> {
+) -> Result<Vec<EscrowTransaction>, OperationError> {
     let (project, party) = locked_project(tx, admin, project_id).await?;
     if party != Party::Admin {
-        return Err(EscrowError::Forbidden("only an admin resolves a dispute".into()));
+        return Err(OperationError::Forbidden("only an admin resolves a dispute".into()));
     }
     let next = project.status.resolve_dispute()?;
     let milestones = projects::milestones(tx, project_id).await?;
@@ -450,7 +454,7 @@ pub async fn resolve_dispute(
         Resolution::RefundToBuyer => 0,
         Resolution::Split { to_seller } if (0..=total).contains(&to_seller) => to_seller,
         Resolution::Split { .. } => {
-            return Err(EscrowError::Domain(DomainError::invalid(
+            return Err(OperationError::Domain(DomainError::invalid(
                 "seller_amount",
                 format!("must be from 0 to {total} (the amount held)"),
             )));
@@ -470,10 +474,10 @@ pub async fn resolve_dispute(
         }
     }
     let mut done = Vec::new();
-    for (kind, amount) in [("release", to_seller), ("refund", to_buyer)] {
+    for (outflow, amount) in [(Outflow::Release, to_seller), (Outflow::Refund, to_buyer)] {
         if amount > 0 {
             let notes = Some(notes.unwrap_or("dispute resolution"));
-            done.push(move_escrow(tx, &project, kind, None, amount, notes).await?);
+            done.push(move_escrow(tx, &project, outflow, None, amount, notes).await?);
         }
     }
     if !projects::set_status(tx, project_id, project.status, next, None).await? {

@@ -28,11 +28,11 @@ use serde_json::json;
 use crate::alerts::{Alert, Dispatcher, Severity};
 use crate::config::ReconcileConfig;
 use crate::domain::DomainError;
-use crate::domain::money::{Currency, Money};
-use crate::domain::payment::{Decision, PaymentKind, Settlement, decide, reference_for};
+use crate::domain::money::Money;
+use crate::domain::payment::{Decision, PaymentKind, Settlement, TransactionStatus, decide, reference_for};
 use crate::domain::payout::DestinationKind;
-use crate::escrow::EscrowError;
 use crate::gateway::{Beneficiary, CheckoutRequest, GatewayError, PaymentGateway, PayoutRequest, observed};
+use crate::operations::OperationError;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::escrow::{self as records, EscrowTransaction, NewTransaction};
 use crate::store::idempotency::{self, Claim};
@@ -113,27 +113,20 @@ impl Applied {
     }
 }
 
-fn mismatch() -> EscrowError {
-    EscrowError::Domain(DomainError::invalid(
+fn mismatch() -> OperationError {
+    OperationError::Domain(DomainError::invalid(
         "Idempotency-Key",
         "was already used with a different request; use a new key",
     ))
 }
 
 /// An invariant of our own records broke (not the client's doing): a 500.
-fn broken(what: String) -> EscrowError {
-    EscrowError::Store(StoreError::Sqlx(sqlx::Error::Decode(what.into())))
+fn broken(what: String) -> OperationError {
+    OperationError::Store(StoreError::Missing(what))
 }
 
-fn currency_of(record: &EscrowTransaction) -> Result<Currency, EscrowError> {
-    record
-        .currency
-        .parse()
-        .map_err(|e: String| broken(format!("transaction {}: {e}", record.id)))
-}
-
-fn kind_of(record: &EscrowTransaction) -> Result<PaymentKind, EscrowError> {
-    PaymentKind::parse(&record.kind).ok_or_else(|| {
+fn kind_of(record: &EscrowTransaction) -> Result<PaymentKind, OperationError> {
+    PaymentKind::of(record.kind).ok_or_else(|| {
         broken(format!(
             "transaction {} is a {}, not a gateway operation",
             record.id, record.kind
@@ -142,7 +135,7 @@ fn kind_of(record: &EscrowTransaction) -> Result<PaymentKind, EscrowError> {
 }
 
 impl Payments {
-    async fn load(&self, reference: &str) -> Result<EscrowTransaction, EscrowError> {
+    async fn load(&self, reference: &str) -> Result<EscrowTransaction, OperationError> {
         let mut conn = self.db.acquire().await?;
         records::find(&mut conn, reference)
             .await?
@@ -160,15 +153,15 @@ impl Payments {
     ) -> NewTransaction<'a> {
         NewTransaction {
             id: reference,
-            kind: kind.as_str(),
-            status: "pending",
+            kind: kind.transaction_kind(),
+            status: TransactionStatus::Pending,
             user_id: &user.id,
             counterparty_id: None,
             project_id: None,
             milestone_id: None,
             amount: money.minor,
             fee: 0,
-            currency: money.currency.code(),
+            currency: money.currency,
             provider: Some(self.gateway.name()),
             notes: None,
             destination_id,
@@ -183,8 +176,8 @@ impl Payments {
         user: &User,
         keyed: &Keyed<'_>,
         new: NewTransaction<'_>,
-        extra: impl AsyncFnOnce(&mut crate::store::Tx) -> Result<(), EscrowError>,
-    ) -> Result<Option<()>, EscrowError> {
+        extra: impl AsyncFnOnce(&mut crate::store::Tx) -> Result<(), OperationError>,
+    ) -> Result<Option<()>, OperationError> {
         let mut tx = self.db.begin().await?;
         match idempotency::claim(&mut tx, &user.id, keyed.key, keyed.request_hash).await? {
             Claim::Mismatch => return Err(mismatch()),
@@ -214,7 +207,7 @@ impl Payments {
     /// Credited when the provider confirms the money arrived in full (at
     /// once with the sandbox; by webhook or reconciliation with FinCra).
     #[tracing::instrument(name = "wallet.deposit", skip_all, fields(user_id = %user.id, amount = money.minor, currency = %money.currency))]
-    pub async fn deposit(&self, user: &User, money: Money, keyed: &Keyed<'_>) -> Result<PaymentAnswer, EscrowError> {
+    pub async fn deposit(&self, user: &User, money: Money, keyed: &Keyed<'_>) -> Result<PaymentAnswer, OperationError> {
         let reference = reference_for(PaymentKind::Deposit, &user.id, keyed.key);
         let new = self.pending_record(PaymentKind::Deposit, &reference, user, money, None);
         if self.record_pending(user, keyed, new, async |_| Ok(())).await?.is_none() {
@@ -252,18 +245,20 @@ impl Payments {
         money: Money,
         destination_id: &str,
         keyed: &Keyed<'_>,
-    ) -> Result<PaymentAnswer, EscrowError> {
+    ) -> Result<PaymentAnswer, OperationError> {
         let reference = reference_for(PaymentKind::Withdrawal, &user.id, keyed.key);
         let new = self.pending_record(PaymentKind::Withdrawal, &reference, user, money, Some(destination_id));
-        let checks = async |tx: &mut crate::store::Tx| -> Result<(), EscrowError> {
+        let checks = async |tx: &mut crate::store::Tx| -> Result<(), OperationError> {
             if !kyc::is_verified(tx, &user.id).await? {
-                return Err(EscrowError::Forbidden("an approved KYC is required to withdraw".into()));
+                return Err(OperationError::Forbidden(
+                    "an approved KYC is required to withdraw".into(),
+                ));
             }
             let destination = destinations::find_for_user(tx, &user.id, destination_id)
                 .await?
-                .ok_or(EscrowError::NotFound("payout destination"))?;
+                .ok_or(OperationError::NotFound("payout destination"))?;
             if destination.currency != money.currency.code() {
-                return Err(EscrowError::Domain(DomainError::invalid(
+                return Err(OperationError::Domain(DomainError::invalid(
                     "currency",
                     format!(
                         "must be {} (the currency of destination {destination_id})",
@@ -283,7 +278,7 @@ impl Payments {
             )
             .await
             .map_err(|e| match e {
-                StoreError::InsufficientFunds(_) => EscrowError::Domain(DomainError::conflict(format!(
+                StoreError::InsufficientFunds(_) => OperationError::Domain(DomainError::conflict(format!(
                     "insufficient available balance to withdraw {} {}",
                     money.minor, money.currency
                 ))),
@@ -305,12 +300,12 @@ impl Payments {
     /// provider never received): the payout call for a pending record, with
     /// no connection held during it. The provider deduplicates on the
     /// reference, so sending it again cannot pay twice.
-    pub(super) async fn send_payout(&self, reference: &str) -> Result<Settlement, EscrowError> {
+    pub(super) async fn send_payout(&self, reference: &str) -> Result<Settlement, OperationError> {
         let (record, destination) = {
             let mut conn = self.db.acquire().await?;
             let record = records::find(&mut conn, reference)
                 .await?
-                .ok_or(EscrowError::NotFound("transaction"))?;
+                .ok_or(OperationError::NotFound("transaction"))?;
             let destination_id = record
                 .destination_id
                 .clone()
@@ -322,7 +317,7 @@ impl Payments {
             })?;
             (record, destination)
         };
-        let currency = currency_of(&record)?;
+        let currency = record.currency;
         let kind = DestinationKind::parse(&destination.kind)
             .ok_or_else(|| broken(format!("destination {} has kind {}", destination.id, destination.kind)))?;
         let call = self.gateway.payout(PayoutRequest {
@@ -347,7 +342,7 @@ impl Payments {
     }
 
     /// The record a used key points at, as it is now.
-    async fn replay(&self, reference: &str) -> Result<PaymentAnswer, EscrowError> {
+    async fn replay(&self, reference: &str) -> Result<PaymentAnswer, OperationError> {
         Ok(PaymentAnswer {
             transaction: self.load(reference).await?,
             replayed: true,
@@ -357,23 +352,23 @@ impl Payments {
     /// Step 3 for every path (request, webhook, reconciliation): applies
     /// what the provider says to a pending record, by compare-and-set, with
     /// its ledger transfer, in one short transaction.
-    #[tracing::instrument(name = "payment.settle", skip_all, fields(reference))]
+    #[tracing::instrument(name = "payment.settle", skip_all, fields(reference = %reference))]
     pub async fn apply(
         &self,
         reference: &str,
         settlement: &Settlement,
         checkout_url: Option<&str>,
-    ) -> Result<Applied, EscrowError> {
+    ) -> Result<Applied, OperationError> {
         let mut tx = self.db.begin().await?;
         let record = records::find(&mut tx, reference)
             .await?
-            .ok_or(EscrowError::NotFound("transaction"))?;
+            .ok_or(OperationError::NotFound("transaction"))?;
         if let Some(url) = checkout_url {
             records::set_checkout_url(&mut tx, reference, url).await?;
         }
         let kind = kind_of(&record)?;
-        let currency = currency_of(&record)?;
-        if record.status != "pending" {
+        let currency = record.currency;
+        if record.status != TransactionStatus::Pending {
             tx.commit().await?;
             return Ok(Applied::AlreadySettled(record));
         }
@@ -489,13 +484,13 @@ impl Payments {
     /// that answer. `kind` is what the event is about (a `charge.*` is a
     /// deposit, a `payout.*` a withdrawal); `references` are the candidate
     /// references in the payload, in order of preference.
-    #[tracing::instrument(name = "payment.webhook", skip_all, fields(event = event))]
+    #[tracing::instrument(name = "payment.webhook", skip_all, fields(event = %event))]
     pub async fn handle_webhook(
         &self,
         event: &str,
         kind: PaymentKind,
         references: &[&str],
-    ) -> Result<WebhookOutcome, EscrowError> {
+    ) -> Result<WebhookOutcome, OperationError> {
         let provider = self.gateway.name();
         let (record, event_id) = {
             let mut conn = self.db.acquire().await?;
@@ -521,13 +516,13 @@ impl Payments {
             tracing::warn!(?references, event, "payment webhook for an unknown reference; recorded");
             return Ok(WebhookOutcome::UnknownReference);
         };
-        if PaymentKind::parse(&record.kind) != Some(kind) {
+        if PaymentKind::of(record.kind) != Some(kind) {
             self.note_webhook(event, &event_id, Some(&record.id), WebhookOutcome::KindMismatch)
                 .await?;
             tracing::warn!(reference = %record.id, record_kind = %record.kind, event, "payment webhook for the wrong kind of record; ignored");
             return Ok(WebhookOutcome::KindMismatch);
         }
-        if record.status == "pending" {
+        if record.status == TransactionStatus::Pending {
             let settlement = match self.look_up(kind, &record).await {
                 Ok(settlement) => settlement,
                 Err(err) => {
@@ -552,7 +547,7 @@ impl Payments {
         kind: PaymentKind,
         record: &EscrowTransaction,
     ) -> Result<Settlement, GatewayError> {
-        let currency = currency_of(record).map_err(|e| GatewayError::Rejected(e.to_string()))?;
+        let currency = record.currency;
         let provider = self.gateway.name();
         match kind {
             PaymentKind::Deposit => {
@@ -572,7 +567,7 @@ impl Payments {
         event_id: &str,
         reference: Option<&str>,
         outcome: WebhookOutcome,
-    ) -> Result<(), EscrowError> {
+    ) -> Result<(), OperationError> {
         let mut conn = self.db.acquire().await?;
         webhooks::record(
             &mut conn,
@@ -610,7 +605,7 @@ fn settlement_of_error(err: GatewayError) -> Settlement {
 
 /// The problem a refused record answers with (its replays too).
 pub fn refusal(record: &EscrowTransaction) -> Option<String> {
-    matches!(record.status.as_str(), "failed" | "reversed").then(|| {
+    matches!(record.status, TransactionStatus::Failed | TransactionStatus::Reversed).then(|| {
         record
             .failure_reason
             .clone()

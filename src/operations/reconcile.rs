@@ -28,7 +28,7 @@ use tracing::Instrument;
 use super::payments::{Applied, Payments};
 use crate::alerts::{Alert, Severity};
 use crate::domain::payment::{PaymentKind, Settlement, decide};
-use crate::escrow::EscrowError;
+use crate::operations::OperationError;
 use crate::store::escrow::{self as records, EscrowTransaction};
 use crate::store::timestamp;
 use crate::telemetry::metrics::ReconcileLabels;
@@ -82,12 +82,12 @@ fn provider_says(settlement: &Result<Settlement, String>) -> String {
 
 impl Payments {
     /// One pass over the pending records that are due.
-    pub async fn reconcile_once(&self, dry_run: bool) -> Result<ReconcileReport, EscrowError> {
+    pub async fn reconcile_once(&self, dry_run: bool) -> Result<ReconcileReport, OperationError> {
         let span = tracing::info_span!("payment.reconcile", otel.name = "payment.reconcile", dry_run);
         self.reconcile_pass(dry_run).instrument(span).await
     }
 
-    async fn reconcile_pass(&self, dry_run: bool) -> Result<ReconcileReport, EscrowError> {
+    async fn reconcile_pass(&self, dry_run: bool) -> Result<ReconcileReport, OperationError> {
         let now = OffsetDateTime::now_utc();
         let min_age = time::Duration::try_from(self.reconcile.min_age).unwrap_or(time::Duration::MINUTE);
         let due = {
@@ -124,14 +124,14 @@ impl Payments {
         let age_seconds = timestamp::parse(&record.created_at).map_or(0, |created| (now - created).whole_seconds());
         let mut item = ReconcileItem {
             reference: record.id.clone(),
-            kind: record.kind.clone(),
+            kind: record.kind.to_string(),
             amount: record.amount,
-            currency: record.currency.clone(),
+            currency: record.currency.to_string(),
             age_seconds,
             provider_says: String::new(),
             action: String::new(),
         };
-        let Some(kind) = PaymentKind::parse(&record.kind) else {
+        let Some(kind) = PaymentKind::of(record.kind) else {
             item.action = "error".into();
             return item;
         };
@@ -171,7 +171,7 @@ impl Payments {
         item
     }
 
-    async fn take_lease(&self, reference: &str, now: OffsetDateTime) -> Result<bool, EscrowError> {
+    async fn take_lease(&self, reference: &str, now: OffsetDateTime) -> Result<bool, OperationError> {
         let mut conn = self.db.acquire().await?;
         let until = now + time::Duration::try_from(LEASE).unwrap_or(time::Duration::MINUTE);
         Ok(records::take_lease(&mut conn, reference, &timestamp::format(now), &timestamp::format(until)).await?)
@@ -198,7 +198,7 @@ impl Payments {
                 tracing::warn!(reference = %record.id, "the provider has no payout for this reference; sending it again under the same reference");
                 match self.send_payout(&record.id).await {
                     Ok(settlement) => match self.apply(&record.id, &settlement, None).await {
-                        Ok(Applied::Settled(settled)) => return Ok(settled.status),
+                        Ok(Applied::Settled(settled)) => return Ok(settled.status.to_string()),
                         Ok(_) => return Ok("resent".into()),
                         Err(_) => return Err("error"),
                     },
@@ -215,7 +215,7 @@ impl Payments {
             });
         }
         match self.apply(&record.id, &settlement, None).await {
-            Ok(Applied::Settled(settled)) => Ok(settled.status),
+            Ok(Applied::Settled(settled)) => Ok(settled.status.to_string()),
             Ok(Applied::Waiting(_)) => Ok("still_pending".into()),
             Ok(Applied::AlreadySettled(_)) => Ok("skipped".into()),
             Err(err) => {

@@ -4,17 +4,17 @@
 use sqlx::FromRow;
 
 use super::{DbHandle, StoreError, timestamp};
+use crate::domain::money::Currency;
+use crate::domain::payment::{TransactionKind, TransactionStatus};
 
 #[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct EscrowTransaction {
     pub id: String,
-    /// deposit, hold, release, refund or withdrawal.
     #[serde(rename = "type")]
     #[sqlx(rename = "type")]
-    pub kind: String,
-    /// pending, completed, failed, reversed, or review (a deposit whose
-    /// money did not match: held for a person).
-    pub status: String,
+    pub kind: TransactionKind,
+    /// `review`: a deposit whose money did not match, held for a person.
+    pub status: TransactionStatus,
     pub user_id: String,
     pub counterparty_id: Option<String>,
     pub project_id: Option<String>,
@@ -23,7 +23,7 @@ pub struct EscrowTransaction {
     pub amount: i64,
     /// Platform fee in minor units (holds only).
     pub fee: i64,
-    pub currency: String,
+    pub currency: Currency,
     pub provider: Option<String>,
     pub gateway_reference: Option<String>,
     pub notes: Option<String>,
@@ -50,30 +50,32 @@ macro_rules! columns {
 
 pub struct NewTransaction<'a> {
     pub id: &'a str,
-    pub kind: &'static str,
-    pub status: &'static str,
+    pub kind: TransactionKind,
+    pub status: TransactionStatus,
     pub user_id: &'a str,
     pub counterparty_id: Option<&'a str>,
     pub project_id: Option<&'a str>,
     pub milestone_id: Option<&'a str>,
     pub amount: i64,
     pub fee: i64,
-    pub currency: &'a str,
+    pub currency: Currency,
     pub provider: Option<&'a str>,
     pub notes: Option<&'a str>,
     pub destination_id: Option<&'a str>,
 }
 
-pub async fn insert(db: &mut impl DbHandle, new: NewTransaction<'_>) -> Result<(), StoreError> {
+/// Writes a business record and returns it as stored.
+pub async fn insert(db: &mut impl DbHandle, new: NewTransaction<'_>) -> Result<EscrowTransaction, StoreError> {
     let now = timestamp::now();
     let (conn, obs) = db.parts();
     obs.run(
         "escrow_transactions.insert",
-        sqlx::query(
+        sqlx::query_as(concat!(
             "insert into escrow_transactions (id, type, status, user_id, counterparty_id, project_id, milestone_id, \
              amount, fee, currency, provider, gateway_reference, notes, created_at, updated_at, destination_id) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1, $12, $13, $13, $14)",
-        )
+             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1, $12, $13, $13, $14) returning ",
+            columns!()
+        ))
         .bind(new.id)
         .bind(new.kind)
         .bind(new.status)
@@ -88,11 +90,10 @@ pub async fn insert(db: &mut impl DbHandle, new: NewTransaction<'_>) -> Result<(
         .bind(new.notes)
         .bind(&now)
         .bind(new.destination_id)
-        .execute(conn),
+        .fetch_one(conn),
     )
     .await
-    .map_err(super::map_duplicate("a transaction with this reference"))?;
-    Ok(())
+    .map_err(super::map_duplicate("a transaction with this reference"))
 }
 
 pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<EscrowTransaction>, StoreError> {
@@ -110,31 +111,14 @@ pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<EscrowTrans
     .await
 }
 
-/// Moves a transaction from `from` to `to` (compare-and-set).
-pub async fn set_status(db: &mut impl DbHandle, id: &str, from: &str, to: &'static str) -> Result<bool, StoreError> {
-    let (conn, obs) = db.parts();
-    let result = obs
-        .run(
-            "escrow_transactions.set_status",
-            sqlx::query("update escrow_transactions set status = $3, updated_at = $4 where id = $1 and status = $2")
-                .bind(id)
-                .bind(from)
-                .bind(to)
-                .bind(timestamp::now())
-                .execute(conn),
-        )
-        .await?;
-    Ok(result.rows_affected() == 1)
-}
-
 /// Filters for listing; `None` means "any".
 #[derive(Default)]
 pub struct Filter<'a> {
     /// Only transactions this user is a party to (None: all, for admins).
     pub party: Option<&'a str>,
     pub project_id: Option<&'a str>,
-    pub kind: Option<&'a str>,
-    pub status: Option<&'a str>,
+    pub kind: Option<TransactionKind>,
+    pub status: Option<TransactionStatus>,
     /// Inclusive bounds on `created_at`, in the stored timestamp format.
     pub from: Option<&'a str>,
     pub to: Option<&'a str>,
@@ -196,7 +180,7 @@ pub async fn list(
 pub async fn settle(
     db: &mut impl DbHandle,
     id: &str,
-    to: &'static str,
+    to: TransactionStatus,
     failure_reason: Option<&str>,
     amount_received: Option<i64>,
 ) -> Result<bool, StoreError> {

@@ -3,16 +3,17 @@
 
 use super::StoreError;
 use crate::domain::money::Currency;
-use crate::state::AppState;
 use crate::telemetry::metrics::{CurrencyLabels, PAYMENT_KINDS, PENDING_AGES, PaymentAgeLabels};
 
 /// Reads the current values and sets the gauges. Features add their queries
 /// here as their tables arrive.
-pub async fn refresh(state: &AppState) -> Result<(), StoreError> {
-    let mut conn = state.db.acquire().await?;
-    let metrics = &state.metrics;
-    metrics.kyc_pending.set(super::kyc::count_pending(&mut conn).await?);
-    let totals = super::ledger::escrow_totals(&mut conn).await?;
+pub async fn refresh(
+    conn: &mut super::Conn,
+    metrics: &crate::telemetry::metrics::Metrics,
+    stuck_after: std::time::Duration,
+) -> Result<(), StoreError> {
+    metrics.kyc_pending.set(super::kyc::count_pending(conn).await?);
+    let totals = super::ledger::escrow_totals(conn).await?;
     for currency in Currency::ALL {
         let held = totals
             .iter()
@@ -25,7 +26,7 @@ pub async fn refresh(state: &AppState) -> Result<(), StoreError> {
             })
             .set(held);
     }
-    refresh_pending_payments(&mut conn, metrics, state.config.payments.reconcile.stuck_after).await
+    refresh_pending_payments(conn, metrics, stuck_after).await
 }
 
 /// Deposits and withdrawals waiting for the provider, by age, and how many

@@ -6,7 +6,7 @@ use uuid::Uuid;
 use super::{DbHandle, StoreError, map_duplicate, timestamp};
 use crate::domain::kyc::{KycKind, KycStatus};
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Submission {
     pub id: String,
     pub user_id: String,
@@ -19,44 +19,6 @@ pub struct Submission {
     pub reviewed_at: Option<String>,
     pub resubmission_of: Option<String>,
     pub created_at: String,
-}
-
-#[derive(FromRow)]
-struct SubmissionRow {
-    id: String,
-    user_id: String,
-    kind: String,
-    id_number_last4: String,
-    document_id: Option<String>,
-    status: String,
-    rejection_reason: Option<String>,
-    reviewed_by: Option<String>,
-    reviewed_at: Option<String>,
-    resubmission_of: Option<String>,
-    created_at: String,
-}
-
-fn decode_error(what: &str) -> StoreError {
-    StoreError::Sqlx(sqlx::Error::Decode(what.to_owned().into()))
-}
-
-impl TryFrom<SubmissionRow> for Submission {
-    type Error = StoreError;
-    fn try_from(row: SubmissionRow) -> Result<Submission, StoreError> {
-        Ok(Submission {
-            kind: row.kind.parse().map_err(|_| decode_error("kyc kind"))?,
-            status: row.status.parse().map_err(|_| decode_error("kyc status"))?,
-            id: row.id,
-            user_id: row.user_id,
-            id_number_last4: row.id_number_last4,
-            document_id: row.document_id,
-            rejection_reason: row.rejection_reason,
-            reviewed_by: row.reviewed_by,
-            reviewed_at: row.reviewed_at,
-            resubmission_of: row.resubmission_of,
-            created_at: row.created_at,
-        })
-    }
 }
 
 /// A sealed document to store beside a submission.
@@ -122,12 +84,12 @@ pub async fn insert(db: &mut impl DbHandle, new: NewSubmission<'_>) -> Result<Su
     .map_err(map_duplicate("a pending KYC submission for this user"))?;
     find(db, &id)
         .await?
-        .ok_or_else(|| StoreError::Unavailable("the new submission vanished".into()))
+        .ok_or_else(|| StoreError::Missing(format!("KYC submission {id} was written but cannot be read back")))
 }
 
 pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<Submission>, StoreError> {
     let (conn, obs) = db.parts();
-    let row: Option<SubmissionRow> = obs
+    let row: Option<Submission> = obs
         .run(
             "kyc_submissions.find",
             sqlx::query_as(
@@ -138,12 +100,12 @@ pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<Submission>
             .fetch_optional(conn),
         )
         .await?;
-    row.map(Submission::try_from).transpose()
+    Ok(row)
 }
 
 pub async fn list_for_user(db: &mut impl DbHandle, user_id: &str) -> Result<Vec<Submission>, StoreError> {
     let (conn, obs) = db.parts();
-    let rows: Vec<SubmissionRow> = obs
+    let rows: Vec<Submission> = obs
         .run(
             "kyc_submissions.list_for_user",
             sqlx::query_as(
@@ -155,7 +117,7 @@ pub async fn list_for_user(db: &mut impl DbHandle, user_id: &str) -> Result<Vec<
             .fetch_all(conn),
         )
         .await?;
-    rows.into_iter().map(Submission::try_from).collect()
+    Ok(rows)
 }
 
 /// A page of submissions in one status, oldest first (a review queue), and
@@ -167,7 +129,7 @@ pub async fn list_by_status(
     offset: i64,
 ) -> Result<(Vec<Submission>, i64), StoreError> {
     let (conn, obs) = db.parts();
-    let rows: Vec<SubmissionRow> = obs
+    let rows: Vec<Submission> = obs
         .run(
             "kyc_submissions.list_by_status",
             sqlx::query_as(
@@ -190,7 +152,7 @@ pub async fn list_by_status(
                 .fetch_one(conn),
         )
         .await?;
-    let items = rows.into_iter().map(Submission::try_from).collect::<Result<_, _>>()?;
+    let items = rows;
     Ok((items, total))
 }
 

@@ -7,7 +7,7 @@ use super::{DbHandle, StoreError, timestamp};
 use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::domain::money::Currency;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Project {
     pub id: String,
     pub title: String,
@@ -21,46 +21,7 @@ pub struct Project {
     pub updated_at: String,
 }
 
-#[derive(FromRow)]
-struct ProjectRow {
-    id: String,
-    title: String,
-    description: Option<String>,
-    buyer_id: String,
-    seller_id: String,
-    currency: String,
-    status: String,
-    dispute_reason: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-fn decode(what: String) -> StoreError {
-    StoreError::Sqlx(sqlx::Error::Decode(what.into()))
-}
-
-impl TryFrom<ProjectRow> for Project {
-    type Error = StoreError;
-    fn try_from(r: ProjectRow) -> Result<Project, StoreError> {
-        Ok(Project {
-            currency: r.currency.parse().map_err(decode)?,
-            status: r
-                .status
-                .parse()
-                .map_err(|e: crate::domain::DomainError| decode(e.to_string()))?,
-            id: r.id,
-            title: r.title,
-            description: r.description,
-            buyer_id: r.buyer_id,
-            seller_id: r.seller_id,
-            dispute_reason: r.dispute_reason,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
-}
-
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, FromRow)]
 pub struct Milestone {
     pub id: String,
     pub project_id: String,
@@ -73,43 +34,6 @@ pub struct Milestone {
     pub submission_note: Option<String>,
     pub created_at: String,
     pub updated_at: String,
-}
-
-#[derive(FromRow)]
-struct MilestoneRow {
-    id: String,
-    project_id: String,
-    position: i64,
-    title: String,
-    description: Option<String>,
-    amount: i64,
-    status: String,
-    rejection_reason: Option<String>,
-    submission_note: Option<String>,
-    created_at: String,
-    updated_at: String,
-}
-
-impl TryFrom<MilestoneRow> for Milestone {
-    type Error = StoreError;
-    fn try_from(r: MilestoneRow) -> Result<Milestone, StoreError> {
-        Ok(Milestone {
-            status: r
-                .status
-                .parse()
-                .map_err(|e: crate::domain::DomainError| decode(e.to_string()))?,
-            id: r.id,
-            project_id: r.project_id,
-            position: r.position,
-            title: r.title,
-            description: r.description,
-            amount: r.amount,
-            rejection_reason: r.rejection_reason,
-            submission_note: r.submission_note,
-            created_at: r.created_at,
-            updated_at: r.updated_at,
-        })
-    }
 }
 
 pub struct NewMilestone<'a> {
@@ -194,7 +118,7 @@ pub async fn lock(db: &mut impl DbHandle, id: &str) -> Result<bool, StoreError> 
 
 pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, StoreError> {
     let (conn, obs) = db.parts();
-    let row: Option<ProjectRow> = obs
+    let row: Option<Project> = obs
         .run(
             "projects.find",
             sqlx::query_as("select * from projects where id = $1")
@@ -202,7 +126,7 @@ pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, S
                 .fetch_optional(conn),
         )
         .await?;
-    row.map(Project::try_from).transpose()
+    Ok(row)
 }
 
 /// A page of the projects `user_id` is a party to (every project when
@@ -216,7 +140,7 @@ pub async fn list(
 ) -> Result<(Vec<Project>, i64), StoreError> {
     let status = status.map(|s| s.as_str());
     let (conn, obs) = db.parts();
-    let rows: Vec<ProjectRow> = obs
+    let rows: Vec<Project> = obs
         .run(
             "projects.list",
             sqlx::query_as(
@@ -243,10 +167,7 @@ pub async fn list(
             .fetch_one(conn),
         )
         .await?;
-    Ok((
-        rows.into_iter().map(Project::try_from).collect::<Result<_, _>>()?,
-        total,
-    ))
+    Ok((rows, total))
 }
 
 pub async fn update_terms(
@@ -326,7 +247,7 @@ pub async fn delete_draft(db: &mut impl DbHandle, id: &str) -> Result<bool, Stor
 
 pub async fn milestones(db: &mut impl DbHandle, project_id: &str) -> Result<Vec<Milestone>, StoreError> {
     let (conn, obs) = db.parts();
-    let rows: Vec<MilestoneRow> = obs
+    let rows: Vec<Milestone> = obs
         .run(
             "milestones.list",
             sqlx::query_as("select * from milestones where project_id = $1 order by position")
@@ -334,12 +255,12 @@ pub async fn milestones(db: &mut impl DbHandle, project_id: &str) -> Result<Vec<
                 .fetch_all(conn),
         )
         .await?;
-    rows.into_iter().map(Milestone::try_from).collect()
+    Ok(rows)
 }
 
 pub async fn find_milestone(db: &mut impl DbHandle, id: &str) -> Result<Option<Milestone>, StoreError> {
     let (conn, obs) = db.parts();
-    let row: Option<MilestoneRow> = obs
+    let row: Option<Milestone> = obs
         .run(
             "milestones.find",
             sqlx::query_as("select * from milestones where id = $1")
@@ -347,7 +268,7 @@ pub async fn find_milestone(db: &mut impl DbHandle, id: &str) -> Result<Option<M
                 .fetch_optional(conn),
         )
         .await?;
-    row.map(Milestone::try_from).transpose()
+    Ok(row)
 }
 
 pub async fn update_milestone(

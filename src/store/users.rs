@@ -21,13 +21,15 @@ pub struct User {
     pub updated_at: String,
 }
 
+/// The stored row: `active` is 0/1 in both schemas (portable), a `bool`
+/// in [`User`].
 #[derive(FromRow)]
 struct UserRow {
     id: String,
     email: String,
     password_hash: String,
     full_name: String,
-    role: String,
+    role: Role,
     phone_number: Option<String>,
     bio: Option<String>,
     active: i64,
@@ -36,26 +38,21 @@ struct UserRow {
     updated_at: String,
 }
 
-impl TryFrom<UserRow> for User {
-    type Error = StoreError;
-    fn try_from(row: UserRow) -> Result<User, StoreError> {
-        let role = row
-            .role
-            .parse()
-            .map_err(|_| StoreError::Sqlx(sqlx::Error::Decode(format!("unknown role {:?}", row.role).into())))?;
-        Ok(User {
+impl From<UserRow> for User {
+    fn from(row: UserRow) -> User {
+        User {
             id: row.id,
             email: row.email,
             password_hash: row.password_hash,
             full_name: row.full_name,
-            role,
+            role: row.role,
             phone_number: row.phone_number,
             bio: row.bio,
             active: row.active == 1,
             token_version: row.token_version,
             created_at: row.created_at,
             updated_at: row.updated_at,
-        })
+        }
     }
 }
 
@@ -73,27 +70,26 @@ pub async fn insert(db: &mut impl DbHandle, new: NewUser<'_>) -> Result<User, St
     let id = Uuid::now_v7().to_string();
     let now = timestamp::now();
     let (conn, obs) = db.parts();
-    obs.run(
+    let row: UserRow = obs
+        .run(
         "users.insert",
-        sqlx::query(
+        sqlx::query_as(
             "insert into users (id, email, password_hash, full_name, role, phone_number, bio, active, token_version, \
-             created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, 1, 0, $8, $8)",
+             created_at, updated_at) values ($1, $2, $3, $4, $5, $6, $7, 1, 0, $8, $8) returning *",
         )
         .bind(&id)
         .bind(new.email.as_str())
         .bind(new.password_hash)
         .bind(new.full_name)
-        .bind(new.role.as_str())
+        .bind(new.role)
         .bind(new.phone_number)
         .bind(new.bio)
         .bind(&now)
-        .execute(conn),
+        .fetch_one(conn),
     )
     .await
     .map_err(map_duplicate("an account with this email"))?;
-    find_by_id(db, &id)
-        .await?
-        .ok_or_else(|| StoreError::Unavailable("the new user vanished".into()))
+    Ok(row.into())
 }
 
 pub async fn find_by_email(db: &mut impl DbHandle, email: &Email) -> Result<Option<User>, StoreError> {
@@ -106,7 +102,7 @@ pub async fn find_by_email(db: &mut impl DbHandle, email: &Email) -> Result<Opti
                 .fetch_optional(conn),
         )
         .await?;
-    row.map(User::try_from).transpose()
+    Ok(row.map(User::from))
 }
 
 pub async fn find_by_id(db: &mut impl DbHandle, id: &str) -> Result<Option<User>, StoreError> {
@@ -119,7 +115,7 @@ pub async fn find_by_id(db: &mut impl DbHandle, id: &str) -> Result<Option<User>
                 .fetch_optional(conn),
         )
         .await?;
-    row.map(User::try_from).transpose()
+    Ok(row.map(User::from))
 }
 
 /// The profile fields a user may change; `None` leaves a field as it is.

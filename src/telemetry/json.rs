@@ -97,7 +97,7 @@ where
     fn format_event(&self, ctx: &FmtContext<'_, S, N>, mut writer: Writer<'_>, event: &Event<'_>) -> fmt::Result {
         let metadata = event.metadata();
         let mut line = Map::new();
-        line.insert("timestamp".into(), Value::from(crate::store::timestamp::now()));
+        line.insert("timestamp".into(), Value::from(crate::timestamp::now()));
         line.insert("level".into(), Value::from(metadata.level().as_str()));
         line.insert("target".into(), Value::from(metadata.target()));
         if let Some(scope) = ctx.event_scope() {

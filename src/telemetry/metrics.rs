@@ -183,43 +183,105 @@ type LatencyFamily =
     Family<RouteLabels, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>;
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
-pub struct Metrics {
-    registry: Registry,
-    pub http_requests: Family<RequestLabels, Counter>,
-    pub http_request_duration: LatencyFamily,
-    pub http_requests_in_progress: Family<RouteLabels, Gauge>,
-    pub db_connections_active: Gauge,
-    pub db_connections_idle: Gauge,
-    pub db_connections_max: Gauge,
-    pub db_query_duration: HistogramFamily<OperationLabels>,
-    pub escrow_transactions: Family<EscrowLabels, Counter>,
-    pub user_registrations: Counter,
-    pub kyc_submissions: Family<StatusLabels, Counter>,
-    pub errors: Family<ErrorLabels, Counter>,
-    pub escrow_held: Family<CurrencyLabels, Gauge>,
-    pub kyc_pending: Gauge,
-    pub gateway_requests: Family<GatewayLabels, Counter>,
-    pub gateway_request_duration: HistogramFamily<GatewayOperationLabels>,
-    pub webhooks_received: Family<WebhookLabels, Counter>,
-    pub payments_pending: Family<PaymentAgeLabels, Gauge>,
-    pub payments_stuck: Gauge,
-    pub payments_reconciled: Family<ReconcileLabels, Counter>,
-    pub payment_mispayments: Family<KindLabels, Counter>,
-    pub gateway_last_call: Mutex<Option<GatewayCall>>,
-    pub alerts_sent: Family<AlertLabels, Counter>,
-    pub alerts_dropped: Counter,
-    pub ledger_check_ok: Gauge,
-    pub ledger_check_timestamp: FloatGauge,
-    pub backup_last_success_timestamp: FloatGauge,
-    pub database_up: Gauge,
-    pub database_migrations_pending: Gauge,
-    /// Plain counters the watchdogs read (not exported: their exported twins
-    /// are `http_requests_total{status=~"5.."}` and `amani_gateway_requests_total`).
-    pub server_errors: std::sync::atomic::AtomicU64,
-    pub gateway_calls: std::sync::atomic::AtomicU64,
-    pub gateway_failures: std::sync::atomic::AtomicU64,
-    /// When the database-derived gauges were last refreshed.
-    pub(crate) scrape_cache: Mutex<Option<Instant>>,
+/// Declares every metric once — field, type, initial value, exported name
+/// and help — and generates the struct, its constructor and its
+/// registration from that one table. (prometheus-client appends `_total`
+/// to counters itself: name a counter without it.)
+macro_rules! metrics {
+    (
+        exported { $( $field:ident : $ty:ty = $init:expr => $name:literal, $help:literal; )+ }
+        internal { $( $(#[$doc:meta])* $ifield:ident : $ity:ty = $iinit:expr; )+ }
+    ) => {
+        pub struct Metrics {
+            registry: Registry,
+            $( pub $field: $ty, )+
+            $( $(#[$doc])* pub $ifield: $ity, )+
+        }
+
+        impl Metrics {
+            fn declare() -> Metrics {
+                Metrics {
+                    registry: Registry::default(),
+                    $( $field: $init, )+
+                    $( $ifield: $iinit, )+
+                }
+            }
+
+            fn register_all(&self, registry: &mut Registry) {
+                $( registry.register($name, $help, self.$field.clone()); )+
+            }
+        }
+    };
+}
+
+metrics! {
+    exported {
+        http_requests: Family<RequestLabels, Counter> = Family::default()
+            => "http_requests", "HTTP requests served, by method, route template and status";
+        http_request_duration: LatencyFamily = Family::new_with_constructor(latency_histogram)
+            => "http_request_duration_seconds", "HTTP request latency by method and route template, with the trace id as exemplar";
+        http_requests_in_progress: Family<RouteLabels, Gauge> = Family::default()
+            => "http_requests_in_progress", "HTTP requests being served now, by method and route template";
+        db_connections_active: Gauge = Gauge::default()
+            => "db_connections_active", "Pooled database connections in use";
+        db_connections_idle: Gauge = Gauge::default()
+            => "db_connections_idle", "Pooled database connections open and idle";
+        db_connections_max: Gauge = Gauge::default()
+            => "db_connections_max", "Configured maximum pool size";
+        db_query_duration: HistogramFamily<OperationLabels> = Family::new_with_constructor(db_histogram)
+            => "db_query_duration_seconds", "Database statement latency by operation";
+        escrow_transactions: Family<EscrowLabels, Counter> = Family::default()
+            => "escrow_transactions", "Escrow ledger operations by type (hold, release, refund, deposit, withdrawal) and outcome";
+        user_registrations: Counter = Counter::default()
+            => "user_registrations", "Accounts created through sign-up";
+        kyc_submissions: Family<StatusLabels, Counter> = Family::default()
+            => "kyc_submissions", "KYC submissions and decisions by status";
+        errors: Family<ErrorLabels, Counter> = Family::default()
+            => "errors", "Error responses by problem type and route template";
+        escrow_held: Family<CurrencyLabels, Gauge> = Family::default()
+            => "amani_escrow_held_minor_units", "Money held in escrow now, in minor units, by currency (read from the ledger)";
+        kyc_pending: Gauge = Gauge::default()
+            => "amani_kyc_pending", "KYC submissions awaiting review (read from the database)";
+        gateway_requests: Family<GatewayLabels, Counter> = Family::default()
+            => "amani_gateway_requests", "Payment-gateway calls by provider, operation and outcome";
+        gateway_request_duration: HistogramFamily<GatewayOperationLabels> = Family::new_with_constructor(gateway_histogram)
+            => "amani_gateway_request_duration_seconds", "Payment-gateway call latency";
+        webhooks_received: Family<WebhookLabels, Counter> = Family::default()
+            => "amani_webhooks_received", "Payment webhooks received by provider and outcome";
+        payments_pending: Family<PaymentAgeLabels, Gauge> = Family::default()
+            => "amani_payments_pending", "Deposits and withdrawals waiting for the payment provider, by kind and age (read from the database)";
+        payments_stuck: Gauge = Gauge::default()
+            => "amani_payments_stuck", "Deposits and withdrawals pending longer than PAYMENT_STUCK_AFTER_SECONDS (read from the database)";
+        payments_reconciled: Family<ReconcileLabels, Counter> = Family::default()
+            => "amani_payments_reconciled", "Pending deposits and withdrawals looked up at the provider by reconciliation, by kind and outcome";
+        payment_mispayments: Family<KindLabels, Counter> = Family::default()
+            => "amani_payment_mispayments", "Money reported by the provider that did not match the record (held for review), by kind";
+        alerts_sent: Family<AlertLabels, Counter> = Family::default()
+            => "alerts_sent", "Alert deliveries by channel and outcome";
+        alerts_dropped: Counter = Counter::default()
+            => "alerts_dropped", "Alerts dropped because the delivery queue was full";
+        ledger_check_ok: Gauge = Gauge::default()
+            => "amani_ledger_check_ok", "1 when the last ledger check balanced, 0 when it found a break";
+        ledger_check_timestamp: FloatGauge = FloatGauge::default()
+            => "amani_ledger_check_timestamp_seconds", "Unix time of the last ledger check";
+        backup_last_success_timestamp: FloatGauge = FloatGauge::default()
+            => "backup_last_success_timestamp_seconds", "Unix time of the newest verified backup found in the backup folder";
+        database_up: Gauge = Gauge::default()
+            => "amani_database_up", "1 when the last database check succeeded, 0 when the database could not be reached";
+        database_migrations_pending: Gauge = Gauge::default()
+            => "amani_database_migrations_pending", "Embedded migrations not yet applied to the database";
+    }
+    internal {
+        /// The last payment-gateway call, for `/health`.
+        gateway_last_call: Mutex<Option<GatewayCall>> = Mutex::new(None);
+        /// Plain counters the watchdogs read (not exported: their exported twins
+        /// are `http_requests_total{status=~"5.."}` and `amani_gateway_requests_total`).
+        server_errors: std::sync::atomic::AtomicU64 = Default::default();
+        gateway_calls: std::sync::atomic::AtomicU64 = Default::default();
+        gateway_failures: std::sync::atomic::AtomicU64 = Default::default();
+        /// When the database-derived gauges were last refreshed.
+        scrape_cache: Mutex<Option<Instant>> = Mutex::new(None);
+    }
 }
 
 fn latency_histogram() -> HistogramWithExemplars<TraceExemplar> {
@@ -236,42 +298,7 @@ fn gateway_histogram() -> Histogram {
 
 impl Metrics {
     pub fn new(config: &Config, build: &BuildInfo) -> Arc<Metrics> {
-        let mut registry = Registry::default();
-        let metrics = Metrics {
-            http_requests: Family::default(),
-            http_request_duration: Family::new_with_constructor(latency_histogram),
-            http_requests_in_progress: Family::default(),
-            db_connections_active: Gauge::default(),
-            db_connections_idle: Gauge::default(),
-            db_connections_max: Gauge::default(),
-            db_query_duration: Family::new_with_constructor(db_histogram),
-            escrow_transactions: Family::default(),
-            user_registrations: Counter::default(),
-            kyc_submissions: Family::default(),
-            errors: Family::default(),
-            escrow_held: Family::default(),
-            kyc_pending: Gauge::default(),
-            gateway_requests: Family::default(),
-            gateway_request_duration: Family::new_with_constructor(gateway_histogram),
-            webhooks_received: Family::default(),
-            payments_pending: Family::default(),
-            payments_stuck: Gauge::default(),
-            payments_reconciled: Family::default(),
-            payment_mispayments: Family::default(),
-            gateway_last_call: Mutex::new(None),
-            alerts_sent: Family::default(),
-            alerts_dropped: Counter::default(),
-            ledger_check_ok: Gauge::default(),
-            ledger_check_timestamp: FloatGauge::default(),
-            backup_last_success_timestamp: FloatGauge::default(),
-            database_up: Gauge::default(),
-            database_migrations_pending: Gauge::default(),
-            server_errors: Default::default(),
-            gateway_calls: Default::default(),
-            gateway_failures: Default::default(),
-            scrape_cache: Mutex::new(None),
-            registry: Registry::default(),
-        };
+        let metrics = Metrics::declare();
         let info: Family<InfoLabels, Gauge> = Family::default();
         info.get_or_create(&InfoLabels {
             version: config.app_version.clone(),
@@ -285,152 +312,16 @@ impl Metrics {
             .set(i64::from(config.database.max_connections));
         metrics.create_known_series();
 
-        // prometheus-client appends `_total` to counters itself.
-        let r = &mut registry;
-        r.register(
+        let mut registry = Registry::default();
+        registry.register(
             "amani_app_info",
             "Build and deployment of this process (always 1)",
             info,
         );
-        r.register(
-            "http_requests",
-            "HTTP requests served, by method, route template and status",
-            metrics.http_requests.clone(),
-        );
-        r.register(
-            "http_request_duration_seconds",
-            "HTTP request latency by method and route template, with the trace id as exemplar",
-            metrics.http_request_duration.clone(),
-        );
-        r.register(
-            "http_requests_in_progress",
-            "HTTP requests being served now, by method and route template",
-            metrics.http_requests_in_progress.clone(),
-        );
-        r.register(
-            "db_connections_active",
-            "Pooled database connections in use",
-            metrics.db_connections_active.clone(),
-        );
-        r.register(
-            "db_connections_idle",
-            "Pooled database connections open and idle",
-            metrics.db_connections_idle.clone(),
-        );
-        r.register(
-            "db_connections_max",
-            "Configured maximum pool size",
-            metrics.db_connections_max.clone(),
-        );
-        r.register(
-            "db_query_duration_seconds",
-            "Database statement latency by operation",
-            metrics.db_query_duration.clone(),
-        );
-        r.register(
-            "escrow_transactions",
-            "Escrow ledger operations by type (hold, release, refund, deposit, withdrawal) and outcome",
-            metrics.escrow_transactions.clone(),
-        );
-        r.register(
-            "user_registrations",
-            "Accounts created through sign-up",
-            metrics.user_registrations.clone(),
-        );
-        r.register(
-            "kyc_submissions",
-            "KYC submissions and decisions by status",
-            metrics.kyc_submissions.clone(),
-        );
-        r.register(
-            "errors",
-            "Error responses by problem type and route template",
-            metrics.errors.clone(),
-        );
-        r.register(
-            "amani_escrow_held_minor_units",
-            "Money held in escrow now, in minor units, by currency (read from the ledger)",
-            metrics.escrow_held.clone(),
-        );
-        r.register(
-            "amani_kyc_pending",
-            "KYC submissions awaiting review (read from the database)",
-            metrics.kyc_pending.clone(),
-        );
-        r.register(
-            "amani_gateway_requests",
-            "Payment-gateway calls by provider, operation and outcome",
-            metrics.gateway_requests.clone(),
-        );
-        r.register(
-            "amani_gateway_request_duration_seconds",
-            "Payment-gateway call latency",
-            metrics.gateway_request_duration.clone(),
-        );
-        r.register(
-            "amani_webhooks_received",
-            "Payment webhooks received by provider and outcome",
-            metrics.webhooks_received.clone(),
-        );
-        r.register(
-            "amani_payments_pending",
-            "Deposits and withdrawals waiting for the payment provider, by kind and age (read from the database)",
-            metrics.payments_pending.clone(),
-        );
-        r.register(
-            "amani_payments_stuck",
-            "Deposits and withdrawals pending longer than PAYMENT_STUCK_AFTER_SECONDS (read from the database)",
-            metrics.payments_stuck.clone(),
-        );
-        r.register(
-            "amani_payments_reconciled",
-            "Pending deposits and withdrawals looked up at the provider by reconciliation, by kind and outcome",
-            metrics.payments_reconciled.clone(),
-        );
-        r.register(
-            "amani_payment_mispayments",
-            "Money reported by the provider that did not match the record (held for review), by kind",
-            metrics.payment_mispayments.clone(),
-        );
-        r.register(
-            "alerts_sent",
-            "Alert deliveries by channel and outcome",
-            metrics.alerts_sent.clone(),
-        );
-        r.register(
-            "alerts_dropped",
-            "Alerts dropped because the delivery queue was full",
-            metrics.alerts_dropped.clone(),
-        );
-        r.register(
-            "amani_ledger_check_ok",
-            "1 when the last ledger check balanced, 0 when it found a break",
-            metrics.ledger_check_ok.clone(),
-        );
-        r.register(
-            "amani_ledger_check_timestamp_seconds",
-            "Unix time of the last ledger check",
-            metrics.ledger_check_timestamp.clone(),
-        );
-        r.register(
-            "backup_last_success_timestamp_seconds",
-            "Unix time of the newest verified backup found in the backup folder",
-            metrics.backup_last_success_timestamp.clone(),
-        );
-        r.register(
-            "amani_database_up",
-            "1 when the last database check succeeded, 0 when the database could not be reached",
-            metrics.database_up.clone(),
-        );
-        r.register(
-            "amani_database_migrations_pending",
-            "Embedded migrations not yet applied to the database",
-            metrics.database_migrations_pending.clone(),
-        );
-        r.register_collector(Box::new(ProcessCollector {
+        metrics.register_all(&mut registry);
+        registry.register_collector(Box::new(ProcessCollector {
             volumes: vec![("data".to_owned(), config.data_dir())],
         }));
-
         Arc::new(Metrics { registry, ..metrics })
     }
 
@@ -514,34 +405,18 @@ impl Metrics {
     }
 }
 
-/// Brings the scrape-time gauges up to date: pool use on every scrape, and
-/// the database-derived gauges at most every [`SCRAPE_CACHE`], so a burst of
-/// scrapes (several Prometheus replicas) costs one round of queries.
-pub async fn refresh_scrape_time_gauges(state: &crate::state::AppState) {
-    let metrics = &state.metrics;
-    let (size, idle) = state.db.pool_stats();
-    let idle = i64::try_from(idle).unwrap_or(i64::MAX);
-    metrics.db_connections_idle.set(idle);
-    metrics.db_connections_active.set(i64::from(size) - idle);
-
-    let due = {
-        let Ok(mut last) = metrics.scrape_cache.lock() else {
-            return;
-        };
-        let due = last.is_none_or(|at| at.elapsed() >= SCRAPE_CACHE);
-        if due {
-            *last = Some(Instant::now());
-        }
-        due
+/// Whether the database-derived gauges are due for a refresh (at most every
+/// [`SCRAPE_CACHE`], so a burst of scrapes from several Prometheus replicas
+/// costs one round of queries); marks them refreshed when they are.
+pub fn scrape_refresh_due(metrics: &Metrics) -> bool {
+    let Ok(mut last) = metrics.scrape_cache.lock() else {
+        return false;
     };
+    let due = last.is_none_or(|at| at.elapsed() >= SCRAPE_CACHE);
     if due {
-        metrics
-            .backup_last_success_timestamp
-            .set(crate::ops::backup::last_success(&state.config.backup_dir));
-        if let Err(err) = crate::store::gauges::refresh(state).await {
-            tracing::debug!(error = %err, "scrape-time gauges not refreshed");
-        }
+        *last = Some(Instant::now());
     }
+    due
 }
 
 /// The request method as a label: the standard methods, or `other`, so a

@@ -12,15 +12,12 @@
 //!
 //! It returns a guard that flushes the span exporter when dropped.
 
-mod access_log;
 pub mod error_tracking;
 pub mod json;
 pub mod metrics;
 mod process;
 pub mod request_id;
 pub mod traces;
-
-pub use access_log::{MatchedRoute, Panicked, observe, record_route};
 
 use opentelemetry_sdk::trace::SdkTracerProvider;
 use tracing::Level;

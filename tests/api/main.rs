@@ -1,6 +1,8 @@
 //! The one integration-test binary: the real application over real HTTP on
 //! loopback, against a real SQLite file and a real PostgreSQL database.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod helpers;
 mod proxy;
 mod server;

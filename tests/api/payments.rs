@@ -135,7 +135,58 @@ both_engines!(
     payout_destinations_must_resolve_to_the_verified_name,
     a_stuck_payment_is_counted_and_mispayments_are_held_for_review,
     a_payout_interrupted_by_kill_9_is_settled_after_restart,
+    concurrent_first_deposits_of_a_new_user_all_succeed,
 );
+
+/// Starts `count` deposits of `amount` at once (keys `{prefix}-{i}`); each
+/// task answers the status and body.
+fn spawn_deposits(
+    app: &TestApp,
+    user: &TestUser,
+    count: usize,
+    amount: i64,
+    prefix: &str,
+) -> Vec<tokio::task::JoinHandle<(u16, String)>> {
+    (0..count)
+        .map(|i| {
+            let request = app
+                .authed(Method::POST, "/api/v1/wallet/deposit", &user.token)
+                .header("idempotency-key", format!("{prefix}-{i}"))
+                .json(&json!({"amount": amount, "currency": "NGN"}));
+            tokio::spawn(async move {
+                let response = request.send().await.unwrap();
+                let status = response.status().as_u16();
+                (status, response.text().await.unwrap_or_default())
+            })
+        })
+        .collect()
+}
+
+/// The first deposits of a new user create their ledger accounts; several at
+/// once must not collide (PostgreSQL once answered 500 here: a unique
+/// violation on the second unique index of `ledger_accounts`).
+async fn concurrent_first_deposits_of_a_new_user_all_succeed(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn_with(
+        &db.url,
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "16"),
+            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "30"),
+        ],
+    )
+    .await;
+    app.wait_until_ready().await;
+    for round in 0..8 {
+        let user = app.user("client").await;
+        let deposits = spawn_deposits(&app, &user, 12, 100, &format!("first-{round}"));
+        for deposit in deposits {
+            let (status, body) = deposit.await.unwrap();
+            assert_eq!(status, 201, "{body}");
+        }
+        assert_eq!(available(&app, &user).await, 1_200);
+    }
+    assert_books_balance(&app).await;
+}
 
 async fn fincra_calls_carry_the_documented_headers_units_and_bodies(engine: Engine) {
     let db = TestDb::create(engine).await;
@@ -588,27 +639,7 @@ async fn a_slow_gateway_does_not_slow_unrelated_requests(engine: Engine) {
     }
     // Three deposits in flight: each would hold a connection (of two) and,
     // on SQLite, the write lock, if the gateway were called inside its transaction.
-    let deposits: Vec<_> = (0..3)
-        .map(|i| {
-            let (client, url, token) = (
-                app.client.clone(),
-                app.url("/api/v1/wallet/deposit"),
-                user.token.clone(),
-            );
-            tokio::spawn(async move {
-                client
-                    .post(url)
-                    .bearer_auth(token)
-                    .header("idempotency-key", format!("slow-{i}"))
-                    .json(&json!({"amount": 1_000, "currency": "NGN"}))
-                    .send()
-                    .await
-                    .unwrap()
-                    .status()
-                    .as_u16()
-            })
-        })
-        .collect();
+    let deposits = spawn_deposits(&app, &user, 3, 1_000, "slow");
     tokio::time::sleep(Duration::from_millis(500)).await;
     let mut busy = Vec::new();
     for _ in 0..3 {
@@ -623,7 +654,8 @@ async fn a_slow_gateway_does_not_slow_unrelated_requests(engine: Engine) {
     );
     assert!(busy < Duration::from_secs(2), "{busy:?}");
     for deposit in deposits {
-        assert_eq!(deposit.await.unwrap(), 201);
+        let (status, body) = deposit.await.unwrap();
+        assert_eq!(status, 201, "{body}");
     }
     assert_eq!(available(&app, &user).await, 3_000);
     assert_books_balance(&app).await;

@@ -1,0 +1,145 @@
+//! Milestones: their terms and their delivery. Handlers extract, call one
+//! operation in [`crate::operations::milestones`], and render.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::error::ApiError;
+use super::extract::{ApiJson, AuthUser, Page, PageParams};
+use super::projects::{MilestoneInput, MilestoneView, TAG, optional_text};
+use crate::domain::account::bounded_text;
+use crate::domain::escrow::MilestoneStatus;
+use crate::operations::milestones;
+use crate::state::AppState;
+
+/// The buyer adds a milestone to a draft.
+#[utoipa::path(post, path = "/api/v1/projects/{id}/milestones", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = MilestoneInput, responses((status = 201, body = MilestoneView), (status = 409, body = super::error::Problem)))]
+pub async fn create_milestone(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<MilestoneInput>,
+) -> Result<(StatusCode, Json<MilestoneView>), ApiError> {
+    let title = bounded_text("milestone title", &body.title, 200)?;
+    let description = optional_text("description", body.description.as_deref(), 5000)?;
+    let milestone = milestones::create(&state.db, &user, &id, title, description, body.amount.0).await?;
+    Ok((StatusCode::CREATED, Json(milestone.into())))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct MilestoneFilter {
+    pub status: Option<String>,
+}
+
+#[utoipa::path(get, path = "/api/v1/projects/{id}/milestones", tag = TAG, security(("bearer" = [])),
+    params(("id" = String, Path), MilestoneFilter, PageParams), responses((status = 200, body = Page<MilestoneView>)))]
+pub async fn list_milestones(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    Query(filter): Query<MilestoneFilter>,
+    Query(page): Query<PageParams>,
+) -> Result<Json<Page<MilestoneView>>, ApiError> {
+    let status = filter
+        .status
+        .as_deref()
+        .map(str::parse::<MilestoneStatus>)
+        .transpose()?;
+    let (page, page_size, limit, offset) = page.resolve()?;
+    let all = milestones::list(&state.db, &user, &id, status).await?;
+    let total = all.len() as i64;
+    let items = all
+        .into_iter()
+        .skip(usize::try_from(offset).unwrap_or(usize::MAX))
+        .take(usize::try_from(limit).unwrap_or(0))
+        .map(Into::into)
+        .collect();
+    Ok(Json(Page::new(items, total, page, page_size)))
+}
+
+#[utoipa::path(get, path = "/api/v1/milestones/{id}", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = MilestoneView), (status = 404, body = super::error::Problem)))]
+pub async fn get_milestone(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+) -> Result<Json<MilestoneView>, ApiError> {
+    Ok(Json(milestones::get(&state.db, &user, &id).await?.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct UpdateMilestone {
+    pub title: Option<String>,
+    pub description: Option<String>,
+    pub amount: Option<crate::domain::money::MinorUnits>,
+}
+
+/// The buyer edits a milestone of a draft.
+#[utoipa::path(put, path = "/api/v1/milestones/{id}", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = UpdateMilestone, responses((status = 200, body = MilestoneView), (status = 409, body = super::error::Problem)))]
+pub async fn update_milestone(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<UpdateMilestone>,
+) -> Result<Json<MilestoneView>, ApiError> {
+    let title = optional_text("title", body.title.as_deref(), 200)?;
+    let description = optional_text("description", body.description.as_deref(), 5000)?;
+    let amount = body.amount.map(|a| a.0);
+    let milestone = milestones::update(&state.db, &user, &id, title.as_deref(), description.as_deref(), amount).await?;
+    Ok(Json(milestone.into()))
+}
+
+#[derive(Deserialize, ToSchema, Default)]
+pub struct SubmitRequest {
+    /// What was delivered, for the buyer.
+    pub note: Option<String>,
+}
+
+/// The seller delivers a funded (or rejected) milestone.
+#[utoipa::path(post, path = "/api/v1/milestones/{id}/submit", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = SubmitRequest, responses((status = 200, body = MilestoneView), (status = 409, body = super::error::Problem)))]
+pub async fn submit_milestone(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    body: axum::body::Bytes,
+) -> Result<Json<MilestoneView>, ApiError> {
+    // The body is optional: no body, or `{"note": "…"}`.
+    let request: SubmitRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        SubmitRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("invalid JSON body: {e}")))?
+    };
+    let note = request.note.map(|n| bounded_text("note", &n, 5000)).transpose()?;
+    Ok(Json(
+        milestones::submit(&state.db, &user, &id, note.as_deref()).await?.into(),
+    ))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct ReviewRequest {
+    /// true approves; false rejects (back to the seller) and needs a reason.
+    pub approve: bool,
+    pub reason: Option<String>,
+}
+
+/// The buyer approves a submitted milestone (ready for release) or rejects
+/// it with a reason.
+#[utoipa::path(post, path = "/api/v1/milestones/{id}/approve", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ReviewRequest, responses((status = 200, body = MilestoneView), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub async fn review_milestone(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    Path(id): Path<String>,
+    ApiJson(body): ApiJson<ReviewRequest>,
+) -> Result<Json<MilestoneView>, ApiError> {
+    let reason = optional_text("reason", body.reason.as_deref(), 2000)?;
+    let milestone = milestones::review(&state.db, &user, &id, body.approve, reason.as_deref()).await?;
+    Ok(Json(milestone.into()))
+}

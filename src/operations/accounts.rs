@@ -1,0 +1,219 @@
+//! Accounts: sign up, log in, the profile, the password, deactivation.
+//!
+//! Password hashing is slow on purpose and runs with no pooled connection
+//! held: a burst of logins must not starve the pool for everyone else.
+
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+
+use super::{OperationError, conflict};
+use crate::auth::passwords;
+use crate::auth::tokens::TokenKeys;
+use crate::domain::account::{Email, Role, check_password_policy};
+use crate::store::audit::{self, AuditEvent};
+use crate::store::users::{self, NewUser, ProfileChange, User};
+use crate::store::{Database, DbHandle};
+use crate::telemetry::metrics::Metrics;
+
+/// What account operations need.
+pub struct Accounts<'a> {
+    pub db: &'a Database,
+    pub tokens: &'a TokenKeys,
+    pub metrics: &'a Metrics,
+}
+
+/// A sign-up, with every field already parsed and bounded.
+pub struct NewAccount {
+    pub email: Email,
+    pub password: String,
+    pub full_name: String,
+    pub role: Role,
+    pub phone_number: Option<String>,
+    pub bio: Option<String>,
+}
+
+/// An access token and its lifetime in seconds.
+pub struct Issued {
+    pub access_token: String,
+    pub expires_in: i64,
+}
+
+async fn audit_user(
+    db: &mut impl DbHandle,
+    actor_id: Option<&str>,
+    action: &str,
+    target_id: Option<&str>,
+    details: serde_json::Value,
+) -> Result<(), OperationError> {
+    audit::record(
+        db,
+        AuditEvent {
+            actor_id,
+            action,
+            target_type: "user",
+            target_id,
+            request_id: crate::telemetry::request_id::current_string().as_deref(),
+            details,
+        },
+    )
+    .await?;
+    Ok(())
+}
+
+fn internal(err: impl std::fmt::Display) -> OperationError {
+    OperationError::Internal(err.to_string())
+}
+
+impl Accounts<'_> {
+    fn issue(&self, user: &User, version: i64) -> Result<Issued, OperationError> {
+        Ok(Issued {
+            access_token: self
+                .tokens
+                .issue(&user.id, user.role.as_str(), version)
+                .map_err(internal)?,
+            expires_in: self.tokens.ttl_seconds(),
+        })
+    }
+
+    /// Creates a client or freelancer account (admins come from the CLI).
+    #[tracing::instrument(name = "account.signup", skip_all, fields(role = new.role.as_str()))]
+    pub async fn signup(&self, new: NewAccount) -> Result<User, OperationError> {
+        if new.role == Role::Admin {
+            return Err(OperationError::Invalid("role must be client or freelancer".into()));
+        }
+        check_password_policy(&new.password, &new.email)?;
+        let hash = passwords::hash(SecretString::from(new.password))
+            .await
+            .map_err(internal)?;
+        let mut tx = self.db.begin().await?;
+        let user = users::insert(
+            &mut tx,
+            NewUser {
+                email: &new.email,
+                password_hash: &hash,
+                full_name: &new.full_name,
+                role: new.role,
+                phone_number: new.phone_number.as_deref(),
+                bio: new.bio.as_deref(),
+            },
+        )
+        .await?;
+        audit_user(
+            &mut tx,
+            Some(&user.id),
+            "user.signup",
+            Some(&user.id),
+            json!({ "role": user.role.as_str() }),
+        )
+        .await?;
+        tx.commit().await?;
+        self.metrics.user_registrations.inc();
+        tracing::info!(user_id = %user.id, role = user.role.as_str(), "user signed up");
+        Ok(user)
+    }
+
+    /// Email and password for an access token. A wrong password, an unknown
+    /// email and a deactivated account get the same answer after the same
+    /// work, so accounts cannot be discovered.
+    #[tracing::instrument(name = "account.login", skip_all)]
+    pub async fn login(&self, email: Option<&Email>, password: String, ip: &str) -> Result<Issued, OperationError> {
+        let user = match email {
+            Some(email) => {
+                let mut conn = self.db.acquire().await?;
+                users::find_by_email(&mut conn, email).await?
+            }
+            None => None,
+        };
+        // No connection is held while the hash runs.
+        let matches = passwords::verify(
+            SecretString::from(password),
+            user.as_ref().map(|u| u.password_hash.clone()),
+        )
+        .await;
+        match user {
+            Some(user) if matches && user.active => self.issue(&user, user.token_version),
+            other => {
+                let reason = match &other {
+                    Some(user) if !user.active => "deactivated",
+                    Some(_) => "wrong_password",
+                    None => "unknown_email",
+                };
+                let mut conn = self.db.acquire().await?;
+                audit_user(
+                    &mut conn,
+                    None,
+                    "user.login_failed",
+                    other.as_ref().map(|u| u.id.as_str()),
+                    json!({ "reason": reason, "ip": ip }),
+                )
+                .await?;
+                tracing::info!(reason, "login failed");
+                Err(OperationError::Unauthorized("email or password is incorrect".into()))
+            }
+        }
+    }
+
+    /// Changes the caller's name, phone number or bio (`None` keeps a field).
+    #[tracing::instrument(name = "account.update_profile", skip_all, fields(user_id = %user.id))]
+    pub async fn update_profile(&self, user: &User, change: ProfileChange<'_>) -> Result<User, OperationError> {
+        let mut conn = self.db.acquire().await?;
+        users::update_profile(&mut conn, &user.id, change).await?;
+        users::find_by_id(&mut conn, &user.id)
+            .await?
+            .ok_or(OperationError::NotFound("account"))
+    }
+
+    /// Changes the password; every token issued before stops working, and a
+    /// fresh one is returned.
+    #[tracing::instrument(name = "account.change_password", skip_all, fields(user_id = %user.id))]
+    pub async fn change_password(&self, user: &User, current: String, new: String) -> Result<Issued, OperationError> {
+        if !passwords::verify(SecretString::from(current), Some(user.password_hash.clone())).await {
+            return Err(OperationError::BadRequest("current_password is incorrect".into()));
+        }
+        let email = Email::parse(&user.email)?;
+        check_password_policy(&new, &email)?;
+        let new = SecretString::from(new);
+        let unchanged = passwords::verify(
+            SecretString::from(new.expose_secret().to_owned()),
+            Some(user.password_hash.clone()),
+        )
+        .await;
+        if unchanged {
+            return Err(OperationError::Invalid(
+                "new_password must differ from the current password".into(),
+            ));
+        }
+        let hash = passwords::hash(new).await.map_err(internal)?;
+        let mut tx = self.db.begin().await?;
+        users::set_password(&mut tx, &user.id, &hash).await?;
+        audit_user(
+            &mut tx,
+            Some(&user.id),
+            "user.password_changed",
+            Some(&user.id),
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        self.issue(user, user.token_version + 1)
+    }
+
+    /// An admin deactivates an account: it can no longer log in, and its
+    /// tokens stop working at once.
+    #[tracing::instrument(name = "account.deactivate", skip_all, fields(user_id = %admin.id, target = %id))]
+    pub async fn deactivate(&self, admin: &User, id: &str) -> Result<User, OperationError> {
+        if id == admin.id {
+            return Err(conflict("an admin cannot deactivate their own account"));
+        }
+        let mut tx = self.db.begin().await?;
+        if !users::set_active(&mut tx, id, false).await? {
+            return Err(OperationError::NotFound("user"));
+        }
+        audit_user(&mut tx, Some(&admin.id), "user.deactivated", Some(id), json!({})).await?;
+        let user = users::find_by_id(&mut tx, id)
+            .await?
+            .ok_or(OperationError::NotFound("user"))?;
+        tx.commit().await?;
+        Ok(user)
+    }
+}

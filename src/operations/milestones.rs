@@ -1,0 +1,181 @@
+//! Milestones: the parts of a project that are funded, delivered, approved
+//! and released one by one. Their money moves in [`super::escrow`]; here
+//! are their terms and their delivery.
+
+use serde_json::json;
+
+use super::escrow::{locked_milestone, locked_project, record_audit};
+use super::projects::{MAX_MILESTONES, MilestoneTerms, visible};
+use super::{OperationError, conflict};
+use crate::domain::DomainError;
+use crate::domain::escrow::{MilestoneStatus, Party};
+use crate::domain::money::Money;
+use crate::store::projects::{self, Milestone, NewMilestone};
+use crate::store::users::User;
+use crate::store::{Database, DbHandle};
+
+async fn reload(db: &mut impl DbHandle, id: &str) -> Result<Milestone, OperationError> {
+    projects::find_milestone(db, id)
+        .await?
+        .ok_or(OperationError::NotFound("milestone"))
+}
+
+/// The buyer adds a milestone to a draft. `amount` is checked against the
+/// project's currency here, since only the project knows it.
+#[tracing::instrument(name = "milestone.create", skip_all, fields(project_id = %project_id, user_id = %user.id))]
+pub async fn create(
+    db: &Database,
+    user: &User,
+    project_id: &str,
+    title: String,
+    description: Option<String>,
+    amount: i64,
+) -> Result<Milestone, OperationError> {
+    let mut tx = db.begin().await?;
+    let (project, party) = locked_project(&mut tx, user, project_id).await?;
+    if party != Party::Buyer {
+        return Err(OperationError::Forbidden("only the buyer adds milestones".into()));
+    }
+    project.status.check_editable()?;
+    let terms = MilestoneTerms {
+        title,
+        description,
+        amount: Money::new(amount, project.currency)?.minor,
+    };
+    if projects::milestones(&mut tx, project_id).await?.len() >= MAX_MILESTONES {
+        return Err(OperationError::Invalid(format!(
+            "a project has at most {MAX_MILESTONES} milestones"
+        )));
+    }
+    let id = projects::insert_milestone(
+        &mut tx,
+        project_id,
+        &NewMilestone {
+            title: &terms.title,
+            description: terms.description.as_deref(),
+            amount: terms.amount,
+        },
+    )
+    .await?;
+    let milestone = reload(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(milestone)
+}
+
+/// A project's milestones the caller may see, filtered by status.
+pub async fn list(
+    db: &Database,
+    user: &User,
+    project_id: &str,
+    status: Option<MilestoneStatus>,
+) -> Result<Vec<Milestone>, OperationError> {
+    let mut conn = db.acquire().await?;
+    visible(&mut conn, user, project_id).await?;
+    Ok(projects::milestones(&mut conn, project_id)
+        .await?
+        .into_iter()
+        .filter(|m| status.is_none_or(|s| m.status == s))
+        .collect())
+}
+
+pub async fn get(db: &Database, user: &User, id: &str) -> Result<Milestone, OperationError> {
+    let mut conn = db.acquire().await?;
+    let milestone = reload(&mut conn, id).await?;
+    visible(&mut conn, user, &milestone.project_id)
+        .await
+        .map_err(|_| OperationError::NotFound("milestone"))?;
+    Ok(milestone)
+}
+
+/// The buyer edits a milestone of a draft.
+#[tracing::instrument(name = "milestone.update", skip_all, fields(milestone_id = %id, user_id = %user.id))]
+pub async fn update(
+    db: &Database,
+    user: &User,
+    id: &str,
+    title: Option<&str>,
+    description: Option<&str>,
+    amount: Option<i64>,
+) -> Result<Milestone, OperationError> {
+    let mut tx = db.begin().await?;
+    let (project, party, _) = locked_milestone(&mut tx, user, id).await?;
+    if party != Party::Buyer {
+        return Err(OperationError::Forbidden("only the buyer edits milestones".into()));
+    }
+    project.status.check_editable()?;
+    let amount = amount
+        .map(|a| Money::new(a, project.currency))
+        .transpose()?
+        .map(|m| m.minor);
+    projects::update_milestone(&mut tx, id, title, description, amount).await?;
+    let milestone = reload(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(milestone)
+}
+
+/// Applies a milestone transition the domain computes.
+async fn transition(
+    db: &Database,
+    user: &User,
+    id: &str,
+    action: &str,
+    note: Option<&str>,
+    reason: Option<&str>,
+    next: impl Fn(MilestoneStatus, Party) -> Result<MilestoneStatus, DomainError>,
+) -> Result<Milestone, OperationError> {
+    let mut tx = db.begin().await?;
+    let (project, party, milestone) = locked_milestone(&mut tx, user, id).await?;
+    project.status.check_active(action)?;
+    let to = next(milestone.status, party)?;
+    if !projects::set_milestone_status(&mut tx, id, milestone.status, to, note, reason).await? {
+        return Err(conflict("the milestone changed meanwhile; reload it"));
+    }
+    record_audit(
+        &mut tx,
+        user,
+        action,
+        "milestone",
+        id,
+        json!({ "from": milestone.status.as_str(), "to": to.as_str() }),
+    )
+    .await?;
+    let milestone = reload(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(milestone)
+}
+
+/// The seller delivers a funded (or rejected) milestone.
+#[tracing::instrument(name = "milestone.submit", skip_all, fields(milestone_id = %id, user_id = %user.id))]
+pub async fn submit(db: &Database, user: &User, id: &str, note: Option<&str>) -> Result<Milestone, OperationError> {
+    transition(db, user, id, "milestone.submitted", note, None, |status, party| {
+        status.submit(party)
+    })
+    .await
+}
+
+/// The buyer approves a submitted milestone (ready for release) or rejects
+/// it with a reason (back to the seller).
+#[tracing::instrument(name = "milestone.review", skip_all, fields(milestone_id = %id, user_id = %user.id, approve = approve))]
+pub async fn review(
+    db: &Database,
+    user: &User,
+    id: &str,
+    approve: bool,
+    reason: Option<&str>,
+) -> Result<Milestone, OperationError> {
+    if !approve && reason.is_none() {
+        return Err(OperationError::Invalid(
+            "reason is required to reject a milestone".into(),
+        ));
+    }
+    let action = if approve {
+        "milestone.approved"
+    } else {
+        "milestone.rejected"
+    };
+    let reason = if approve { None } else { reason };
+    transition(db, user, id, action, None, reason, |status, party| {
+        status.review(party, approve)
+    })
+    .await
+}

@@ -1,0 +1,278 @@
+//! Projects: the agreement between a buyer and a seller. Created as a draft
+//! by a client, sent to the freelancer, accepted, disputed, cancelled,
+//! resolved by an admin. Only the parties (and admins) see a project;
+//! anyone else is told it does not exist.
+
+use serde_json::json;
+
+use super::escrow::{self, Resolution, locked_project, party, record_audit};
+use super::{OperationError, conflict};
+use crate::domain::DomainError;
+use crate::domain::account::Role;
+use crate::domain::escrow::{Party, ProjectStatus};
+use crate::domain::money::Currency;
+use crate::store::escrow::EscrowTransaction;
+use crate::store::projects::{self, Milestone, NewMilestone, NewProject, Project};
+use crate::store::users::{self, User};
+use crate::store::{Database, DbHandle, Tx};
+
+/// Most milestones one project may have.
+pub const MAX_MILESTONES: usize = 100;
+
+/// A project with its milestones, as an operation leaves it.
+#[derive(Debug, Clone)]
+pub struct ProjectDetails {
+    pub project: Project,
+    pub milestones: Vec<Milestone>,
+}
+
+/// A milestone's terms, already checked (bounded text, a valid amount).
+#[derive(Debug, Clone)]
+pub struct MilestoneTerms {
+    pub title: String,
+    pub description: Option<String>,
+    pub amount: i64,
+}
+
+/// A draft to create, with text already bounded.
+#[derive(Debug, Clone)]
+pub struct NewProjectTerms {
+    pub title: String,
+    pub description: Option<String>,
+    pub seller_id: String,
+    pub currency: Currency,
+    pub milestones: Vec<MilestoneTerms>,
+}
+
+pub(super) async fn details(db: &mut impl DbHandle, project: Project) -> Result<ProjectDetails, OperationError> {
+    let milestones = projects::milestones(db, &project.id).await?;
+    Ok(ProjectDetails { project, milestones })
+}
+
+async fn reload(db: &mut impl DbHandle, id: &str) -> Result<ProjectDetails, OperationError> {
+    let project = projects::find(db, id)
+        .await?
+        .ok_or(OperationError::NotFound("project"))?;
+    details(db, project).await
+}
+
+/// Loads a project the caller may see (unlocked: for reads).
+pub(super) async fn visible(db: &mut impl DbHandle, user: &User, id: &str) -> Result<(Project, Party), OperationError> {
+    let project = projects::find(db, id)
+        .await?
+        .ok_or(OperationError::NotFound("project"))?;
+    let party = party(&project, user)?;
+    Ok((project, party))
+}
+
+/// A client creates a draft with a freelancer and its milestones.
+#[tracing::instrument(name = "project.create", skip_all, fields(user_id = %buyer.id))]
+pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Result<ProjectDetails, OperationError> {
+    if buyer.role != Role::Client {
+        return Err(OperationError::Forbidden("only clients create projects".into()));
+    }
+    if terms.milestones.is_empty() || terms.milestones.len() > MAX_MILESTONES {
+        return Err(OperationError::Invalid(format!(
+            "milestones must list 1 to {MAX_MILESTONES} milestones"
+        )));
+    }
+    let mut tx = db.begin().await?;
+    let seller = users::find_by_id(&mut tx, &terms.seller_id)
+        .await?
+        .filter(|s| s.active && s.role == Role::Freelancer)
+        .ok_or_else(|| OperationError::Invalid("seller_id must be an active freelancer's id".into()))?;
+    if seller.id == buyer.id {
+        return Err(OperationError::Invalid("the seller cannot be the buyer".into()));
+    }
+    let id = projects::insert(
+        &mut tx,
+        NewProject {
+            title: &terms.title,
+            description: terms.description.as_deref(),
+            buyer_id: &buyer.id,
+            seller_id: &seller.id,
+            currency: terms.currency,
+        },
+    )
+    .await?;
+    for milestone in &terms.milestones {
+        projects::insert_milestone(
+            &mut tx,
+            &id,
+            &NewMilestone {
+                title: &milestone.title,
+                description: milestone.description.as_deref(),
+                amount: milestone.amount,
+            },
+        )
+        .await?;
+    }
+    record_audit(
+        &mut tx,
+        buyer,
+        "project.created",
+        "project",
+        &id,
+        json!({ "seller_id": seller.id }),
+    )
+    .await?;
+    let created = reload(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(created)
+}
+
+/// The caller's projects (as buyer or seller; every project for admins),
+/// newest first, with the total count.
+pub async fn list(
+    db: &Database,
+    user: &User,
+    status: Option<ProjectStatus>,
+    limit: i64,
+    offset: i64,
+) -> Result<(Vec<ProjectDetails>, i64), OperationError> {
+    let scope = (user.role != Role::Admin).then_some(user.id.as_str());
+    let mut conn = db.acquire().await?;
+    let (items, total) = projects::list(&mut conn, scope, status, limit, offset).await?;
+    let mut found = Vec::with_capacity(items.len());
+    for project in items {
+        found.push(details(&mut conn, project).await?);
+    }
+    Ok((found, total))
+}
+
+pub async fn get(db: &Database, user: &User, id: &str) -> Result<ProjectDetails, OperationError> {
+    let mut conn = db.acquire().await?;
+    let (project, _) = visible(&mut conn, user, id).await?;
+    details(&mut conn, project).await
+}
+
+/// The buyer edits a draft's title or description.
+#[tracing::instrument(name = "project.update", skip_all, fields(project_id = %id, user_id = %user.id))]
+pub async fn update(
+    db: &Database,
+    user: &User,
+    id: &str,
+    title: Option<&str>,
+    description: Option<&str>,
+) -> Result<ProjectDetails, OperationError> {
+    let mut tx = db.begin().await?;
+    let (project, party) = locked_project(&mut tx, user, id).await?;
+    if party != Party::Buyer {
+        return Err(OperationError::Forbidden("only the buyer edits the project".into()));
+    }
+    project.status.check_editable()?;
+    projects::update_terms(&mut tx, id, title, description).await?;
+    let updated = reload(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(updated)
+}
+
+/// The buyer deletes a draft.
+#[tracing::instrument(name = "project.delete", skip_all, fields(project_id = %id, user_id = %user.id))]
+pub async fn delete(db: &Database, user: &User, id: &str) -> Result<(), OperationError> {
+    let mut tx = db.begin().await?;
+    let (project, party) = locked_project(&mut tx, user, id).await?;
+    if party != Party::Buyer {
+        return Err(OperationError::Forbidden("only the buyer deletes the project".into()));
+    }
+    project.status.check_editable()?;
+    projects::delete_draft(&mut tx, id).await?;
+    record_audit(&mut tx, user, "project.deleted", "project", id, json!({})).await?;
+    tx.commit().await?;
+    Ok(())
+}
+
+/// Applies a status transition the domain computes from the current state.
+async fn transition(
+    db: &Database,
+    user: &User,
+    id: &str,
+    action: &str,
+    reason: Option<&str>,
+    next: impl Fn(&Project, Party) -> Result<ProjectStatus, DomainError>,
+) -> Result<ProjectDetails, OperationError> {
+    let mut tx = db.begin().await?;
+    let (project, party) = locked_project(&mut tx, user, id).await?;
+    let to = next(&project, party)?;
+    if !projects::set_status(&mut tx, id, project.status, to, reason).await? {
+        return Err(conflict("the project changed meanwhile; reload it"));
+    }
+    record_audit(
+        &mut tx,
+        user,
+        action,
+        "project",
+        id,
+        json!({ "from": project.status.as_str(), "to": to.as_str() }),
+    )
+    .await?;
+    let changed = reload(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok(changed)
+}
+
+/// The buyer sends the draft to the seller for acceptance.
+#[tracing::instrument(name = "project.send", skip_all, fields(project_id = %id, user_id = %user.id))]
+pub async fn send(db: &Database, user: &User, id: &str) -> Result<ProjectDetails, OperationError> {
+    transition(db, user, id, "project.sent", None, |p, party| p.status.send(party)).await
+}
+
+/// The seller accepts the terms; the buyer can then fund milestones.
+#[tracing::instrument(name = "project.accept", skip_all, fields(project_id = %id, user_id = %user.id))]
+pub async fn accept(db: &Database, user: &User, id: &str) -> Result<ProjectDetails, OperationError> {
+    transition(db, user, id, "project.accepted", None, |p, party| {
+        p.status.accept(party)
+    })
+    .await
+}
+
+/// Either party opens a dispute on an active project; money stays held
+/// until an admin resolves it.
+#[tracing::instrument(name = "project.dispute", skip_all, fields(project_id = %id, user_id = %user.id))]
+pub async fn dispute(db: &Database, user: &User, id: &str, reason: &str) -> Result<ProjectDetails, OperationError> {
+    transition(db, user, id, "project.disputed", Some(reason), |p, party| {
+        if party == Party::Admin {
+            return Err(DomainError::conflict("a dispute is opened by the buyer or the seller"));
+        }
+        p.status.open_dispute()
+    })
+    .await
+}
+
+/// Runs an escrow movement over a whole project in one transaction and
+/// returns the project after it.
+async fn with_project_money(
+    db: &Database,
+    id: &str,
+    movement: impl AsyncFnOnce(&mut Tx) -> Result<Vec<EscrowTransaction>, OperationError>,
+) -> Result<(ProjectDetails, Vec<EscrowTransaction>), OperationError> {
+    let mut tx = db.begin().await?;
+    let moved = movement(&mut tx).await?;
+    let project = reload(&mut tx, id).await?;
+    tx.commit().await?;
+    Ok((project, moved))
+}
+
+/// Either party cancels: freely before acceptance; once active only while
+/// no work has been delivered, and held money goes back to the buyer.
+pub async fn cancel(
+    db: &Database,
+    user: &User,
+    id: &str,
+) -> Result<(ProjectDetails, Vec<EscrowTransaction>), OperationError> {
+    with_project_money(db, id, async |tx| escrow::cancel(tx, user, id).await).await
+}
+
+/// An admin settles a disputed project's held money; the project completes.
+pub async fn resolve(
+    db: &Database,
+    admin: &User,
+    id: &str,
+    resolution: Resolution,
+    notes: Option<&str>,
+) -> Result<(ProjectDetails, Vec<EscrowTransaction>), OperationError> {
+    with_project_money(db, id, async |tx| {
+        escrow::resolve_dispute(tx, admin, id, resolution, notes).await
+    })
+    .await
+}

@@ -1,0 +1,182 @@
+//! The pool and the two ways to use it: a connection for reads
+//! ([`Database::acquire`]) and a write transaction ([`Database::begin`]),
+//! both refused at once while the database is known to be down.
+
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+
+use secrecy::ExposeSecret;
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{AnyPool, Executor};
+
+use super::handle::{Conn, QueryObserver, Tx};
+use super::monitor::SchemaStatus;
+use super::sqlite::sqlite_url;
+use super::{Engine, StoreError, install_drivers};
+use crate::config::DatabaseConfig;
+use crate::telemetry::metrics::Metrics;
+
+pub struct Database {
+    pub(super) pool: AnyPool,
+    pub(super) engine: Engine,
+    pub(super) auto_migrate: bool,
+    pub(super) sqlite_path: Option<PathBuf>,
+    /// Last known reachability; cleared by a statement that hits a connection
+    /// error so the next requests fail fast, set again by the monitor.
+    pub(super) reachable: Arc<AtomicBool>,
+    pub(super) observer: QueryObserver,
+    /// SQLite admits one writer at a time; its busy handler makes waiting
+    /// writers sleep and retry, which is unfair (a writer can starve past the
+    /// busy timeout under load). Writers queue here instead, first come
+    /// first served, and reach `begin immediate` one at a time.
+    pub(super) sqlite_writer: Arc<tokio::sync::Mutex<()>>,
+    /// A serving process holds `<file>.lock` shared, so a restore (which
+    /// needs it exclusively) refuses while a server runs on the file.
+    pub(super) sqlite_lock: std::sync::Mutex<Option<std::fs::File>>,
+    pub(super) schema: RwLock<SchemaStatus>,
+}
+
+impl Database {
+    /// Creates the (lazy) pool; connects nothing yet.
+    pub fn new(config: &DatabaseConfig, metrics: Arc<Metrics>) -> Result<Arc<Database>, StoreError> {
+        install_drivers();
+        let raw_url = config.url.expose_secret();
+        let engine = Engine::from_url(raw_url);
+        let (url, sqlite_path) = match engine {
+            Engine::Sqlite => {
+                let (url, path) = sqlite_url(raw_url);
+                (url, path)
+            }
+            Engine::Postgres => (raw_url.to_owned(), None),
+        };
+        let options: AnyConnectOptions = url.parse()?;
+        let pool = AnyPoolOptions::new()
+            .max_connections(config.max_connections)
+            .min_connections(config.min_connections)
+            .acquire_timeout(config.acquire_timeout)
+            .after_connect(move |conn, _meta| {
+                Box::pin(async move {
+                    if engine == Engine::Sqlite {
+                        // WAL lets readers run beside the one writer; the busy
+                        // timeout turns a brief write lock into a wait rather
+                        // than an error; foreign keys are off by default in SQLite.
+                        conn.execute(
+                            "pragma journal_mode = wal; pragma foreign_keys = on; \
+                             pragma busy_timeout = 5000; pragma synchronous = normal;",
+                        )
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
+            .connect_lazy_with(options);
+        metrics.db_connections_max.set(i64::from(config.max_connections));
+        let reachable = Arc::new(AtomicBool::new(false));
+        Ok(Arc::new(Database {
+            pool,
+            engine,
+            auto_migrate: config.auto_migrate,
+            sqlite_path,
+            observer: QueryObserver::new(metrics, engine, Arc::clone(&reachable)),
+            reachable,
+            sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
+            sqlite_lock: std::sync::Mutex::new(None),
+            schema: RwLock::new(SchemaStatus::default()),
+        }))
+    }
+
+    pub fn engine(&self) -> Engine {
+        self.engine
+    }
+
+    /// Refuses at once while the database is known to be down or its schema
+    /// is not current, so requests fail fast with 503 instead of waiting.
+    pub fn ensure_usable(&self) -> Result<(), StoreError> {
+        if !self.reachable.load(Ordering::Acquire) {
+            return Err(StoreError::Unavailable("the database cannot be reached".into()));
+        }
+        if !self.schema_status().is_current() {
+            return Err(StoreError::Unavailable("the database schema is not current".into()));
+        }
+        Ok(())
+    }
+
+    /// A pooled connection for requests.
+    pub async fn acquire(&self) -> Result<Conn, StoreError> {
+        self.ensure_usable()?;
+        let conn = self.observer.acquire(self.pool.acquire()).await?;
+        Ok(Conn {
+            conn,
+            obs: self.observer.clone(),
+        })
+    }
+
+    /// A write transaction. On SQLite it takes the write lock up front
+    /// (`begin immediate`), after waiting its turn in this process's writer
+    /// queue, so writers neither fail at their first write with "database is
+    /// locked" nor starve in SQLite's busy handler.
+    pub async fn begin(&self) -> Result<Tx, StoreError> {
+        self.ensure_usable()?;
+        let (tx, writer) = match self.engine {
+            Engine::Sqlite => {
+                let writer = Arc::clone(&self.sqlite_writer).lock_owned().await;
+                let tx = self
+                    .observer
+                    .run("transaction.begin", self.pool.begin_with("begin immediate"))
+                    .await?;
+                (tx, Some(writer))
+            }
+            Engine::Postgres => (self.observer.run("transaction.begin", self.pool.begin()).await?, None),
+        };
+        Ok(Tx {
+            tx,
+            obs: self.observer.clone(),
+            _writer: writer,
+        })
+    }
+
+    /// A connection for operations code (backup, verify), without the
+    /// "schema current" gate requests have.
+    pub async fn acquire_for_ops(&self) -> Result<Conn, StoreError> {
+        let conn = self.observer.acquire(self.pool.acquire()).await?;
+        Ok(Conn {
+            conn,
+            obs: self.observer.clone(),
+        })
+    }
+
+    /// The observer, for store functions run on a borrowed connection.
+    pub fn observer(&self) -> QueryObserver {
+        self.observer.clone()
+    }
+
+    /// Pool use right now, for the `db_connections_*` gauges.
+    pub fn pool_stats(&self) -> (u32, usize) {
+        (self.pool.size(), self.pool.num_idle())
+    }
+
+    /// The raw pool, for the probes and operations code that must reach the
+    /// database whatever its last known state.
+    pub fn raw_pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Called by the error path when a request met a connection error, so
+    /// that the following requests fail fast until the monitor sees it back.
+    pub fn mark_unreachable(&self) {
+        self.observer.mark_unreachable("check");
+    }
+
+    pub fn is_reachable(&self) -> bool {
+        self.reachable.load(Ordering::Acquire)
+    }
+
+    pub fn schema_status(&self) -> SchemaStatus {
+        self.schema.read().map(|s| s.clone()).unwrap_or_default()
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
