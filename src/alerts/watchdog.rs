@@ -153,13 +153,33 @@ impl Watchdog {
             Ok(mut conn) => crate::store::ledger::check(&mut conn).await,
             Err(err) => Err(err),
         };
-        let Ok(report) = report else { return };
-        let metrics = &self.metrics;
-        metrics.ledger_check_ok.set(i64::from(report.balanced));
         let now = time::OffsetDateTime::now_utc();
-        metrics
-            .ledger_check_timestamp
-            .set(now.unix_timestamp() as f64 + f64::from(now.nanosecond()) / 1e9);
+        let now = now.unix_timestamp() as f64 + f64::from(now.nanosecond()) / 1e9;
+        let metrics = &self.metrics;
+        let report = match report {
+            Ok(report) => report,
+            // The database being away is the database watchdog's alert.
+            Err(err) if err.is_unavailable() => return,
+            // A check that cannot run is a check that did not pass.
+            Err(err) => {
+                tracing::error!(error = %err, "the ledger check could not run");
+                metrics.ledger_check_ok.set(0);
+                metrics.ledger_check_timestamp.set(now);
+                let alert = self.alert(
+                    "ledger",
+                    "LedgerImbalance",
+                    Severity::Critical,
+                    format!("the ledger check could not run ({err}): the books are not proven"),
+                );
+                self.transition("ledger", Verdict::Unhealthy(alert));
+                return;
+            }
+        };
+        metrics.ledger_check_ok.set(i64::from(report.balanced));
+        metrics.ledger_check_timestamp.set(now);
+        if report.balanced {
+            metrics.ledger_check_success_timestamp.set(now);
+        }
         let verdict = if report.balanced {
             Verdict::Healthy
         } else {

@@ -6,6 +6,9 @@
 //! Only HS256 is accepted: `alg: none` or any other algorithm is refused.
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+
+/// Clock skew tolerated on `exp` and `iat`, in seconds.
+pub const LEEWAY_SECONDS: u64 = 1;
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -34,7 +37,9 @@ impl TokenKeys {
     pub fn new(secret: &SecretString, ttl_minutes: u32) -> TokenKeys {
         let bytes = secret.expose_secret().as_bytes();
         let mut validation = Validation::new(Algorithm::HS256);
-        validation.leeway = 5;
+        // Clocks across replicas agree to well within a second (NTP); a
+        // longer grace would keep an expired token alive for nothing.
+        validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp", "sub", "iat"]);
         TokenKeys {
             encoding: EncodingKey::from_secret(bytes),
@@ -63,9 +68,16 @@ impl TokenKeys {
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let claims = jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
             .map(|data| data.claims)
-            .map_err(|e| TokenError(e.to_string()))
+            .map_err(|e| TokenError(e.to_string()))?;
+        // jsonwebtoken does not check `iat`: a token "issued" in the future
+        // was not issued by us (or our clock was wrong when it was).
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        if claims.iat > now + LEEWAY_SECONDS as i64 {
+            return Err(TokenError("the token's iat is in the future".into()));
+        }
+        Ok(claims)
     }
 }
 
@@ -117,5 +129,32 @@ mod tests {
         };
         let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap();
         assert!(keys.verify(&token).is_err());
+    }
+
+    #[test]
+    fn the_leeway_is_at_most_a_second_and_future_tokens_are_refused() {
+        let keys = keys();
+        let now = time::OffsetDateTime::now_utc().unix_timestamp();
+        let token = |iat: i64, exp: i64| {
+            let claims = Claims {
+                sub: "u".into(),
+                role: "client".into(),
+                iat,
+                exp,
+                jti: "j".into(),
+                ver: 0,
+            };
+            jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &keys.encoding).unwrap()
+        };
+        assert!(keys.verify(&token(now - 60, now + 60)).is_ok());
+        assert!(keys.verify(&token(now - 60, now - 3)).is_err(), "expired 3 s ago");
+        assert!(
+            keys.verify(&token(now + 60, now + 120)).is_err(),
+            "issued in the future"
+        );
+        assert!(
+            keys.verify(&token(now + 1, now + 120)).is_ok(),
+            "a second of clock skew"
+        );
     }
 }

@@ -350,6 +350,16 @@ impl Config {
                 expected: "32 bytes as 64 hex characters or base64 (openssl rand -hex 32)".into(),
             })?),
         };
+        let metrics_enabled = vars.parse_bool("METRICS_ENABLED", true)?;
+        let metrics_token = vars.secret("METRICS_TOKEN");
+        if environment == Environment::Production && metrics_enabled && metrics_token.is_none() {
+            return Err(ConfigError::Refused {
+                name: "METRICS_TOKEN",
+                reason: "ENVIRONMENT=production serves /metrics only with a bearer token: set METRICS_TOKEN \
+                         (and give it to Prometheus as `authorization: credentials`), or METRICS_ENABLED=false"
+                    .into(),
+            });
+        }
         let debug_routes = vars.parse_bool("ENABLE_DEBUG_ROUTES", false)?;
         if debug_routes && environment == Environment::Production {
             return Err(ConfigError::Refused {
@@ -388,13 +398,14 @@ impl Config {
                     _ => Err("json or pretty".to_owned()),
                 }
             })?,
-            force_https: vars.parse_bool("FORCE_HTTPS", false)?,
+            // On by default in production: HSTS should not depend on reading the manual.
+            force_https: vars.parse_bool("FORCE_HTTPS", environment == Environment::Production)?,
             request_timeout: Duration::from_secs(vars.parse_range("REQUEST_TIMEOUT_SECONDS", 30, 1..=3600)?),
             shutdown_timeout: Duration::from_secs(vars.parse_range("SHUTDOWN_TIMEOUT_SECONDS", 30, 0..=3600)?),
             shutdown_drain_delay: Duration::from_secs(vars.parse_range("SHUTDOWN_DRAIN_DELAY_SECONDS", 0, 0..=300)?),
             max_body_bytes: vars.parse_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=64 * 1024 * 1024)?,
-            metrics_enabled: vars.parse_bool("METRICS_ENABLED", true)?,
-            metrics_token: vars.secret("METRICS_TOKEN"),
+            metrics_enabled,
+            metrics_token,
             tracing,
             sentry,
             rate_limit,
@@ -782,6 +793,7 @@ mod tests {
             "SECRET_KEY"
         );
         let fincra = [
+            ("METRICS_TOKEN", "prometheus-scrape-token"),
             ("PAYMENT_GATEWAY", "fincra"),
             ("FINCRA_API_KEY", "sk"),
             ("FINCRA_PUBLIC_KEY", "pk"),
@@ -804,6 +816,7 @@ mod tests {
         let live = config(&[
             prod,
             ("SECRET_KEY", &key),
+            ("METRICS_TOKEN", "prometheus-scrape-token"),
             ("PAYMENT_GATEWAY", "fincra"),
             ("FINCRA_API_KEY", "sk"),
             ("FINCRA_PUBLIC_KEY", "pk"),
@@ -812,6 +825,18 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(live.payments.fincra_base_url, FINCRA_LIVE_URL);
+        assert!(live.force_https, "HSTS is on in production without reading the manual");
+        assert!(!config(&[]).unwrap().force_https);
+        let open_metrics = config(&[
+            prod,
+            ("SECRET_KEY", &key),
+            ("PAYMENT_GATEWAY", "fincra"),
+            ("FINCRA_API_KEY", "sk"),
+            ("FINCRA_PUBLIC_KEY", "pk"),
+            ("FINCRA_BUSINESS_ID", "b"),
+            ("FINCRA_WEBHOOK_SECRET", "w"),
+        ]);
+        assert_eq!(open_metrics.unwrap_err().variable(), "METRICS_TOKEN");
         assert_eq!(config(&[]).unwrap().payments.fincra_base_url, FINCRA_SANDBOX_URL);
         assert_eq!(
             config(&[("SANDBOX_OUTCOME", "sometimes")]).unwrap_err().variable(),

@@ -180,3 +180,36 @@ mod tests {
         assert!(parse_phone("08012345678").is_err());
     }
 }
+
+/// Failed password checks allowed before a lockout starts.
+pub const FREE_FAILURES: i64 = 5;
+/// The first lockout; each further failure doubles it, up to [`MAX_LOCKOUT`].
+pub const FIRST_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub const MAX_LOCKOUT: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// How long to refuse further attempts after `failures` consecutive failed
+/// password checks: nothing for the first [`FREE_FAILURES`], then 30 s,
+/// 1 min, 2 min … capped at 15 min. With the per-IP limit this leaves an
+/// attacker on one account about a hundred guesses a day, not 86,000.
+pub fn lockout_after(failures: i64) -> Option<std::time::Duration> {
+    if failures < FREE_FAILURES {
+        return None;
+    }
+    let doublings = u32::try_from(failures - FREE_FAILURES).unwrap_or(u32::MAX).min(16);
+    Some(FIRST_LOCKOUT.saturating_mul(1 << doublings).min(MAX_LOCKOUT))
+}
+
+#[cfg(test)]
+mod lockout_tests {
+    use super::*;
+
+    #[test]
+    fn lockouts_start_after_five_failures_and_double_to_a_cap() {
+        assert_eq!(lockout_after(4), None);
+        assert_eq!(lockout_after(5), Some(std::time::Duration::from_secs(30)));
+        assert_eq!(lockout_after(6), Some(std::time::Duration::from_secs(60)));
+        assert_eq!(lockout_after(9), Some(std::time::Duration::from_secs(480)));
+        assert_eq!(lockout_after(10), Some(MAX_LOCKOUT));
+        assert_eq!(lockout_after(i64::MAX), Some(MAX_LOCKOUT));
+    }
+}

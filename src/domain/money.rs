@@ -95,6 +95,16 @@ pub struct Money {
 /// i64::MAX, so sums of many amounts cannot overflow.
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
 
+/// The largest balance any ledger account may hold (and, for the external
+/// gateway account, the deepest it may go below zero): 10^17 minor units.
+/// Well inside i64 (9.2 × 10^18) and so inside what SQLite stores as an
+/// integer (past i64 it silently switches to floating point).
+pub const MAX_BALANCE: i64 = 100_000_000_000_000_000;
+
+/// The largest total of one project's milestones: 100 milestones of
+/// [`MAX_AMOUNT`].
+pub const MAX_PROJECT_TOTAL: i64 = 100 * MAX_AMOUNT;
+
 impl Money {
     /// A positive amount no larger than [`MAX_AMOUNT`].
     pub fn new(minor: i64, currency: Currency) -> Result<Money, super::DomainError> {

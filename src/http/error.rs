@@ -190,6 +190,12 @@ impl From<StoreError> for ApiError {
             StoreError::InsufficientFunds(_) => {
                 return ApiError::conflict("insufficient available balance for this operation");
             }
+            StoreError::BalanceLimit(_) => {
+                return ApiError::unprocessable(format!(
+                    "amount would take a balance past its limit of {} minor units; use a smaller amount",
+                    crate::domain::money::MAX_BALANCE
+                ));
+            }
             _ => {}
         }
         let cause = error_chain(&err);
@@ -238,6 +244,10 @@ impl From<crate::operations::OperationError> for ApiError {
             OperationError::BadRequest(reason) => ApiError::bad_request(reason),
             OperationError::Unauthorized(reason) => ApiError::unauthorized(reason),
             OperationError::Internal(cause) => ApiError::internal(cause),
+            OperationError::Locked(wait) => ApiError::too_many_requests(wait),
+            OperationError::Busy => {
+                ApiError::unavailable("too many password checks at once; retry in a second").retry_after(1)
+            }
             OperationError::Domain(domain) => domain.into(),
             OperationError::Store(store) => store.into(),
             // The provider refusing the payment (bad details, limits) is not

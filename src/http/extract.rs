@@ -26,9 +26,53 @@ where
     type Rejection = ApiError;
 
     async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+        if !has_json_content_type(request.headers()) {
+            return Err(ApiError::new(
+                axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported-media-type",
+                "expected a JSON body with `Content-Type: application/json`",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(request, state)
+            .await
+            .map_err(axum::extract::rejection::JsonRejection::from)?;
+        refuse_nul(&bytes)?;
+        let axum::Json(value) = axum::Json::<T>::from_bytes(&bytes)?;
         Ok(ApiJson(value))
     }
+}
+
+fn has_json_content_type(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .map(|mime| mime.trim().to_ascii_lowercase())
+        .is_some_and(|mime| mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json")))
+}
+
+/// Refuses a JSON body with a NUL character in a string (`\u0000`): no
+/// text we store may hold one (PostgreSQL cannot), so it is a client error
+/// here, at the edge, on both engines — not a database error later.
+pub fn refuse_nul(json: &[u8]) -> Result<(), ApiError> {
+    if contains_escaped_nul(json) || json.contains(&0) {
+        return Err(ApiError::unprocessable(
+            "JSON strings must not contain the NUL character (\\u0000)",
+        ));
+    }
+    Ok(())
+}
+
+/// Whether `json` holds the escape `\u0000` (an odd run of backslashes
+/// before `u0000`, so `\\u0000`, an escaped backslash and the text
+/// `u0000`, does not count).
+fn contains_escaped_nul(json: &[u8]) -> bool {
+    json.windows(6).enumerate().any(|(at, window)| {
+        window[0] == b'\\'
+            && window[1] == b'u'
+            && window[2..].iter().all(|b| *b == b'0')
+            && json[..at].iter().rev().take_while(|b| **b == b'\\').count() % 2 == 0
+    })
 }
 
 /// An authenticated, active user whose token is still current.

@@ -290,12 +290,27 @@ pub async fn document(
     let (content_type, sealed) = kyc::document(&mut conn, &document_id)
         .await?
         .ok_or_else(|| ApiError::not_found("the document is missing"))?;
+    drop(conn);
     let bytes = state.sealer.open(&sealed).map_err(ApiError::internal)?;
+    let extension = match content_type.as_str() {
+        "application/pdf" => "pdf",
+        "image/png" => "png",
+        _ => "jpg",
+    };
     let content_type = HeaderValue::from_str(&content_type).map_err(ApiError::internal)?;
+    // Downloaded, never rendered in the API's origin: an uploaded file must
+    // not run as a page of ours, whatever it contains.
+    let disposition =
+        HeaderValue::from_str(&format!("attachment; filename=\"kyc-{id}.{extension}\"")).map_err(ApiError::internal)?;
     Ok((
         [
             (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, disposition),
             (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; sandbox"),
+            ),
         ],
         bytes,
     )

@@ -71,6 +71,7 @@ pub fn router(state: AppState) -> Router {
     }
     let sentry = config.sentry.dsn.is_some();
     app.layer(tower::util::option_layer(cors(config)))
+        .layer(from_fn(refuse_nul_in_uri))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(from_fn_with_state(state.clone(), access_log::observe))
         .layer(from_fn(request_id::middleware))
@@ -156,8 +157,29 @@ fn routes(state: AppState) -> Router {
         .with_state(state)
 }
 
+/// A NUL character (`%00`) in the path or the query string is refused
+/// before any handler sees it: no id or filter we store or look up may hold
+/// one (PostgreSQL cannot store it), so it is the client's mistake, on both
+/// engines alike.
+async fn refuse_nul_in_uri(request: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    let uri = request.uri();
+    let has_nul = |text: &str| {
+        text.as_bytes()
+            .windows(3)
+            .any(|w| w[0] == b'%' && w[1] == b'0' && w[2] == b'0')
+    };
+    if has_nul(uri.path()) || uri.query().is_some_and(has_nul) {
+        return ApiError::bad_request("the URL must not contain a NUL character (%00)").into_response();
+    }
+    next.run(request).await
+}
+
 fn security_headers(config: &Config) -> Vec<(HeaderName, HeaderValue)> {
     let mut headers = vec![
+        // Answers are about one user's money, identity and tokens: never kept
+        // by a browser or a shared cache. (Set only where a handler did not
+        // choose otherwise.)
+        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
         (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
         (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
         (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),

@@ -60,19 +60,33 @@ fn needs_problem_body(response: &Response) -> bool {
     (status.is_client_error() || status.is_server_error()) && !is_json
 }
 
+/// The most of a client's input an error detail repeats back.
+pub const MAX_ECHO_CHARS: usize = 200;
+
+/// A client's input as an error detail quotes it: at most
+/// [`MAX_ECHO_CHARS`] characters, marked when cut, so a 64 KB path does not
+/// come back in full.
+pub fn echo(input: &str) -> String {
+    if input.chars().count() <= MAX_ECHO_CHARS {
+        return input.to_owned();
+    }
+    let kept: String = input.chars().take(MAX_ECHO_CHARS).collect();
+    format!("{kept}… ({} characters in all)", input.chars().count())
+}
+
 /// Rebuilds an error response from an outer layer (or axum itself) as a
 /// problem document, keeping the headers that matter to the client.
 fn problem_for(response: Response, method: &axum::http::Method, path: &str) -> Response {
     let status = response.status();
     let detail = match status {
-        StatusCode::NOT_FOUND => format!("no route matches {method} {path}"),
+        StatusCode::NOT_FOUND => format!("no route matches {method} {}", echo(path)),
         StatusCode::METHOD_NOT_ALLOWED => {
             let allowed = response
                 .headers()
                 .get(header::ALLOW)
                 .and_then(|v| v.to_str().ok())
                 .unwrap_or("");
-            format!("{method} is not allowed on {path}; allowed: {allowed}")
+            format!("{method} is not allowed on {}; allowed: {allowed}", echo(path))
         }
         StatusCode::PAYLOAD_TOO_LARGE => "the request body is larger than this endpoint accepts".to_owned(),
         StatusCode::REQUEST_TIMEOUT | StatusCode::SERVICE_UNAVAILABLE | StatusCode::GATEWAY_TIMEOUT => {

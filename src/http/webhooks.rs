@@ -79,6 +79,7 @@ pub async fn payment(
         tracing::warn!(reason = %err, "payment webhook refused");
         return Err(ApiError::unauthorized(err.to_string()));
     }
+    super::extract::refuse_nul(&body)?;
     let event: PaymentEvent = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request(format!("the webhook body is not a FinCra event ({{event, data}}): {e}")))?;
     let data = &event.data;

@@ -1,7 +1,11 @@
 //! Accounts: sign up, log in, the profile, the password, deactivation.
 //!
 //! Password hashing is slow on purpose and runs with no pooled connection
-//! held: a burst of logins must not starve the pool for everyone else.
+//! held: a burst of logins must not starve the pool for everyone else. At
+//! most one hash per core runs at once (`auth::passwords`); a request that
+//! cannot get a slot in time is told to retry (503). Repeated failed
+//! password checks lock the email (login) or the account (password change)
+//! out for a doubling time.
 
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
@@ -9,10 +13,10 @@ use serde_json::json;
 use super::{OperationError, conflict};
 use crate::auth::passwords;
 use crate::auth::tokens::TokenKeys;
-use crate::domain::account::{Email, Role, check_password_policy};
+use crate::domain::account::{Email, Role, check_password_policy, lockout_after};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::users::{self, NewUser, ProfileChange, User};
-use crate::store::{Database, DbHandle};
+use crate::store::{Database, DbHandle, login_failures};
 use crate::telemetry::metrics::Metrics;
 
 /// What account operations need.
@@ -62,6 +66,51 @@ async fn audit_user(
 
 fn internal(err: impl std::fmt::Display) -> OperationError {
     OperationError::Internal(err.to_string())
+}
+
+fn hashing(err: passwords::HashError) -> OperationError {
+    match err {
+        passwords::HashError::Busy => OperationError::Busy,
+        failed => internal(failed),
+    }
+}
+
+/// Refuses while `key` is locked out after repeated failures.
+async fn check_lockout(db: &Database, key: &str) -> Result<(), OperationError> {
+    let mut conn = db.acquire().await?;
+    let until = login_failures::locked_until(&mut conn, key).await?;
+    let now = time::OffsetDateTime::now_utc();
+    if let Some(until) = until.as_deref().and_then(crate::timestamp::parse)
+        && until > now
+    {
+        let wait = (until - now).whole_seconds().max(1).unsigned_abs();
+        return Err(OperationError::Locked(std::time::Duration::from_secs(wait)));
+    }
+    Ok(())
+}
+
+/// Counts a failed password check for `key`, locking it out past the free
+/// attempts ([`lockout_after`]).
+async fn note_failure(db: &Database, key: &str) -> Result<(), OperationError> {
+    let mut conn = db.acquire().await?;
+    let failures = login_failures::record(&mut conn, key).await?;
+    if let Some(lockout) = lockout_after(failures) {
+        let until =
+            time::OffsetDateTime::now_utc() + time::Duration::try_from(lockout).unwrap_or(time::Duration::MINUTE);
+        login_failures::lock(&mut conn, key, &crate::timestamp::format(until)).await?;
+        tracing::warn!(
+            failures,
+            lockout_seconds = lockout.as_secs(),
+            "password checks locked out after repeated failures"
+        );
+    }
+    Ok(())
+}
+
+async fn clear_failures(db: &Database, key: &str) -> Result<(), OperationError> {
+    let mut conn = db.acquire().await?;
+    login_failures::clear(&mut conn, key).await?;
+    Ok(())
 }
 
 impl Accounts<'_> {
@@ -117,6 +166,12 @@ impl Accounts<'_> {
     /// work, so accounts cannot be discovered.
     #[tracing::instrument(name = "account.login", skip_all)]
     pub async fn login(&self, email: Option<&Email>, password: String, ip: &str) -> Result<Issued, OperationError> {
+        // Keyed by the email asked for, whether or not it has an account, so
+        // a lockout says nothing about which emails exist.
+        let key = email.map(|email| format!("login:{email}"));
+        if let Some(key) = &key {
+            check_lockout(self.db, key).await?;
+        }
         let user = match email {
             Some(email) => {
                 let mut conn = self.db.acquire().await?;
@@ -129,15 +184,24 @@ impl Accounts<'_> {
             SecretString::from(password),
             user.as_ref().map(|u| u.password_hash.clone()),
         )
-        .await;
+        .await
+        .map_err(hashing)?;
         match user {
-            Some(user) if matches && user.active => self.issue(&user, user.token_version),
+            Some(user) if matches && user.active => {
+                if let Some(key) = &key {
+                    clear_failures(self.db, key).await?;
+                }
+                self.issue(&user, user.token_version)
+            }
             other => {
                 let reason = match &other {
                     Some(user) if !user.active => "deactivated",
                     Some(_) => "wrong_password",
                     None => "unknown_email",
                 };
+                if let Some(key) = &key {
+                    note_failure(self.db, key).await?;
+                }
                 let mut conn = self.db.acquire().await?;
                 audit_user(
                     &mut conn,
@@ -167,9 +231,16 @@ impl Accounts<'_> {
     /// fresh one is returned.
     #[tracing::instrument(name = "account.change_password", skip_all, fields(user_id = %user.id))]
     pub async fn change_password(&self, user: &User, current: String, new: String) -> Result<Issued, OperationError> {
-        if !passwords::verify(SecretString::from(current), Some(user.password_hash.clone())).await {
+        let key = format!("password:{}", user.id);
+        check_lockout(self.db, &key).await?;
+        let current_matches = passwords::verify(SecretString::from(current), Some(user.password_hash.clone()))
+            .await
+            .map_err(hashing)?;
+        if !current_matches {
+            note_failure(self.db, &key).await?;
             return Err(OperationError::BadRequest("current_password is incorrect".into()));
         }
+        clear_failures(self.db, &key).await?;
         let email = Email::parse(&user.email)?;
         check_password_policy(&new, &email)?;
         let new = SecretString::from(new);
@@ -177,13 +248,14 @@ impl Accounts<'_> {
             SecretString::from(new.expose_secret().to_owned()),
             Some(user.password_hash.clone()),
         )
-        .await;
+        .await
+        .map_err(hashing)?;
         if unchanged {
             return Err(OperationError::Invalid(
                 "new_password must differ from the current password".into(),
             ));
         }
-        let hash = passwords::hash(new).await.map_err(internal)?;
+        let hash = passwords::hash(new).await.map_err(hashing)?;
         let mut tx = self.db.begin().await?;
         users::set_password(&mut tx, &user.id, &hash).await?;
         audit_user(

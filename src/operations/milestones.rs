@@ -5,7 +5,7 @@
 use serde_json::json;
 
 use super::escrow::{locked_milestone, locked_project, record_audit};
-use super::projects::{MAX_MILESTONES, MilestoneTerms, visible};
+use super::projects::{MAX_MILESTONES, MilestoneTerms, check_total, visible};
 use super::{OperationError, conflict};
 use crate::domain::DomainError;
 use crate::domain::escrow::{MilestoneStatus, Party};
@@ -42,11 +42,13 @@ pub async fn create(
         description,
         amount: Money::new(amount, project.currency)?.minor,
     };
-    if projects::milestones(&mut tx, project_id).await?.len() >= MAX_MILESTONES {
+    let existing = projects::milestones(&mut tx, project_id).await?;
+    if existing.len() >= MAX_MILESTONES {
         return Err(OperationError::Invalid(format!(
             "a project has at most {MAX_MILESTONES} milestones"
         )));
     }
+    check_total(existing.iter().map(|m| m.amount).chain([terms.amount]))?;
     let id = projects::insert_milestone(
         &mut tx,
         project_id,
@@ -107,6 +109,10 @@ pub async fn update(
         .map(|a| Money::new(a, project.currency))
         .transpose()?
         .map(|m| m.minor);
+    if let Some(amount) = amount {
+        let others = projects::milestones(&mut tx, &project.id).await?;
+        check_total(others.iter().filter(|m| m.id != id).map(|m| m.amount).chain([amount]))?;
+    }
     projects::update_milestone(&mut tx, id, title, description, amount).await?;
     let milestone = reload(&mut tx, id).await?;
     tx.commit().await?;

@@ -58,6 +58,12 @@ pub enum OperationError {
     /// Wrong credentials (401).
     #[error("{0}")]
     Unauthorized(String),
+    /// Too many failed attempts: retry after this long (429).
+    #[error("too many failed attempts; retry later")]
+    Locked(std::time::Duration),
+    /// Too much slow work at once (password hashing): retry shortly (503).
+    #[error("too busy; retry shortly")]
+    Busy,
     /// Our own fault, not the caller's (500; the detail goes to logs only).
     #[error("{0}")]
     Internal(String),

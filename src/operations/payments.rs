@@ -28,7 +28,7 @@ use serde_json::json;
 use crate::alerts::{Alert, Dispatcher, Severity};
 use crate::config::ReconcileConfig;
 use crate::domain::DomainError;
-use crate::domain::money::Money;
+use crate::domain::money::{MAX_BALANCE, Money};
 use crate::domain::payment::{Decision, PaymentKind, Settlement, TransactionStatus, decide, reference_for};
 use crate::domain::payout::DestinationKind;
 use crate::gateway::{Beneficiary, CheckoutRequest, GatewayError, PaymentGateway, PayoutRequest, observed};
@@ -210,7 +210,17 @@ impl Payments {
     pub async fn deposit(&self, user: &User, money: Money, keyed: &Keyed<'_>) -> Result<PaymentAnswer, OperationError> {
         let reference = reference_for(PaymentKind::Deposit, &user.id, keyed.key);
         let new = self.pending_record(PaymentKind::Deposit, &reference, user, money, None);
-        if self.record_pending(user, keyed, new, async |_| Ok(())).await?.is_none() {
+        let headroom = async |tx: &mut crate::store::Tx| -> Result<(), OperationError> {
+            let balance = ledger::balance(tx, &Account::available(&user.id, money.currency)).await?;
+            if balance > MAX_BALANCE - money.minor {
+                return Err(OperationError::Invalid(format!(
+                    "amount would take your {} balance past its limit of {MAX_BALANCE} minor units",
+                    money.currency
+                )));
+            }
+            Ok(())
+        };
+        if self.record_pending(user, keyed, new, headroom).await?.is_none() {
             return self.replay(&reference).await;
         }
         // Step 2: no transaction open, no connection held.
@@ -372,7 +382,17 @@ impl Payments {
             tx.commit().await?;
             return Ok(Applied::AlreadySettled(record));
         }
-        let decision = decide(kind, record.amount, settlement);
+        let mut decision = decide(kind, record.amount, settlement);
+        if let (PaymentKind::Deposit, Decision::Complete { received }) = (kind, &decision) {
+            // Money arrived that the balance cannot take: a person decides.
+            let balance = ledger::balance(&mut tx, &Account::available(&record.user_id, currency)).await?;
+            if balance > MAX_BALANCE - record.amount {
+                decision = Decision::Review {
+                    received: *received,
+                    reason: format!("crediting it would take the balance past its limit of {MAX_BALANCE}"),
+                };
+            }
+        }
         let Some(to) = decision.status(kind) else {
             tx.commit().await?;
             return Ok(Applied::Waiting(self.load(reference).await?));

@@ -10,7 +10,7 @@ use super::{OperationError, conflict};
 use crate::domain::DomainError;
 use crate::domain::account::Role;
 use crate::domain::escrow::{Party, ProjectStatus};
-use crate::domain::money::Currency;
+use crate::domain::money::{Currency, MAX_PROJECT_TOTAL};
 use crate::store::escrow::EscrowTransaction;
 use crate::store::projects::{self, Milestone, NewMilestone, NewProject, Project};
 use crate::store::users::{self, User};
@@ -18,6 +18,18 @@ use crate::store::{Database, DbHandle, Tx};
 
 /// Most milestones one project may have.
 pub const MAX_MILESTONES: usize = 100;
+
+/// Refuses a set of milestone amounts whose total passes
+/// [`MAX_PROJECT_TOTAL`] (summed with overflow checks).
+pub(super) fn check_total(mut amounts: impl Iterator<Item = i64>) -> Result<(), OperationError> {
+    let total = amounts.try_fold(0_i64, i64::checked_add);
+    match total {
+        Some(total) if total <= MAX_PROJECT_TOTAL => Ok(()),
+        _ => Err(OperationError::Invalid(format!(
+            "the milestones of a project may total at most {MAX_PROJECT_TOTAL} minor units"
+        ))),
+    }
+}
 
 /// A project with its milestones, as an operation leaves it.
 #[derive(Debug, Clone)]
@@ -76,6 +88,7 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
             "milestones must list 1 to {MAX_MILESTONES} milestones"
         )));
     }
+    check_total(terms.milestones.iter().map(|m| m.amount))?;
     let mut tx = db.begin().await?;
     let seller = users::find_by_id(&mut tx, &terms.seller_id)
         .await?

@@ -9,6 +9,10 @@ pub enum StoreError {
     /// A debit the account cannot cover (the account id).
     #[error("insufficient funds in {0}")]
     InsufficientFunds(String),
+    /// A transfer would take an account past [`MAX_BALANCE`](crate::domain::money::MAX_BALANCE)
+    /// (the account id).
+    #[error("the balance of {0} would pass its limit")]
+    BalanceLimit(String),
     /// A unique constraint refused the write: `what` already exists.
     #[error("{0} already exists")]
     Duplicate(&'static str),
@@ -31,6 +35,7 @@ impl StoreError {
             StoreError::Sqlx(err) => is_connection_error(err),
             StoreError::Duplicate(_)
             | StoreError::InsufficientFunds(_)
+            | StoreError::BalanceLimit(_)
             | StoreError::Missing(_)
             | StoreError::Migrate(_) => false,
         }
@@ -47,8 +52,33 @@ pub fn map_duplicate(what: &'static str) -> impl Fn(StoreError) -> StoreError {
 }
 
 pub(crate) fn is_connection_error(err: &sqlx::Error) -> bool {
-    matches!(
-        err,
-        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_)
-    )
+    match err {
+        sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed | sqlx::Error::Io(_) | sqlx::Error::Tls(_) => true,
+        sqlx::Error::Database(db) => db.code().is_some_and(|code| is_unavailable_sqlstate(&code)),
+        _ => false,
+    }
+}
+
+/// SQLSTATEs that mean "the server is not there for us right now", not "this
+/// query is wrong": connection exceptions (class 08), operator intervention
+/// such as a terminated backend or a shutdown (57P01–57P05), and
+/// insufficient resources such as too many connections or a full disk
+/// (class 53).
+pub fn is_unavailable_sqlstate(code: &str) -> bool {
+    code.starts_with("08") || code.starts_with("57P0") || code.starts_with("53")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connection_and_resource_sqlstates_mean_unavailable() {
+        for code in ["08006", "08001", "57P01", "57P03", "53300", "53100"] {
+            assert!(is_unavailable_sqlstate(code), "{code}");
+        }
+        for code in ["23505", "22021", "40001", "42P01", "57014"] {
+            assert!(!is_unavailable_sqlstate(code), "{code}");
+        }
+    }
 }

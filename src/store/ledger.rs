@@ -15,7 +15,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use super::{DbHandle, StoreError, timestamp};
-use crate::domain::money::Currency;
+use crate::domain::money::{Currency, MAX_BALANCE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AccountKind {
@@ -141,38 +141,47 @@ pub async fn transfer(db: &mut impl DbHandle, transfer: Transfer<'_>) -> Result<
     }
     let debit_id = ensure_account(db, transfer.debit).await?;
     let credit_id = ensure_account(db, transfer.credit).await?;
-    let (conn, obs) = db.parts();
-    let debited = if transfer.debit.kind.may_go_negative() {
-        obs.run(
-            "ledger_accounts.debit",
-            sqlx::query("update ledger_accounts set balance = balance - $2 where id = $1")
-                .bind(&debit_id)
-                .bind(transfer.amount)
-                .execute(conn),
-        )
-        .await?
+    // Both sides are compare-and-set against their bounds: a debit never
+    // takes an account below zero (the gateway's below -MAX_BALANCE), a
+    // credit never takes it above MAX_BALANCE. A refused side changes
+    // nothing the caller's transaction will keep.
+    let floor = if transfer.debit.kind.may_go_negative() {
+        -MAX_BALANCE
     } else {
-        obs.run(
+        0
+    };
+    let (conn, obs) = db.parts();
+    let debited = obs
+        .run(
             "ledger_accounts.debit",
-            sqlx::query("update ledger_accounts set balance = balance - $2 where id = $1 and balance >= $2")
+            sqlx::query("update ledger_accounts set balance = balance - $2 where id = $1 and balance - $2 >= $3")
                 .bind(&debit_id)
                 .bind(transfer.amount)
+                .bind(floor)
                 .execute(conn),
         )
-        .await?
-    };
+        .await?;
     if debited.rows_affected() != 1 {
-        return Err(StoreError::InsufficientFunds(debit_id));
+        return Err(if floor == 0 {
+            StoreError::InsufficientFunds(debit_id)
+        } else {
+            StoreError::BalanceLimit(debit_id)
+        });
     }
     let (conn, obs) = db.parts();
-    obs.run(
-        "ledger_accounts.credit",
-        sqlx::query("update ledger_accounts set balance = balance + $2 where id = $1")
-            .bind(&credit_id)
-            .bind(transfer.amount)
-            .execute(conn),
-    )
-    .await?;
+    let credited = obs
+        .run(
+            "ledger_accounts.credit",
+            sqlx::query("update ledger_accounts set balance = balance + $2 where id = $1 and balance <= $3 - $2")
+                .bind(&credit_id)
+                .bind(transfer.amount)
+                .bind(MAX_BALANCE)
+                .execute(conn),
+        )
+        .await?;
+    if credited.rows_affected() != 1 {
+        return Err(StoreError::BalanceLimit(credit_id));
+    }
     let (conn, obs) = db.parts();
     obs.run(
         "ledger_transfers.insert",
@@ -294,6 +303,21 @@ pub async fn check(db: &mut impl DbHandle) -> Result<LedgerReport, StoreError> {
         .await?;
     for (id, balance) in negative {
         report.problems.push(format!("{id} is negative ({balance})"));
+    }
+    let (conn, obs) = db.parts();
+    let out_of_bounds: Vec<(String, i64)> = obs
+        .run(
+            "ledger.check_bounds",
+            sqlx::query_as("select id, balance from ledger_accounts where balance > $1 or balance < $2")
+                .bind(MAX_BALANCE)
+                .bind(-MAX_BALANCE)
+                .fetch_all(conn),
+        )
+        .await?;
+    for (id, balance) in out_of_bounds {
+        report
+            .problems
+            .push(format!("{id} is past the balance limit of ±{MAX_BALANCE} ({balance})"));
     }
     let (conn, obs) = db.parts();
     let drift: Vec<(String, i64, i64)> = obs

@@ -34,6 +34,7 @@ mod handle;
 pub mod idempotency;
 pub mod kyc;
 pub mod ledger;
+pub mod login_failures;
 mod monitor;
 pub mod projects;
 mod sqlite;
@@ -71,6 +72,7 @@ pub const REQUIRED_TABLES: &[&str] = &[
     "idempotency_keys",
     "webhook_events",
     "payout_destinations",
+    "login_failures",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -264,6 +264,8 @@ metrics! {
             => "amani_ledger_check_ok", "1 when the last ledger check balanced, 0 when it found a break";
         ledger_check_timestamp: FloatGauge = FloatGauge::default()
             => "amani_ledger_check_timestamp_seconds", "Unix time of the last ledger check";
+        ledger_check_success_timestamp: FloatGauge = FloatGauge::default()
+            => "amani_ledger_check_success_timestamp_seconds", "Unix time of the last ledger check that balanced (0: none since start)";
         backup_last_success_timestamp: FloatGauge = FloatGauge::default()
             => "backup_last_success_timestamp_seconds", "Unix time of the newest verified backup found in the backup folder";
         database_up: Gauge = Gauge::default()

@@ -407,3 +407,55 @@ async fn the_ledger_watchdog_triggers_on_broken_books_and_resolves_after_repair(
     .await;
     assert_eq!(app.state.metrics.ledger_check_ok.get(), 1);
 }
+
+/// A ledger check that cannot run (here: a column renamed under it) is a
+/// failed check: logged, the gauge says broken, and the alert goes out —
+/// never silently skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ledger_check_that_cannot_run_counts_as_broken_and_alerts() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let fakes = Fakes::start().await;
+    fakes
+        .answer(ResponseTemplate::new(200), ResponseTemplate::new(202))
+        .await;
+    let app = app_with(
+        &db,
+        &fakes,
+        &[
+            ("WATCHDOG_INTERVAL_SECONDS", "1"),
+            ("LEDGER_CHECK_INTERVAL_SECONDS", "1"),
+        ],
+    )
+    .await;
+    eventually(Duration::from_secs(20), "a first balanced check", async || {
+        (app.state.metrics.ledger_check_success_timestamp.get() > 0.0).then_some(())
+    })
+    .await;
+    let mut tx = app.state.db.begin().await.unwrap();
+    let (conn, obs) = amani::store::DbHandle::parts(&mut tx);
+    obs.run(
+        "test.break",
+        sqlx::query("alter table ledger_transfers rename column amount to amount_moved").execute(conn),
+    )
+    .await
+    .unwrap();
+    tx.commit().await.unwrap();
+    let trigger = eventually(Duration::from_secs(20), "LedgerImbalance", async || {
+        fakes
+            .pagerduty_events()
+            .await
+            .into_iter()
+            .find(|e| e["dedup_key"] == "amani/test/ledger")
+    })
+    .await;
+    assert_eq!(trigger["event_action"], "trigger");
+    assert!(
+        trigger["payload"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("could not run"),
+        "{trigger}"
+    );
+    assert_eq!(app.state.metrics.ledger_check_ok.get(), 0);
+    assert!(app.state.metrics.ledger_check_timestamp.get() > 0.0);
+}

@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod hardening;
 mod helpers;
 mod proxy;
 mod server;

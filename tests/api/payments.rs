@@ -903,6 +903,7 @@ fn production_refuses_the_sandbox_gateway_and_an_incomplete_fincra() {
     assert_eq!(code, Some(2));
     assert!(stderr.contains("FINCRA_PUBLIC_KEY"), "{stderr}");
     let (code, stderr) = run(&[
+        ("METRICS_TOKEN", "prometheus-scrape-token"),
         ("PAYMENT_GATEWAY", "fincra"),
         ("FINCRA_API_KEY", "sk"),
         ("FINCRA_PUBLIC_KEY", "pk"),
