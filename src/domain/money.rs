@@ -132,24 +132,39 @@ pub struct MinorUnits(pub i64);
 
 impl<'de> Deserialize<'de> for MinorUnits {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<MinorUnits, D::Error> {
+        // The values of `Big` and `Float` are only told apart, never read.
+        #[allow(dead_code)]
         #[derive(Deserialize)]
         #[serde(untagged)]
         enum Raw {
             Int(i64),
+            Big(u64),
+            Float(f64),
             Text(String),
+            Null(()),
             Other(serde::de::IgnoredAny),
         }
         match Raw::deserialize(deserializer)? {
             Raw::Int(n) => Ok(MinorUnits(n)),
-            Raw::Text(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => text
-                .parse()
-                .map(MinorUnits)
-                .map_err(|_| serde::de::Error::custom("amount is too large")),
+            Raw::Big(_) => Err(serde::de::Error::custom(format!(
+                "amount is too large: at most {MAX_AMOUNT} minor units"
+            ))),
+            Raw::Float(_) => Err(serde::de::Error::custom(
+                "amount must be an integer number of minor units, not a decimal (e.g. 250000 for 2,500.00)",
+            )),
+            Raw::Null(()) => Err(serde::de::Error::custom(
+                "amount is required: an integer number of minor units (e.g. 250000 for 2,500.00)",
+            )),
+            Raw::Text(text) if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) => {
+                text.parse().map(MinorUnits).map_err(|_| {
+                    serde::de::Error::custom(format!("amount is too large: at most {MAX_AMOUNT} minor units"))
+                })
+            }
             Raw::Text(_) => Err(serde::de::Error::custom(
                 "amount must be an integer number of minor units (e.g. 250000 for 2,500.00), as a number or a string of digits",
             )),
             Raw::Other(_) => Err(serde::de::Error::custom(
-                "amount must be an integer number of minor units, not a decimal (e.g. 250000 for 2,500.00)",
+                "amount must be an integer number of minor units (e.g. 250000 for 2,500.00), as a number or a string of digits",
             )),
         }
     }

@@ -289,6 +289,7 @@ impl From<PathRejection> for ApiError {
 
 impl From<QueryRejection> for ApiError {
     fn from(rejection: QueryRejection) -> ApiError {
-        ApiError::bad_request(rejection.body_text())
+        // serde's message names the parameter and what was wrong with it.
+        ApiError::unprocessable(format!("query string: {}", rejection.body_text()))
     }
 }

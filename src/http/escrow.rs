@@ -2,14 +2,14 @@
 //! Every POST here requires an `Idempotency-Key`.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, AuthUser, Page, PageParams};
+use super::extract::{ApiJson, ApiQuery, AuthUser, Page, PageParams};
 use super::idempotency;
 use crate::domain::account::{Role, bounded_text};
 use crate::domain::payment::{TransactionKind, TransactionStatus};
@@ -245,8 +245,8 @@ fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<String>, ApiError
 pub async fn transactions(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Query(filter): Query<TransactionFilter>,
-    Query(page): Query<PageParams>,
+    ApiQuery(filter): ApiQuery<TransactionFilter>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<EscrowTransaction>>, ApiError> {
     let kind = filter
         .kind

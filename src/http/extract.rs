@@ -75,6 +75,23 @@ fn contains_escaped_nul(json: &[u8]) -> bool {
     })
 }
 
+/// Query parameters whose rejection (a wrong type, a missing value) is a
+/// 422 problem naming the parameter, not axum's plain "bad request".
+pub struct ApiQuery<T>(pub T);
+
+impl<S, T> FromRequestParts<S> for ApiQuery<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Query(value) = axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(value))
+    }
+}
+
 /// An authenticated, active user whose token is still current.
 #[derive(Debug, Clone)]
 pub struct AuthUser(pub User);
@@ -195,27 +212,28 @@ where
 #[into_params(parameter_in = Query)]
 pub struct PageParams {
     #[param(minimum = 1, default = 1)]
-    pub page: Option<u32>,
+    pub page: Option<i64>,
     #[param(minimum = 1, maximum = 100, default = 20)]
-    pub page_size: Option<u32>,
+    pub page_size: Option<i64>,
 }
 
 impl PageParams {
     pub const MAX_PAGE_SIZE: u32 = 100;
+    /// Deep pages by offset get slow; past this, filter by time instead.
+    pub const MAX_PAGE: u32 = 100_000;
 
     /// (page, page_size, limit, offset), or a 422 naming the bad parameter.
     pub fn resolve(self) -> Result<(u32, u32, i64, i64), ApiError> {
-        let page = self.page.unwrap_or(1);
-        let page_size = self.page_size.unwrap_or(20);
-        if page == 0 {
-            return Err(ApiError::unprocessable("page must be 1 or more"));
-        }
-        if page_size == 0 || page_size > Self::MAX_PAGE_SIZE {
-            return Err(ApiError::unprocessable(format!(
-                "page_size must be from 1 to {}",
-                Self::MAX_PAGE_SIZE
-            )));
-        }
+        // Parsed as i64 so that 0, -1 and 10^9 all get the same 422 naming
+        // the rule, rather than some a 400 from the query parser.
+        let page = u32::try_from(self.page.unwrap_or(1))
+            .ok()
+            .filter(|p| *p >= 1 && *p <= Self::MAX_PAGE)
+            .ok_or_else(|| ApiError::unprocessable(format!("page must be from 1 to {}", Self::MAX_PAGE)))?;
+        let page_size = u32::try_from(self.page_size.unwrap_or(20))
+            .ok()
+            .filter(|s| (1..=Self::MAX_PAGE_SIZE).contains(s))
+            .ok_or_else(|| ApiError::unprocessable(format!("page_size must be from 1 to {}", Self::MAX_PAGE_SIZE)))?;
         let offset = i64::from(page - 1) * i64::from(page_size);
         Ok((page, page_size, i64::from(page_size), offset))
     }

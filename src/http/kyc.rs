@@ -3,14 +3,14 @@
 //! characters; documents only to admins.
 
 use axum::Json;
-use axum::extract::{Multipart, Path, Query, State};
+use axum::extract::{Multipart, Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{AdminUser, ApiJson, AuthUser, Page, PageParams};
+use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, Page, PageParams};
 use crate::domain::account::bounded_text;
 use crate::domain::kyc::{Decision, DocumentType, IdNumber, KycKind, KycStatus, MAX_DOCUMENT_BYTES};
 use crate::operations::kyc::{Kyc, KycForm};
@@ -210,8 +210,8 @@ pub struct StatusFilter {
 pub async fn admin_list(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
-    Query(filter): Query<StatusFilter>,
-    Query(page): Query<PageParams>,
+    ApiQuery(filter): ApiQuery<StatusFilter>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<AdminSubmissionView>>, ApiError> {
     let status: KycStatus = filter.status.as_deref().unwrap_or("pending").parse()?;
     let (page, page_size, limit, offset) = page.resolve()?;

@@ -2,13 +2,13 @@
 //! operation in [`crate::operations::milestones`], and render.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, AuthUser, Page, PageParams};
+use super::extract::{ApiJson, ApiQuery, AuthUser, Page, PageParams};
 use super::projects::{MilestoneInput, MilestoneView, TAG, optional_text};
 use crate::domain::account::bounded_text;
 use crate::domain::escrow::MilestoneStatus;
@@ -42,8 +42,8 @@ pub async fn list_milestones(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     Path(id): Path<String>,
-    Query(filter): Query<MilestoneFilter>,
-    Query(page): Query<PageParams>,
+    ApiQuery(filter): ApiQuery<MilestoneFilter>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<MilestoneView>>, ApiError> {
     let status = filter
         .status

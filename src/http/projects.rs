@@ -3,13 +3,13 @@
 //! Only the parties (and admins) see a project; anyone else gets 404.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{AdminUser, ApiJson, AuthUser, Page, PageParams};
+use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, Page, PageParams};
 use crate::domain::account::bounded_text;
 use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::domain::money::{Currency, MinorUnits, Money};
@@ -163,8 +163,8 @@ pub struct ProjectFilter {
 pub async fn list(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Query(filter): Query<ProjectFilter>,
-    Query(page): Query<PageParams>,
+    ApiQuery(filter): ApiQuery<ProjectFilter>,
+    ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<ProjectView>>, ApiError> {
     let status = filter.status.as_deref().map(str::parse::<ProjectStatus>).transpose()?;
     let (page, page_size, limit, offset) = page.resolve()?;

@@ -120,18 +120,24 @@ pub async fn update(
 }
 
 /// Applies a milestone transition the domain computes.
+/// A milestone step: its audit action and, for refusals, what it is called.
+struct Step<'a> {
+    action: &'a str,
+    verb: &'a str,
+}
+
 async fn transition(
     db: &Database,
     user: &User,
     id: &str,
-    action: &str,
+    step: Step<'_>,
     note: Option<&str>,
     reason: Option<&str>,
     next: impl Fn(MilestoneStatus, Party) -> Result<MilestoneStatus, DomainError>,
 ) -> Result<Milestone, OperationError> {
     let mut tx = db.begin().await?;
     let (project, party, milestone) = locked_milestone(&mut tx, user, id).await?;
-    project.status.check_active(action)?;
+    project.status.check_active(step.verb)?;
     let to = next(milestone.status, party)?;
     if !projects::set_milestone_status(&mut tx, id, milestone.status, to, note, reason).await? {
         return Err(conflict("the milestone changed meanwhile; reload it"));
@@ -139,7 +145,7 @@ async fn transition(
     record_audit(
         &mut tx,
         user,
-        action,
+        step.action,
         "milestone",
         id,
         json!({ "from": milestone.status.as_str(), "to": to.as_str() }),
@@ -153,9 +159,18 @@ async fn transition(
 /// The seller delivers a funded (or rejected) milestone.
 #[tracing::instrument(name = "milestone.submit", skip_all, fields(milestone_id = %id, user_id = %user.id))]
 pub async fn submit(db: &Database, user: &User, id: &str, note: Option<&str>) -> Result<Milestone, OperationError> {
-    transition(db, user, id, "milestone.submitted", note, None, |status, party| {
-        status.submit(party)
-    })
+    transition(
+        db,
+        user,
+        id,
+        Step {
+            action: "milestone.submitted",
+            verb: "submit a milestone",
+        },
+        note,
+        None,
+        |status, party| status.submit(party),
+    )
     .await
 }
 
@@ -180,8 +195,17 @@ pub async fn review(
         "milestone.rejected"
     };
     let reason = if approve { None } else { reason };
-    transition(db, user, id, action, None, reason, |status, party| {
-        status.review(party, approve)
-    })
+    transition(
+        db,
+        user,
+        id,
+        Step {
+            action,
+            verb: "review a milestone",
+        },
+        None,
+        reason,
+        |status, party| status.review(party, approve),
+    )
     .await
 }

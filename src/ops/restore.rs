@@ -28,15 +28,42 @@ pub struct Report {
     pub ledger_problems: Vec<String>,
     /// Tables whose row count differs from the manifest: (table, manifest, restored).
     pub count_mismatches: Vec<(String, i64, i64)>,
+    /// Money figures that differ from the manifest: (what, manifest, restored),
+    /// e.g. ("held_in_escrow NGN", 5000, 4000).
+    pub money_mismatches: Vec<(String, i64, i64)>,
 }
 
 impl Report {
     pub fn ok(&self) -> bool {
-        self.migrations_pending == 0 && self.ledger_balanced && self.count_mismatches.is_empty()
+        self.migrations_pending == 0
+            && self.ledger_balanced
+            && self.count_mismatches.is_empty()
+            && self.money_mismatches.is_empty()
     }
 }
 
-/// Migrations current, ledger balanced, row counts equal to the manifest.
+/// Every currency figure of `expected` and `found` that differs (a currency
+/// missing on one side counts as 0 there).
+fn money_differences(
+    what: &str,
+    expected: &std::collections::BTreeMap<String, i64>,
+    found: &std::collections::BTreeMap<String, i64>,
+) -> Vec<(String, i64, i64)> {
+    let currencies: std::collections::BTreeSet<&String> = expected.keys().chain(found.keys()).collect();
+    currencies
+        .into_iter()
+        .filter_map(|currency| {
+            let (e, f) = (
+                expected.get(currency).copied().unwrap_or(0),
+                found.get(currency).copied().unwrap_or(0),
+            );
+            (e != f).then(|| (format!("{what} {currency}"), e, f))
+        })
+        .collect()
+}
+
+/// Migrations current, ledger balanced, row counts and money totals equal
+/// to the manifest (a manifest whose figures were edited fails here).
 pub async fn check(db: &Database, manifest: &Manifest) -> Result<Report, BackupError> {
     let status = db.check().await?;
     let mut conn = db.acquire_for_ops().await?;
@@ -50,12 +77,19 @@ pub async fn check(db: &Database, manifest: &Manifest) -> Result<Report, BackupE
             (got != *expected).then(|| (table.clone(), *expected, got))
         })
         .collect();
+    let mut money_mismatches = money_differences("ledger_totals", &manifest.ledger_totals, &ledger.totals);
+    money_mismatches.extend(money_differences(
+        "held_in_escrow",
+        &manifest.held_in_escrow,
+        &ledger.held_in_escrow,
+    ));
     Ok(Report {
         schema_version: status.current_version,
         migrations_pending: status.pending,
         ledger_balanced: ledger.balanced,
         ledger_problems: ledger.problems,
         count_mismatches,
+        money_mismatches,
     })
 }
 
@@ -96,6 +130,23 @@ async fn admin_execute(url: &str, sql: String) -> Result<(), BackupError> {
         .map_err(|e| BackupError::Io(e.to_string()))?;
     let _ = conn.close().await;
     Ok(())
+}
+
+/// Whether the server has a database called `name`.
+async fn database_exists(url: &str, name: &str) -> Result<bool, BackupError> {
+    use sqlx::Connection;
+    crate::store::install_drivers();
+    let maintenance = with_database(url, "postgres")?;
+    let mut conn = sqlx::AnyConnection::connect(&maintenance)
+        .await
+        .map_err(|e| BackupError::Io(format!("cannot reach the PostgreSQL server: {e}")))?;
+    let found: Option<(i64,)> = sqlx::query_as("select cast(1 as bigint) from pg_database where datname = $1")
+        .bind(name)
+        .fetch_optional(&mut conn)
+        .await
+        .map_err(|e| BackupError::Io(e.to_string()))?;
+    let _ = conn.close().await;
+    Ok(found.is_some())
 }
 
 /// Restores `file` into a scratch database, checks it, and drops it.
@@ -194,6 +245,30 @@ pub async fn restore(config: &Config, file: &Path, target: &str) -> Result<Resto
     }
 }
 
+/// A SQLite staging file (and its `-wal`/`-shm`), removed when dropped
+/// unless kept: every failure path, early return or `?` cleans up.
+struct Staging(PathBuf);
+
+impl Staging {
+    /// The staging file became the database: nothing to remove.
+    fn keep(mut self) {
+        self.0 = PathBuf::new();
+    }
+}
+
+impl Drop for Staging {
+    fn drop(&mut self) {
+        if self.0.as_os_str().is_empty() {
+            return;
+        }
+        for suffix in ["", "-wal", "-shm", "-journal"] {
+            let mut side = self.0.as_os_str().to_owned();
+            side.push(suffix);
+            let _ = std::fs::remove_file(PathBuf::from(side));
+        }
+    }
+}
+
 async fn restore_sqlite(
     file: &Path,
     manifest: &Manifest,
@@ -207,15 +282,14 @@ async fn restore_sqlite(
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     std::fs::create_dir_all(folder)?;
-    let staging = folder.join(format!(".restore-{}.db", uuid::Uuid::new_v4().simple()));
-    decompress(file, &staging)?;
-    let db = open(&format!("sqlite://{}", staging.display()), metrics)?;
+    let staging = Staging(folder.join(format!(".restore-{}.db", uuid::Uuid::new_v4().simple())));
+    decompress(file, &staging.0)?;
+    let db = open(&format!("sqlite://{}", staging.0.display()), metrics)?;
     let report = check(&db, manifest).await;
     db.close().await;
     let report = match report {
         Ok(report) if report.ok() => report,
         other => {
-            let _ = std::fs::remove_file(&staging);
             return match other {
                 Ok(report) => Err(BackupError::Verification(format!(
                     "the restored copy fails its checks: {report:?}"
@@ -229,7 +303,8 @@ async fn restore_sqlite(
         side.push(suffix);
         let _ = std::fs::remove_file(PathBuf::from(side));
     }
-    std::fs::rename(&staging, &path)?;
+    std::fs::rename(&staging.0, &path)?;
+    staging.keep();
     Ok(Restored {
         target: describe_target(target),
         previous_kept_as: None,
@@ -244,6 +319,9 @@ async fn restore_postgres(
     metrics: std::sync::Arc<Metrics>,
 ) -> Result<Restored, BackupError> {
     let name = database_name(target)?;
+    // A target that does not exist yet is simply created by the final rename
+    // (nothing to keep aside). Asked before any work is done.
+    let target_exists = database_exists(target, &name).await?;
     let stamp = time::OffsetDateTime::now_utc().unix_timestamp();
     let staging = format!("{name}_restore_{stamp}");
     let previous = format!("{name}_before_restore_{stamp}");
@@ -270,18 +348,22 @@ async fn restore_postgres(
     };
     // Swap: stop other connections to the target, keep it under a new name,
     // give the restored database its name.
-    admin_execute(
-        target,
+    let swap = if target_exists {
         format!(
             "select pg_terminate_backend(pid) from pg_stat_activity where datname = '{name}' and pid <> pg_backend_pid(); \
              alter database \"{name}\" rename to \"{previous}\"; \
              alter database \"{staging}\" rename to \"{name}\";"
-        ),
-    )
-    .await?;
+        )
+    } else {
+        format!("alter database \"{staging}\" rename to \"{name}\";")
+    };
+    if let Err(err) = admin_execute(target, swap).await {
+        let _ = admin_execute(target, format!("drop database if exists \"{staging}\" with (force)")).await;
+        return Err(err);
+    }
     Ok(Restored {
         target: describe_target(target),
-        previous_kept_as: Some(previous),
+        previous_kept_as: target_exists.then_some(previous),
         report,
     })
 }

@@ -391,3 +391,93 @@ async fn backups_upload_to_s3_compatible_storage_and_local_paths() {
             .unwrap();
     assert_eq!(copied_manifest["sha256"], manifest.sha256.as_str());
 }
+
+/// A manifest whose money figures were edited does not pass `verify` or
+/// `restore`, and a failed SQLite restore leaves no staging files behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_edited_manifest_fails_verify_and_restore_and_leaves_nothing_behind() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = TestApp::spawn(&db).await;
+    let user = app.user("client").await;
+    deposit(&app, &user, 1_000).await;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        amani(&db.url, &["backup", "--out", &dir.path().to_string_lossy()])
+            .status
+            .success()
+    );
+    app.shutdown().await.unwrap();
+    let (file, mut manifest) = amani::ops::backup::list(dir.path()).pop().unwrap();
+    // Claim more money was held than the books show.
+    manifest.held_in_escrow.insert("NGN".into(), 999_999);
+    std::fs::write(
+        amani::ops::backup::manifest_path(&file),
+        serde_json::to_vec_pretty(&manifest).unwrap(),
+    )
+    .unwrap();
+    let verify = amani(&db.url, &["backup", "verify", &file.to_string_lossy()]);
+    assert_eq!(verify.status.code(), Some(1));
+    let restored = amani(&db.url, &["restore", &file.to_string_lossy(), "--yes"]);
+    assert_eq!(restored.status.code(), Some(1));
+    let said = String::from_utf8_lossy(&restored.stderr);
+    assert!(said.contains("held_in_escrow NGN"), "{said}");
+    let folder = db.sqlite_path().unwrap().parent().unwrap().to_owned();
+    let leftovers: Vec<String> = std::fs::read_dir(&folder)
+        .unwrap()
+        .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
+        .filter(|name| name.starts_with(".restore-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+}
+
+/// Restoring into a PostgreSQL database that does not exist yet creates it
+/// (and leaves no staging database behind).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restore_into_a_missing_postgres_database_creates_it() {
+    let db = TestDb::create(Engine::Postgres).await;
+    let app = TestApp::spawn(&db).await;
+    let user = app.user("client").await;
+    deposit(&app, &user, 2_500).await;
+    let dir = tempfile::tempdir().unwrap();
+    assert!(
+        amani(&db.url, &["backup", "--out", &dir.path().to_string_lossy()])
+            .status
+            .success()
+    );
+    app.shutdown().await.unwrap();
+    let (file, _) = amani::ops::backup::list(dir.path()).pop().unwrap();
+    let name = format!("amani_new_{}", uuid::Uuid::new_v4().simple());
+    let mut target = url::Url::parse(&db.url).unwrap();
+    target.set_path(&name);
+    let restored = amani(
+        &db.url,
+        &["restore", &file.to_string_lossy(), "--yes", "--target", target.as_str()],
+    );
+    assert!(
+        restored.status.success(),
+        "{}",
+        String::from_utf8_lossy(&restored.stderr)
+    );
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&crate::helpers::postgres_admin_url())
+        .await
+        .unwrap();
+    let names: Vec<(String,)> = sqlx::query_as("select datname from pg_database where datname like $1")
+        .bind(format!("{name}%"))
+        .fetch_all(&mut admin)
+        .await
+        .unwrap();
+    assert_eq!(names, vec![(name.clone(),)], "created, with no staging left");
+    let mut restored_db = <sqlx::PgConnection as sqlx::Connection>::connect(target.as_str())
+        .await
+        .unwrap();
+    let (balance,): (i64,) = sqlx::query_as("select balance from ledger_accounts where kind = 'user_available'")
+        .fetch_one(&mut restored_db)
+        .await
+        .unwrap();
+    assert_eq!(balance, 2_500);
+    drop(restored_db);
+    sqlx::query(sqlx::AssertSqlSafe(format!("drop database \"{name}\" with (force)")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+}

@@ -392,3 +392,37 @@ async fn a_burst_of_logins_is_bounded_and_does_not_starve_the_pool() {
     assert!(statuses.iter().all(|s| *s == 401 || *s == 503), "{statuses:?}");
     assert!(reads.iter().all(|s| *s == 200), "unrelated reads: {reads:?}");
 }
+
+both_engines!(client_mistakes_get_a_4xx_that_names_the_field_and_the_rule);
+
+async fn client_mistakes_get_a_4xx_that_names_the_field_and_the_rule(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let user = app.user("client").await;
+    for page_size in ["-1", "0", "101", "x"] {
+        let path = format!("/api/v1/projects?page_size={page_size}");
+        let (status, problem) = json(app.authed(Method::GET, &path, &user.token).send().await.unwrap()).await;
+        assert_eq!(status, 422, "{path}: {problem}");
+        assert!(problem["detail"].as_str().unwrap().contains("page_size"), "{problem}");
+    }
+    for (amount, says) in [
+        (serde_json::json!(9_223_372_036_854_775_808_u64), "too large"),
+        (serde_json::json!(null), "required"),
+        (serde_json::json!({}), "integer"),
+        (serde_json::json!(10.5), "not a decimal"),
+        (serde_json::json!("12.50"), "integer"),
+    ] {
+        let (status, problem) = crate::escrow::money_post(
+            &app,
+            &user,
+            "/api/v1/wallet/deposit",
+            serde_json::json!({"amount": amount, "currency": "NGN"}),
+        )
+        .await;
+        assert_eq!(status, 422, "{amount}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(says),
+            "{amount}: {problem}"
+        );
+    }
+}
