@@ -31,6 +31,10 @@ pub enum Command {
     Migrate,
     /// Validate the configuration and print what would be used (secrets masked).
     CheckConfig,
+    /// Print the OpenAPI 3.1 document (the one served at
+    /// /api-docs/openapi.json), e.g. for a client generator:
+    /// `amani openapi > openapi.json`.
+    Openapi,
     /// Take a verified, compressed, checksummed backup (or verify one).
     #[command(args_conflicts_with_subcommands = true)]
     Backup {
@@ -144,6 +148,16 @@ pub fn run(cli: Cli) -> ExitCode {
     };
     match cli.command.unwrap_or(Command::Serve) {
         Command::CheckConfig => check_config(&config),
+        Command::Openapi => match serde_json::to_string_pretty(&crate::http::openapi_document(&config.app_version)) {
+            Ok(text) => {
+                println!("{text}");
+                ExitCode::SUCCESS
+            }
+            Err(err) => {
+                eprintln!("amani: cannot render the OpenAPI document: {err}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Serve => run_async(config, serve),
         Command::Migrate => run_async(config, migrate),
         Command::Admin {

@@ -49,3 +49,131 @@ impl Modify for BearerAuth {
         components.add_security_scheme("metrics_token", bearer());
     }
 }
+
+/// What every answer may carry, described once.
+fn header(description: &str) -> serde_json::Value {
+    serde_json::json!({ "description": description, "schema": { "type": "string" } })
+}
+
+fn problem(description: &str) -> serde_json::Value {
+    serde_json::json!({
+        "description": description,
+        "headers": { "X-Request-ID": header("The request's id (the caller's when sane, else generated)") },
+        "content": { "application/problem+json": { "schema": { "$ref": "#/components/schemas/Problem" } } }
+    })
+}
+
+/// Completes what the handlers' annotations leave out, so the document is a
+/// contract a client generator can trust: every response described, errors
+/// as `application/problem+json` (what the server really sends), the
+/// errors every operation can meet (401 on secured ones, 400/422 where
+/// input is read, 500 and 503 everywhere the database is used), and the
+/// response headers (`X-Request-ID`, `Retry-After`, `Idempotent-Replayed`).
+pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
+    let Ok(mut doc) = serde_json::to_value(&*openapi) else {
+        return;
+    };
+    if let Some(paths) = doc.get_mut("paths").and_then(|p| p.as_object_mut()) {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else { continue };
+            for (method, operation) in item.iter_mut() {
+                if !matches!(method.as_str(), "get" | "put" | "post" | "delete" | "patch") {
+                    continue;
+                }
+                finish_operation(path, method, operation);
+            }
+        }
+    }
+    if let Ok(finished) = serde_json::from_value(doc) {
+        *openapi = finished;
+    }
+}
+
+fn finish_operation(path: &str, method: &str, operation: &mut serde_json::Value) {
+    let secured = operation["security"]
+        .as_array()
+        .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+    let idempotent = operation["parameters"]
+        .as_array()
+        .is_some_and(|p| p.iter().any(|p| p["name"] == "Idempotency-Key"));
+    let reads_body = operation.get("requestBody").is_some();
+    let reads_input = reads_body
+        || operation["parameters"]
+            .as_array()
+            .is_some_and(|p| p.iter().any(|p| p["in"] == "query" || p["in"] == "path"));
+    let uses_database = path.starts_with("/api/v1")
+        && !matches!(
+            path,
+            "/api/v1/ping" | "/api/v1/version" | "/api/v1/" | "/api/v1/health" | "/api/v1/readiness"
+        );
+    let Some(responses) = operation.get_mut("responses").and_then(|r| r.as_object_mut()) else {
+        return;
+    };
+    let mut add = |status: &str, description: &str| {
+        responses
+            .entry(status.to_owned())
+            .or_insert_with(|| problem(description));
+    };
+    if secured {
+        add("401", "Missing, expired or revoked access token");
+    }
+    if reads_body && method != "get" {
+        add("400", "The body is not valid JSON (or not the expected form)");
+        add("413", "The body is larger than this endpoint accepts");
+        add("415", "The body is not `application/json`");
+    }
+    if reads_input {
+        add("422", "A field or parameter breaks a rule; `detail` names it");
+    }
+    add(
+        "500",
+        "Internal error (details in the logs and Sentry, never in the answer)",
+    );
+    if uses_database {
+        add(
+            "503",
+            "The database (or a dependency) is unavailable; retry after `Retry-After` if given",
+        );
+    }
+    for (status, response) in responses.iter_mut() {
+        let Some(response) = response.as_object_mut() else {
+            continue;
+        };
+        if response
+            .get("description")
+            .and_then(|d| d.as_str())
+            .is_none_or(str::is_empty)
+        {
+            let reason = status
+                .parse::<u16>()
+                .ok()
+                .and_then(|code| axum::http::StatusCode::from_u16(code).ok())
+                .and_then(|code| code.canonical_reason())
+                .unwrap_or("Response");
+            response.insert("description".into(), reason.into());
+        }
+        let is_error = status.starts_with('4') || status.starts_with('5');
+        if is_error
+            && let Some(content) = response.get_mut("content").and_then(|c| c.as_object_mut())
+            && let Some(json) = content.remove("application/json")
+        {
+            content.insert("application/problem+json".into(), json);
+        }
+        let headers = response.entry("headers").or_insert_with(|| serde_json::json!({}));
+        if let Some(headers) = headers.as_object_mut() {
+            headers
+                .entry("X-Request-ID")
+                .or_insert_with(|| header("The request's id (the caller's when sane, else generated)"));
+            if matches!(status.as_str(), "429" | "503") {
+                headers
+                    .entry("Retry-After")
+                    .or_insert_with(|| header("Seconds to wait before retrying"));
+            }
+            if idempotent && !is_error {
+                headers.entry("Idempotent-Replayed").or_insert_with(|| {
+                    header("`true` when this answer replays an earlier request with the same Idempotency-Key")
+                });
+            }
+        }
+    }
+}

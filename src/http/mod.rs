@@ -85,9 +85,18 @@ pub fn router(state: AppState) -> Router {
         )))
 }
 
-/// Every route and the docs, without the outer middleware stack.
-fn routes(state: AppState) -> Router {
-    let (api, mut openapi) = OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
+/// The OpenAPI document of this build, as `/api-docs/openapi.json` serves
+/// it (and `amani openapi` prints it).
+pub fn openapi_document(version: &str) -> utoipa::openapi::OpenApi {
+    let (_, mut openapi) = api_routes();
+    openapi.info.version = version.to_owned();
+    docs::finish(&mut openapi);
+    openapi
+}
+
+/// Every API route with its OpenAPI description (no state yet).
+fn api_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
+    OpenApiRouter::with_openapi(docs::ApiDoc::openapi())
         .routes(routes!(service::root))
         .routes(routes!(service::version))
         .routes(routes!(service::ping))
@@ -134,8 +143,13 @@ fn routes(state: AppState) -> Router {
                 .routes(routes!(kyc::resubmit))
                 .layer(DefaultBodyLimit::max(kyc::MULTIPART_LIMIT)),
         )
-        .split_for_parts();
-    openapi.info.version = state.config.app_version.clone();
+        .split_for_parts()
+}
+
+/// Every route and the docs, without the outer middleware stack.
+fn routes(state: AppState) -> Router {
+    let (api, _) = api_routes();
+    let openapi = openapi_document(&state.config.app_version);
     let max_body_bytes = state.config.max_body_bytes;
     let request_timeout = state.config.request_timeout;
     let api = if state.config.debug_routes {

@@ -426,3 +426,56 @@ async fn client_mistakes_get_a_4xx_that_names_the_field_and_the_rule(engine: Eng
         );
     }
 }
+
+/// The OpenAPI document is a contract: every answer described, errors
+/// described as `application/problem+json` (what is really sent), 401 on
+/// every secured operation, `X-Request-ID` on every answer; `amani openapi`
+/// prints the same document the server serves. (`.ci/run` also validates it
+/// with openapi-spec-validator.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openapi_document_describes_every_answer_and_error() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = TestApp::spawn(&db).await;
+    let served: serde_json::Value = app.get("/api-docs/openapi.json").await.json().await.unwrap();
+    let mut operations = 0;
+    for (path, item) in served["paths"].as_object().unwrap() {
+        for (method, operation) in item.as_object().unwrap() {
+            if !matches!(method.as_str(), "get" | "post" | "put" | "delete" | "patch") {
+                continue;
+            }
+            operations += 1;
+            let responses = operation["responses"].as_object().unwrap();
+            let secured = operation["security"]
+                .as_array()
+                .is_some_and(|s| s.iter().any(|r| r.get("bearer").is_some()));
+            assert!(!secured || responses.contains_key("401"), "{method} {path}: no 401");
+            for (status, response) in responses {
+                let what = format!("{method} {path} {status}");
+                assert!(
+                    !response["description"].as_str().unwrap_or("").is_empty(),
+                    "{what}: no description"
+                );
+                assert!(
+                    response["headers"].get("X-Request-ID").is_some(),
+                    "{what}: no X-Request-ID"
+                );
+                if status.starts_with('4') || status.starts_with('5') {
+                    assert!(
+                        response["content"].get("application/json").is_none(),
+                        "{what}: errors are problem+json"
+                    );
+                    assert!(response["content"].get("application/problem+json").is_some(), "{what}");
+                }
+            }
+        }
+    }
+    assert!(operations >= 45, "{operations}");
+    let printed = std::process::Command::new(env!("CARGO_BIN_EXE_amani"))
+        .env_clear()
+        .arg("openapi")
+        .output()
+        .unwrap();
+    assert!(printed.status.success());
+    let printed: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
+    assert_eq!(printed["paths"], served["paths"]);
+}
