@@ -61,15 +61,18 @@ if ! command -v moto_server >/dev/null 2>&1; then
 fi
 command -v moto_server >/dev/null 2>&1 || { log "moto_server is not on PATH after installing it"; exit 1; }
 # --- Python tools in a virtual environment this script owns -----------------------
-# (openapi-spec-validator checks the OpenAPI document in CI.)
+# (openapi-spec-validator checks the OpenAPI document in CI; schemathesis
+# fuzzes the API from it: scripts/api-fuzz.sh.)
 TOOLS_VENV="${AMANI_TOOLS_VENV:-/var/tmp/amani-tools-venv}"
-if [ ! -x "$TOOLS_VENV/bin/openapi-spec-validator" ]; then
-  log "installing openapi-spec-validator into $TOOLS_VENV"
+if [ ! -x "$TOOLS_VENV/bin/openapi-spec-validator" ] || [ ! -x "$TOOLS_VENV/bin/schemathesis" ]; then
+  log "installing openapi-spec-validator and schemathesis into $TOOLS_VENV"
   if ! python3 -m venv "$TOOLS_VENV" 2>/dev/null; then
     apt_install python3-venv
     python3 -m venv "$TOOLS_VENV"
   fi
-  "$TOOLS_VENV/bin/pip" install -q "openapi-spec-validator==0.9.0"
+  "$TOOLS_VENV/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.5"
 fi
-"$TOOLS_VENV/bin/openapi-spec-validator" --help >/dev/null 2>&1 || { log "openapi-spec-validator does not run from $TOOLS_VENV"; exit 1; }
+for tool in openapi-spec-validator schemathesis; do
+  "$TOOLS_VENV/bin/$tool" --help >/dev/null 2>&1 || { log "$tool does not run from $TOOLS_VENV"; exit 1; }
+done
 log "ready"

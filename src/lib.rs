@@ -21,6 +21,8 @@ pub mod build_info;
 pub mod cli;
 pub mod config;
 pub mod domain;
+#[cfg(test)]
+mod fuzz;
 pub mod gateway;
 pub mod health;
 pub mod http;
