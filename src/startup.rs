@@ -113,14 +113,11 @@ impl Application {
             "listening"
         );
 
-        let server = axum::serve(listener, router.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                lifecycle.stopping().await;
-                // Keep accepting while load balancers notice readiness is 503.
-                tokio::time::sleep(drain_delay).await;
-                tracing::info!("no longer accepting connections; finishing in-flight requests");
-            })
-            .into_future();
+        let limits = ConnectionLimits {
+            header_read_timeout: state.config.header_read_timeout,
+            max_connections: state.config.max_connections,
+        };
+        let server = serve(listener, router, limits, lifecycle, drain_delay);
         // When the stop began: the whole shutdown, pool close included, must
         // end by then + drain delay + SHUTDOWN_TIMEOUT_SECONDS.
         let stop_began = Arc::new(std::sync::OnceLock::new());
@@ -132,8 +129,8 @@ impl Application {
             });
         }
         let stopping = state.lifecycle.clone();
-        let result = tokio::select! {
-            result = server => result,
+        let result: std::io::Result<()> = tokio::select! {
+            () = server => Ok(()),
             () = async {
                 stopping.stopping().await;
                 tokio::time::sleep(drain_delay + shutdown_timeout).await;
@@ -165,6 +162,95 @@ impl Application {
         tracing::info!("stopped");
         result
     }
+}
+
+/// What one connection may cost.
+struct ConnectionLimits {
+    /// The whole head of a request must arrive within this; it also closes a
+    /// keep-alive connection that sends nothing for this long (hyper starts
+    /// the clock whenever it waits for a head).
+    header_read_timeout: std::time::Duration,
+    /// Connections open at once; past it new ones are closed at accept.
+    max_connections: usize,
+}
+
+/// Accepts connections until the stop (plus the drain delay, during which
+/// load balancers see readiness 503), then waits for in-flight requests.
+/// A hand-written loop over hyper-util rather than `axum::serve`, which
+/// offers neither a header-read timeout nor a connection cap: one client
+/// sending a header byte every few seconds, or thousands of idle
+/// connections, must not hold the service's resources.
+async fn serve(
+    listener: TcpListener,
+    router: axum::Router,
+    limits: ConnectionLimits,
+    lifecycle: Lifecycle,
+    drain_delay: std::time::Duration,
+) {
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    use tower::ServiceExt;
+
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout)
+        .keep_alive(true);
+    builder
+        .http2()
+        .timer(TokioTimer::new())
+        .keep_alive_interval(Some(limits.header_read_timeout))
+        .keep_alive_timeout(limits.header_read_timeout);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections));
+    let stop = async {
+        lifecycle.stopping().await;
+        tokio::time::sleep(drain_delay).await;
+    };
+    tokio::pin!(stop);
+    loop {
+        let (stream, remote) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    // Out of file descriptors and the like: wait, don't spin.
+                    tracing::warn!(error = %err, "accepting a connection failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => break,
+        };
+        let Ok(slot) = Arc::clone(&slots).try_acquire_owned() else {
+            tracing::warn!(
+                max_connections = limits.max_connections,
+                "connection closed at accept: at the connection cap"
+            );
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let router = router.clone();
+        let service = tower::service_fn(move |mut request: http::Request<hyper::body::Incoming>| {
+            request.extensions_mut().insert(axum::extract::ConnectInfo(remote));
+            router.clone().oneshot(request.map(axum::body::Body::new))
+        });
+        let connection = builder
+            .serve_connection_with_upgrades(
+                TokioIo::new(stream),
+                hyper_util::service::TowerToHyperService::new(service),
+            )
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            // A client hanging up or timing out is routine, not an error.
+            let _ = connection.await;
+            drop(slot);
+        });
+    }
+    drop(listener);
+    tracing::info!("no longer accepting connections; finishing in-flight requests");
+    graceful.shutdown().await;
 }
 
 fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {

@@ -190,6 +190,11 @@ pub struct Config {
     /// 503) so load balancers notice before the listener closes.
     pub shutdown_drain_delay: Duration,
     pub max_body_bytes: usize,
+    /// A request's head must arrive within this; an idle keep-alive
+    /// connection is closed after it (`HEADER_READ_TIMEOUT_SECONDS`).
+    pub header_read_timeout: Duration,
+    /// Connections open at once (`MAX_CONNECTIONS`).
+    pub max_connections: usize,
     /// Record and serve Prometheus metrics (`METRICS_ENABLED`).
     pub metrics_enabled: bool,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
@@ -404,6 +409,8 @@ impl Config {
             shutdown_timeout: Duration::from_secs(vars.parse_range("SHUTDOWN_TIMEOUT_SECONDS", 30, 0..=3600)?),
             shutdown_drain_delay: Duration::from_secs(vars.parse_range("SHUTDOWN_DRAIN_DELAY_SECONDS", 0, 0..=300)?),
             max_body_bytes: vars.parse_range("MAX_BODY_BYTES", 1024 * 1024, 1024..=64 * 1024 * 1024)?,
+            header_read_timeout: Duration::from_secs(vars.parse_range("HEADER_READ_TIMEOUT_SECONDS", 10, 1..=300)?),
+            max_connections: vars.parse_range("MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
             metrics_enabled,
             metrics_token,
             tracing,

@@ -479,3 +479,78 @@ async fn the_openapi_document_describes_every_answer_and_error() {
     let printed: serde_json::Value = serde_json::from_slice(&printed.stdout).unwrap();
     assert_eq!(printed["paths"], served["paths"]);
 }
+
+/// Reads from `stream` until the server closes it (or `limit` passes);
+/// returns how long that took and whether it closed.
+async fn time_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) -> (Duration, bool) {
+    use tokio::io::AsyncReadExt;
+    let started = Instant::now();
+    let mut buffer = [0_u8; 4096];
+    loop {
+        match tokio::time::timeout(limit.saturating_sub(started.elapsed()), stream.read(&mut buffer)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => return (started.elapsed(), true),
+            Ok(Ok(_)) => continue,
+            Err(_) => return (started.elapsed(), false),
+        }
+    }
+}
+
+/// A client that sends a header byte every second, or sends nothing after
+/// its answer, is disconnected after HEADER_READ_TIMEOUT_SECONDS; past
+/// MAX_CONNECTIONS new connections are closed at once, and served again when
+/// one frees.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
+    use tokio::io::AsyncWriteExt;
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = TestApp::spawn_with(
+        &db.url,
+        &[("HEADER_READ_TIMEOUT_SECONDS", "2"), ("MAX_CONNECTIONS", "3")],
+    )
+    .await;
+    app.wait_until_ready().await;
+
+    // Slowloris: one byte a second never completes a head.
+    let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let trickle = async {
+        for byte in b"GET /api/v1/ping HTTP/1.1\r\nHost: x\r\nX-Slow: " {
+            if slow.write_all(&[*byte]).await.is_err() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    };
+    let started = Instant::now();
+    trickle.await;
+    let (_, closed) = time_until_closed(&mut slow, Duration::from_secs(10)).await;
+    let took = started.elapsed();
+    assert!(closed, "a slow client kept its connection");
+    assert!(took < Duration::from_secs(8), "cut off after {took:?}");
+
+    // Idle keep-alive: answered, then closed when it sends nothing more.
+    let mut idle = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    idle.write_all(b"GET /api/v1/ping HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (took, closed) = time_until_closed(&mut idle, Duration::from_secs(10)).await;
+    assert!(closed, "an idle keep-alive connection stayed open");
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(6),
+        "{took:?}"
+    );
+
+    // The cap: three idle connections take every slot; a fourth is closed
+    // at once; when one goes, requests are served again.
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        held.push(tokio::net::TcpStream::connect(app.addr).await.unwrap());
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let mut extra = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    let _ = extra.write_all(b"GET /api/v1/ping HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    let (took, closed) = time_until_closed(&mut extra, Duration::from_secs(5)).await;
+    assert!(closed && took < Duration::from_secs(1), "over the cap: {took:?}");
+    drop(held.pop());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(app.get("/api/v1/ping").await.status(), 200);
+}
