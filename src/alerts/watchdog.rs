@@ -41,6 +41,8 @@ pub struct Watchdog {
     last_ledger_check: Option<Instant>,
     last_server_errors: u64,
     last_gateway: (u64, u64),
+    /// Ledger checks in a row that could not run (not counting outages).
+    ledger_check_errors: u32,
 }
 
 impl Watchdog {
@@ -66,6 +68,7 @@ impl Watchdog {
             last_ledger_check: None,
             last_server_errors,
             last_gateway,
+            ledger_check_errors: 0,
         }
     }
 
@@ -157,9 +160,19 @@ impl Watchdog {
         let now = now.unix_timestamp() as f64 + f64::from(now.nanosecond()) / 1e9;
         let metrics = &self.metrics;
         let report = match report {
-            Ok(report) => report,
+            Ok(report) => {
+                self.ledger_check_errors = 0;
+                report
+            }
             // The database being away is the database watchdog's alert.
-            Err(err) if err.is_unavailable() => return,
+            Err(err) if err.is_unavailable() || !self.db.is_reachable() => return,
+            // One failure may be a connection cut mid-check that nothing has
+            // classified yet: the check must fail twice in a row to count.
+            Err(err) if self.ledger_check_errors == 0 => {
+                self.ledger_check_errors = 1;
+                tracing::warn!(error = %err, "the ledger check failed; trying again at the next interval");
+                return;
+            }
             // A check that cannot run is a check that did not pass.
             Err(err) => {
                 tracing::error!(error = %err, "the ledger check could not run");

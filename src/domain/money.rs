@@ -127,7 +127,7 @@ impl Money {
 /// An amount as clients send it: a JSON integer of minor units, or a string
 /// of digits (for clients whose JSON numbers are floats). Never a float.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, ToSchema)]
-#[schema(value_type = i64, example = 250000)]
+#[schema(value_type = i64, example = 250000, minimum = 1, maximum = 1_000_000_000_000_000_i64)]
 pub struct MinorUnits(pub i64);
 
 impl<'de> Deserialize<'de> for MinorUnits {

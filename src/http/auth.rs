@@ -18,18 +18,30 @@ pub const TAG: &str = "auth";
 
 #[derive(Deserialize, ToSchema)]
 pub struct SignupRequest {
-    #[schema(example = "ada@example.com")]
+    #[schema(example = "ada@example.com", format = Email, max_length = 254)]
     pub email: String,
     /// At least 10 characters, not the email.
-    #[schema(example = "correct horse battery")]
+    #[schema(example = "correct horse battery", min_length = 10, max_length = 1024)]
     pub password: String,
-    #[schema(example = "Ada Obi")]
+    #[schema(example = "Ada Obi", min_length = 1, max_length = 120)]
     pub full_name: String,
     /// `client` (buyer) or `freelancer` (seller). Admins are created from the CLI.
+    #[schema(value_type = SignupRole)]
     pub role: Role,
-    #[schema(example = "+2348012345678")]
+    #[schema(example = "+2348012345678", max_length = 20)]
     pub phone_number: Option<String>,
+    #[schema(max_length = 2000)]
     pub bio: Option<String>,
+}
+
+/// The roles a sign-up may ask for (the document's view of `role`: `admin`
+/// is refused).
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SignupRole {
+    Client,
+    Freelancer,
 }
 
 /// The caller's account, as every account endpoint returns it.

@@ -66,9 +66,12 @@ pub fn count_outcome<T>(
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct HoldRequest {
+    #[schema(format = Uuid)]
     pub project_id: String,
     /// One milestone; omit to fund every pending milestone of the project.
+    #[schema(format = Uuid)]
     pub milestone_id: Option<String>,
+    #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
 
@@ -130,8 +133,11 @@ pub async fn hold(
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ReleaseRequest {
     /// Optional; checked against the milestone's project when given.
+    #[schema(format = Uuid)]
     pub project_id: Option<String>,
+    #[schema(format = Uuid)]
     pub milestone_id: String,
+    #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
 
@@ -172,9 +178,12 @@ pub async fn release(
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct RefundRequest {
+    #[schema(format = Uuid)]
     pub project_id: String,
     /// One milestone; omit to refund every milestone holding funds.
+    #[schema(format = Uuid)]
     pub milestone_id: Option<String>,
+    #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
 

@@ -99,7 +99,9 @@ pub(super) fn optional_text(field: &'static str, text: Option<&str>, max: usize)
 
 #[derive(Deserialize, ToSchema)]
 pub struct MilestoneInput {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     /// Minor units (integer, or a string of digits).
     pub amount: MinorUnits,
@@ -117,12 +119,16 @@ impl MilestoneInput {
 
 #[derive(Deserialize, ToSchema)]
 pub struct CreateProject {
+    #[schema(min_length = 1, max_length = 200)]
     pub title: String,
+    #[schema(max_length = 5000)]
     pub description: Option<String>,
     /// The freelancer who will deliver.
+    #[schema(format = Uuid)]
     pub seller_id: String,
     pub currency: Currency,
-    /// At least one.
+    /// 1 to 100.
+    #[schema(min_items = 1, max_items = 100)]
     pub milestones: Vec<MilestoneInput>,
 }
 
@@ -264,6 +270,7 @@ pub async fn cancel(
 
 #[derive(Deserialize, ToSchema)]
 pub struct DisputeRequest {
+    #[schema(min_length = 1, max_length = 2000)]
     pub reason: String,
 }
 

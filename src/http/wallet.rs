@@ -146,6 +146,7 @@ pub struct WithdrawRequest {
     pub amount: MinorUnits,
     pub currency: Currency,
     /// One of the caller's payout destinations (`GET /api/v1/wallet/destinations`).
+    #[schema(format = Uuid)]
     pub destination_id: String,
 }
 
@@ -201,10 +202,12 @@ pub struct DestinationRequest {
     /// Mobile money: the operator's code (`MTN`, `AIRTEL`, `SAFARICOM`, …).
     pub mobile_money_code: Option<String>,
     /// A 10-digit NUBAN, or the mobile-money number in international format without `+`.
+    #[schema(pattern = "^[0-9]{9,15}$")]
     pub account_number: String,
     /// Mobile money: `NG`, `GH` or `KE` (bank accounts are Nigerian).
     pub country: Option<String>,
     /// The account holder's name; the provider's name for the account must match your verified name.
+    #[schema(min_length = 2, max_length = 100)]
     pub account_holder_name: String,
 }
 

@@ -127,7 +127,13 @@ impl Database {
                     .await?;
                 (tx, Some(writer))
             }
-            Engine::Postgres => (self.observer.run("transaction.begin", self.pool.begin()).await?, None),
+            Engine::Postgres => {
+                // `begin` opens (or takes) a connection and sends BEGIN; a
+                // failure there that is not the server's answer is a
+                // connection that could not be had (see QueryObserver::acquire).
+                let begun = self.observer.run("transaction.begin", self.pool.begin()).await;
+                (self.observer.unavailable_unless_answered(begun)?, None)
+            }
         };
         Ok(Tx {
             tx,

@@ -64,9 +64,35 @@ impl QueryObserver {
 
     /// Waits for a pooled connection. Not a statement, so not timed into
     /// `db_query_duration_seconds` (pool waits would skew its quantiles).
+    ///
+    /// Any failure to get a connection means the database cannot be used
+    /// now (503), whatever sqlx calls it: opening a connection can also fail
+    /// with a protocol or server error (a proxy answering garbage, a failed
+    /// authentication), and those are not a query's fault.
     pub async fn acquire<T>(&self, acquire: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, StoreError> {
-        let result = acquire.await;
-        self.note_connection_loss("pool.acquire", result)
+        match acquire.await {
+            Ok(conn) => Ok(conn),
+            Err(err) if is_connection_error(&err) => self.note_connection_loss("pool.acquire", Err(err)),
+            Err(err) => {
+                self.mark_unreachable("pool.acquire");
+                Err(StoreError::Unavailable(format!("no connection could be opened: {err}")))
+            }
+        }
+    }
+
+    /// Turns a failure that is not the server's answer (no SQLSTATE: a
+    /// protocol or I/O problem) into "unavailable", marking the database
+    /// lost; the server's own refusals pass through.
+    pub(super) fn unavailable_unless_answered<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        match result {
+            Err(StoreError::Sqlx(err)) if err.as_database_error().is_none() => {
+                self.mark_unreachable("transaction.begin");
+                Err(StoreError::Unavailable(format!(
+                    "no transaction could be started: {err}"
+                )))
+            }
+            other => other,
+        }
     }
 
     fn note_connection_loss<T>(
