@@ -349,10 +349,9 @@ async fn the_database_watchdog_triggers_and_resolves_on_a_real_outage() {
     assert_eq!(triggers, 1, "one page for one outage");
 }
 
-/// The ledger watchdog pages when the books stop balancing, and resolves
-/// once they are repaired.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn the_ledger_watchdog_triggers_on_broken_books_and_resolves_after_repair() {
+/// An app whose watchdog checks the ledger every second, alerting to fakes
+/// that answer 200/202.
+async fn ledger_watchdog_app() -> (TestDb, Fakes, TestApp) {
     let db = TestDb::create(Engine::Sqlite).await;
     let fakes = Fakes::start().await;
     fakes
@@ -367,6 +366,14 @@ async fn the_ledger_watchdog_triggers_on_broken_books_and_resolves_after_repair(
         ],
     )
     .await;
+    (db, fakes, app)
+}
+
+/// The ledger watchdog pages when the books stop balancing, and resolves
+/// once they are repaired.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ledger_watchdog_triggers_on_broken_books_and_resolves_after_repair() {
+    let (_db, fakes, app) = ledger_watchdog_app().await;
     let user = app.user("client").await;
     crate::escrow::deposit(&app, &user, 1_000).await;
     let corrupt = |delta: i64| {
@@ -413,20 +420,7 @@ async fn the_ledger_watchdog_triggers_on_broken_books_and_resolves_after_repair(
 /// never silently skipped.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_ledger_check_that_cannot_run_counts_as_broken_and_alerts() {
-    let db = TestDb::create(Engine::Sqlite).await;
-    let fakes = Fakes::start().await;
-    fakes
-        .answer(ResponseTemplate::new(200), ResponseTemplate::new(202))
-        .await;
-    let app = app_with(
-        &db,
-        &fakes,
-        &[
-            ("WATCHDOG_INTERVAL_SECONDS", "1"),
-            ("LEDGER_CHECK_INTERVAL_SECONDS", "1"),
-        ],
-    )
-    .await;
+    let (_db, fakes, app) = ledger_watchdog_app().await;
     eventually(Duration::from_secs(20), "a first balanced check", async || {
         (app.state.metrics.ledger_check_success_timestamp.get() > 0.0).then_some(())
     })

@@ -162,6 +162,14 @@ fn spawn_deposits(
         .collect()
 }
 
+/// Waits for every spawned deposit and requires each to be 201.
+async fn expect_created(deposits: Vec<tokio::task::JoinHandle<(u16, String)>>) {
+    for deposit in deposits {
+        let (status, body) = deposit.await.unwrap();
+        assert_eq!(status, 201, "{body}");
+    }
+}
+
 /// The first deposits of a new user create their ledger accounts; several at
 /// once must not collide (PostgreSQL once answered 500 here: a unique
 /// violation on the second unique index of `ledger_accounts`).
@@ -179,10 +187,7 @@ async fn concurrent_first_deposits_of_a_new_user_all_succeed(engine: Engine) {
     for round in 0..8 {
         let user = app.user("client").await;
         let deposits = spawn_deposits(&app, &user, 12, 100, &format!("first-{round}"));
-        for deposit in deposits {
-            let (status, body) = deposit.await.unwrap();
-            assert_eq!(status, 201, "{body}");
-        }
+        expect_created(deposits).await;
         assert_eq!(available(&app, &user).await, 1_200);
     }
     assert_books_balance(&app).await;
@@ -653,10 +658,7 @@ async fn a_slow_gateway_does_not_slow_unrelated_requests(engine: Engine) {
         "with a 5 s gateway: {busy:?} vs {quiet:?} without"
     );
     assert!(busy < Duration::from_secs(2), "{busy:?}");
-    for deposit in deposits {
-        let (status, body) = deposit.await.unwrap();
-        assert_eq!(status, 201, "{body}");
-    }
+    expect_created(deposits).await;
     assert_eq!(available(&app, &user).await, 3_000);
     assert_books_balance(&app).await;
 }
