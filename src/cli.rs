@@ -158,7 +158,7 @@ pub fn run(cli: Cli) -> ExitCode {
                 ExitCode::FAILURE
             }
         },
-        Command::Serve => run_async(config, serve),
+        Command::Serve => run_with_logs(config, crate::telemetry::LogOutput::Stdout, serve),
         Command::Migrate => run_async(config, migrate),
         Command::Admin {
             command: AdminCommand::Create { email, full_name },
@@ -199,6 +199,14 @@ where
     F: FnOnce(Config) -> Fut,
     Fut: Future<Output = Result<(), String>>,
 {
+    run_with_logs(config, crate::telemetry::LogOutput::Stderr, command)
+}
+
+fn run_with_logs<F, Fut>(config: Config, logs: crate::telemetry::LogOutput, command: F) -> ExitCode
+where
+    F: FnOnce(Config) -> Fut,
+    Fut: Future<Output = Result<(), String>>,
+{
     // Sentry first, before any thread exists, so its panic hook sees them all.
     crate::telemetry::install_panic_log_hook();
     let _sentry = crate::telemetry::error_tracking::init(&config, &BuildInfo::current());
@@ -211,7 +219,7 @@ where
     };
     let telemetry = {
         let _inside = runtime.enter();
-        match crate::telemetry::init(&config) {
+        match crate::telemetry::init(&config, logs) {
             Ok(guard) => guard,
             Err(err) => {
                 eprintln!("amani: {err}");

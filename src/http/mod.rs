@@ -157,7 +157,12 @@ fn routes(state: AppState) -> Router {
     } else {
         api
     };
-    api.merge(SwaggerUi::new(docs::DOCS_PATH).url(docs::OPENAPI_PATH, openapi))
+    // The page must work offline and tell nobody what our API looks like:
+    // no call to swagger.io's online validator.
+    let swagger = SwaggerUi::new(docs::DOCS_PATH)
+        .url(docs::OPENAPI_PATH, openapi)
+        .config(utoipa_swagger_ui::Config::default().validator_url("none"));
+    api.merge(swagger)
         // A panicking or timed-out handler is answered here, inside
         // record_route, so its 500 or 503 keeps the route label; the outer
         // panic catcher covers the middleware.

@@ -63,9 +63,22 @@ pub fn install_panic_log_hook() {
     }));
 }
 
+/// Where log lines go: stdout for the server (the documented contract for
+/// collectors), stderr for the other commands, whose stdout is their report
+/// (`amani ledger check 2>/dev/null | jq .balanced` must read clean JSON).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogOutput {
+    Stdout,
+    Stderr,
+}
+
 /// Installs the global subscriber. Call inside the Tokio runtime (the gRPC
 /// exporter binds to it), after [`error_tracking::init`].
-pub fn init(config: &Config) -> Result<TelemetryGuard, traces::TracingError> {
+pub fn init(config: &Config, output: LogOutput) -> Result<TelemetryGuard, traces::TracingError> {
+    let writer = move || match output {
+        LogOutput::Stdout => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stdout),
+        LogOutput::Stderr => tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+    };
     let tracer_provider = traces::provider(config)?;
     traces::install_propagator();
     // Our own spans and events; other crates' only at warn and above.
@@ -80,11 +93,19 @@ pub fn init(config: &Config) -> Result<TelemetryGuard, traces::TracingError> {
             Some(
                 tracing_subscriber::fmt::layer()
                     .event_format(json::JsonLines)
+                    .with_writer(writer())
                     .with_filter(filter),
             ),
             None,
         ),
-        LogFormat::Pretty => (None, Some(tracing_subscriber::fmt::layer().with_filter(filter))),
+        LogFormat::Pretty => (
+            None,
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_writer(writer())
+                    .with_filter(filter),
+            ),
+        ),
     };
     let otel = tracing_opentelemetry::layer()
         .with_tracer(traces::tracer(&tracer_provider))

@@ -145,6 +145,13 @@ async fn migrate_applies_every_migration_and_is_idempotent(engine: Engine) {
             String::from_utf8_lossy(&output.stderr)
         );
         assert!(stdout.contains("0 pending"), "{stdout}");
+        // A command's stdout is its report; its log lines go to stderr.
+        assert!(!stdout.contains("\"level\""), "{stdout}");
+        assert!(
+            String::from_utf8_lossy(&output.stderr).contains("database reachable"),
+            "{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
     }
 }
 

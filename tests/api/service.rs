@@ -55,6 +55,10 @@ async fn openapi_document_lists_the_service_endpoints_and_docs_work_offline() {
     }
     let bundle = app.get("/docs/swagger-ui-bundle.js").await;
     assert_eq!(bundle.status(), 200);
+    // Nor does it send our document to swagger.io's online validator.
+    let init = app.get("/docs/swagger-initializer.js").await.text().await.unwrap();
+    assert!(init.contains(r#""validatorUrl": "none""#), "{init}");
+    assert!(init.contains("/api-docs/openapi.json"), "{init}");
 }
 
 #[tokio::test]
