@@ -120,7 +120,13 @@ pub enum LedgerCommand {
     /// Prove the books: balances sum to zero per currency, no account but the
     /// gateway's is negative, balances equal their transfers, escrow equals
     /// what milestones hold. Exit 1 on any break.
-    Check,
+    ///
+    /// Example: `amani ledger check --json 2>/dev/null | jq .balanced`
+    Check {
+        /// Print the report as one JSON document (and nothing else).
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -164,8 +170,8 @@ pub fn run(cli: Cli) -> ExitCode {
             command: AdminCommand::Create { email, full_name },
         } => run_async(config, move |config| create_admin(config, email, full_name)),
         Command::Ledger {
-            command: LedgerCommand::Check,
-        } => run_async(config, ledger_check),
+            command: LedgerCommand::Check { json },
+        } => run_async(config, move |config| ledger_check(config, json)),
         Command::Reconcile { dry_run, json } => run_async(config, move |config| reconcile(config, dry_run, json)),
         Command::Alert {
             command: AlertCommand::Test { channel, severity },
@@ -337,7 +343,7 @@ async fn create_admin(config: Config, email: String, full_name: String) -> Resul
     Ok(())
 }
 
-async fn ledger_check(config: Config) -> Result<(), String> {
+async fn ledger_check(config: Config, json: bool) -> Result<(), String> {
     let metrics = Metrics::new(&config, &BuildInfo::current());
     let db = Database::new(&config.database, metrics).map_err(|e| e.to_string())?;
     db.check().await.map_err(|e| format!("database not reachable: {e}"))?;
@@ -347,12 +353,23 @@ async fn ledger_check(config: Config) -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     drop(conn);
     db.close().await;
-    println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).map_err(|e| e.to_string())?);
+    } else {
+        for problem in &report.problems {
+            println!("problem: {problem}");
+        }
+        for (currency, held) in &report.held_in_escrow {
+            println!("held in escrow: {held} {currency} (minor units)");
+        }
+    }
     if report.balanced {
-        println!(
-            "ledger balanced: {} accounts, {} transfers",
-            report.accounts, report.transfers
-        );
+        if !json {
+            println!(
+                "ledger balanced: {} accounts, {} transfers",
+                report.accounts, report.transfers
+            );
+        }
         Ok(())
     } else {
         Err(format!("ledger NOT balanced: {} problems", report.problems.len()))

@@ -10,11 +10,11 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, Page, PageParams};
-use crate::domain::account::bounded_text;
+use crate::domain::account::{Email, bounded_text};
 use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::domain::money::{Currency, MinorUnits, Money};
 use crate::operations::escrow::Resolution;
-use crate::operations::projects::{self, MilestoneTerms, NewProjectTerms, ProjectDetails};
+use crate::operations::projects::{self, MilestoneTerms, NewProjectTerms, ProjectDetails, SellerRef};
 use crate::state::AppState;
 use crate::store::escrow::EscrowTransaction;
 use crate::store::projects::Milestone;
@@ -123,9 +123,13 @@ pub struct CreateProject {
     pub title: String,
     #[schema(max_length = 5000)]
     pub description: Option<String>,
-    /// The freelancer who will deliver.
+    /// The freelancer who will deliver, by id; or give `seller_email`
+    /// instead (exactly one of the two).
     #[schema(format = Uuid)]
-    pub seller_id: String,
+    pub seller_id: Option<String>,
+    /// The freelancer's sign-up email, instead of `seller_id`.
+    #[schema(format = Email, max_length = 254)]
+    pub seller_email: Option<String>,
     pub currency: Currency,
     /// 1 to 100.
     #[schema(min_items = 1, max_items = 100)]
@@ -143,7 +147,17 @@ pub async fn create(
     let terms = NewProjectTerms {
         title: bounded_text("title", &body.title, 200)?,
         description: optional_text("description", body.description.as_deref(), 5000)?,
-        seller_id: body.seller_id.clone(),
+        seller: match (&body.seller_id, &body.seller_email) {
+            (Some(id), None) => SellerRef::Id(id.clone()),
+            (None, Some(email)) => SellerRef::Email(Email::parse(email).map_err(|_| {
+                ApiError::unprocessable("seller_email must be an email address such as ada@example.com")
+            })?),
+            _ => {
+                return Err(ApiError::unprocessable(
+                    "name the freelancer with exactly one of seller_id or seller_email",
+                ));
+            }
+        },
         currency: body.currency,
         milestones: body
             .milestones

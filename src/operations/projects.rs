@@ -51,9 +51,20 @@ pub struct MilestoneTerms {
 pub struct NewProjectTerms {
     pub title: String,
     pub description: Option<String>,
-    pub seller_id: String,
+    pub seller: SellerRef,
     pub currency: Currency,
     pub milestones: Vec<MilestoneTerms>,
+}
+
+/// How a client names the freelancer: by id, or by the email they signed up
+/// with (a client rarely knows an id). An unknown email gets the same answer
+/// as a client's or an inactive account's email, so the check reveals no more
+/// than sign-up's "email taken" already does: that an address is an active
+/// freelancer's, to a signed-in client.
+#[derive(Debug, Clone)]
+pub enum SellerRef {
+    Id(String),
+    Email(crate::domain::account::Email),
 }
 
 pub(super) async fn details(db: &mut impl DbHandle, project: Project) -> Result<ProjectDetails, OperationError> {
@@ -90,10 +101,13 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
     }
     check_total(terms.milestones.iter().map(|m| m.amount))?;
     let mut tx = db.begin().await?;
-    let seller = users::find_by_id(&mut tx, &terms.seller_id)
-        .await?
+    let (found, field) = match &terms.seller {
+        SellerRef::Id(id) => (users::find_by_id(&mut tx, id).await?, "seller_id"),
+        SellerRef::Email(email) => (users::find_by_email(&mut tx, email).await?, "seller_email"),
+    };
+    let seller = found
         .filter(|s| s.active && s.role == Role::Freelancer)
-        .ok_or_else(|| OperationError::Invalid("seller_id must be an active freelancer's id".into()))?;
+        .ok_or_else(|| OperationError::Invalid(format!("{field} must name an active freelancer's account")))?;
     if seller.id == buyer.id {
         return Err(OperationError::Invalid("the seller cannot be the buyer".into()));
     }

@@ -211,10 +211,33 @@ async fn ledger_check_passes_on_good_books_and_fails_on_a_broken_one(engine: Eng
             .output()
             .unwrap()
     };
+    // `--json`: stdout is one JSON document, nothing else (logs go to stderr).
+    let check_json = || {
+        let output = amani(dir.path(), &[("DATABASE_URL", &db.url)])
+            .args(["ledger", "check", "--json"])
+            .output()
+            .unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&output.stdout)
+            .unwrap_or_else(|e| panic!("{e}: {}", String::from_utf8_lossy(&output.stdout)));
+        (output.status.code(), report)
+    };
     let output = check();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}");
     assert!(stdout.contains("ledger balanced"), "{stdout}");
+    assert!(!stdout.contains("held in escrow"), "nothing held yet: {stdout}");
+    let (code, report) = check_json();
+    assert_eq!(
+        (code, &report["balanced"]),
+        (Some(0), &serde_json::json!(true)),
+        "{report}"
+    );
+    // A usage mistake is exit 2, as the README says.
+    let usage = amani(dir.path(), &[("DATABASE_URL", &db.url)])
+        .args(["ledger", "check", "--jsn"])
+        .output()
+        .unwrap();
+    assert_eq!(usage.status.code(), Some(2));
 
     // Break the books on purpose: money from nowhere.
     let mut conn = app.state.db.acquire().await.unwrap();
@@ -233,6 +256,13 @@ async fn ledger_check_passes_on_good_books_and_fails_on_a_broken_one(engine: Eng
         stdout.contains("stored balance 12346 but its transfers add up to 12345"),
         "{stdout}"
     );
+    let (code, report) = check_json();
+    assert_eq!(
+        (code, &report["balanced"]),
+        (Some(1), &serde_json::json!(false)),
+        "{report}"
+    );
+    assert_eq!(report["totals"]["NGN"], 1, "{report}");
 }
 
 both_engines!(reconcile_reports_what_it_finds_and_settles_only_without_dry_run);

@@ -158,7 +158,54 @@ both_engines!(
     concurrent_holds_beyond_the_balance_never_overdraw,
     the_same_key_sent_twenty_times_at_once_moves_money_once,
     a_dispute_is_resolved_by_a_split_and_a_cancel_refunds_the_buyer,
+    a_client_names_the_freelancer_by_email,
 );
+
+async fn a_client_names_the_freelancer_by_email(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let buyer = app.user("client").await;
+    let seller = app.user("freelancer").await;
+    let other_client = app.user("client").await;
+    let create = |seller_fields: Value| {
+        let mut body = json!({"title": "Logo", "currency": "NGN", "milestones": [{"title": "Draft", "amount": 5_000}]});
+        if let (Some(body), Some(fields)) = (body.as_object_mut(), seller_fields.as_object()) {
+            body.extend(fields.clone());
+        }
+        let request = app.authed(Method::POST, "/api/v1/projects", &buyer.token).json(&body);
+        async move { json(request.send().await.unwrap()).await }
+    };
+
+    // Any letter case finds the account, as login does.
+    let (status, project) = create(json!({"seller_email": seller.email.to_uppercase()})).await;
+    assert_eq!(status, 201, "{project}");
+    assert_eq!(project["seller_id"], seller.id.as_str(), "{project}");
+
+    // Unknown, a client's, or malformed: 422 naming the field; an unknown
+    // address and a client's get the same answer.
+    let (status, unknown) = create(json!({"seller_email": "nobody-here@example.com"})).await;
+    assert_eq!(status, 422, "{unknown}");
+    let (status, client) = create(json!({"seller_email": other_client.email})).await;
+    assert_eq!(status, 422, "{client}");
+    assert_eq!(unknown["detail"], client["detail"]);
+    assert!(
+        unknown["detail"].as_str().unwrap().contains("seller_email"),
+        "{unknown}"
+    );
+    let (status, malformed) = create(json!({"seller_email": "not-an-address"})).await;
+    assert_eq!(status, 422, "{malformed}");
+    assert!(
+        malformed["detail"].as_str().unwrap().contains("seller_email"),
+        "{malformed}"
+    );
+
+    // Exactly one of the two.
+    for fields in [json!({}), json!({"seller_id": seller.id, "seller_email": seller.email})] {
+        let (status, body) = create(fields).await;
+        assert_eq!(status, 422, "{body}");
+        assert!(body["detail"].as_str().unwrap().contains("exactly one"), "{body}");
+    }
+}
 
 async fn the_full_escrow_cycle_keeps_exact_balances_and_balanced_books(engine: Engine) {
     let db = TestDb::create(engine).await;
