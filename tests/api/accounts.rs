@@ -393,8 +393,7 @@ const LIMITS: [(&str, &str); 3] = [
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_is_rate_limited_in_process_then_recovers() {
     let db = TestDb::create(Engine::Sqlite).await;
-    let app = TestApp::spawn_with(&db.url, &LIMITS).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &LIMITS).await;
     assert_limited_then_recovers(&app, "198.51.100.1").await;
 }
 
@@ -424,8 +423,7 @@ async fn a_lost_redis_falls_back_to_in_process_limits() {
     let dead = format!("redis://127.0.0.1:{}", crate::helpers::free_port());
     let mut vars = LIMITS.to_vec();
     vars.push(("REDIS_URL", dead.as_str()));
-    let app = TestApp::spawn_with(&db.url, &vars).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &vars).await;
     let started = std::time::Instant::now();
     assert_limited_then_recovers(&app, "198.51.100.9").await;
     assert!(

@@ -71,9 +71,7 @@ async fn app_with(db: &TestDb, fakes: &Fakes, extra: &[(&str, &str)]) -> TestApp
     let mut vars: Vec<(String, String)> = fakes.vars();
     vars.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
     let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = TestApp::spawn_with(&db.url, &borrowed).await;
-    app.wait_until_ready().await;
-    app
+    TestApp::spawn_ready(&db.url, &borrowed).await
 }
 
 fn alert(condition: &str, severity: Severity) -> Alert {
@@ -311,8 +309,8 @@ async fn the_database_watchdog_triggers_and_resolves_on_a_real_outage() {
     let mut vars = fakes.vars();
     vars.push(("WATCHDOG_INTERVAL_SECONDS".into(), "1".into()));
     let borrowed: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let app = TestApp::spawn_with(&db.url_via(&proxy), &borrowed).await;
-    app.wait_until_ready().await;
+    // Kept alive (its watchdog is what the test watches), never called.
+    let _app = TestApp::spawn_ready(&db.url_via(&proxy), &borrowed).await;
 
     proxy.cut();
     let trigger = eventually(Duration::from_secs(20), "a PagerDuty trigger", async || {

@@ -239,8 +239,7 @@ async fn retention_prunes_old_backups_by_manifest_time_and_never_the_newest() {
     assert_eq!(amani::ops::backup::list(dir.path()).len(), 1);
 
     // The newest backup's time is exported for the BackupMissing alert.
-    let app_dir = TestApp::spawn_with(&db.url, &[("BACKUP_DIR", &out)]).await;
-    app_dir.wait_until_ready().await;
+    let app_dir = TestApp::spawn_ready(&db.url, &[("BACKUP_DIR", &out)]).await;
     let metrics = app_dir.get("/metrics").await.text().await.unwrap();
     let line = metrics
         .lines()

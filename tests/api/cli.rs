@@ -271,12 +271,11 @@ both_engines!(reconcile_reports_what_it_finds_and_settles_only_without_dry_run);
 /// is reported (dry run changes nothing), then failed once expired.
 async fn reconcile_reports_what_it_finds_and_settles_only_without_dry_run(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = crate::helpers::TestApp::spawn_with(
+    let app = crate::helpers::TestApp::spawn_ready(
         &db.url,
         &[("SANDBOX_OUTCOME", "pending"), ("RECONCILE_ENABLED", "false")],
     )
     .await;
-    app.wait_until_ready().await;
     let user = app.user("client").await;
     let (status, body) = crate::escrow::money_post(
         &app,

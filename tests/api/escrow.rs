@@ -511,7 +511,7 @@ async fn idempotency_keys_replay_the_first_response_and_refuse_another_body(engi
 
 async fn fifty_concurrent_releases_of_one_milestone_pay_once(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url,
         &[
             ("DATABASE_MAX_CONNECTIONS", "20"),
@@ -519,7 +519,6 @@ async fn fifty_concurrent_releases_of_one_milestone_pay_once(engine: Engine) {
         ],
     )
     .await;
-    app.wait_until_ready().await;
     let admin = app.admin().await;
     let buyer = verified_user(&app, "client", &admin).await;
     let seller = verified_user(&app, "freelancer", &admin).await;
@@ -565,7 +564,7 @@ async fn fifty_concurrent_releases_of_one_milestone_pay_once(engine: Engine) {
 
 async fn concurrent_holds_beyond_the_balance_never_overdraw(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url,
         &[
             ("DATABASE_MAX_CONNECTIONS", "20"),
@@ -573,7 +572,6 @@ async fn concurrent_holds_beyond_the_balance_never_overdraw(engine: Engine) {
         ],
     )
     .await;
-    app.wait_until_ready().await;
     let admin = app.admin().await;
     let buyer = verified_user(&app, "client", &admin).await;
     let seller = verified_user(&app, "freelancer", &admin).await;
@@ -606,7 +604,7 @@ async fn concurrent_holds_beyond_the_balance_never_overdraw(engine: Engine) {
 
 async fn the_same_key_sent_twenty_times_at_once_moves_money_once(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url,
         &[
             ("DATABASE_MAX_CONNECTIONS", "20"),
@@ -614,7 +612,6 @@ async fn the_same_key_sent_twenty_times_at_once_moves_money_once(engine: Engine)
         ],
     )
     .await;
-    app.wait_until_ready().await;
     let user = app.user("client").await;
     let sends = (0..20).map(|_| {
         let (client, url, token) = (

@@ -16,8 +16,7 @@ both_engines!(
 
 async fn shutdown_ends_within_its_timeout_even_with_a_connection_checked_out(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_with(&db.url, &[("SHUTDOWN_TIMEOUT_SECONDS", "2")]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &[("SHUTDOWN_TIMEOUT_SECONDS", "2")]).await;
     // A connection that is never given back (a stuck request would hold it).
     let held = app.state.db.acquire().await.unwrap();
     let started = Instant::now();
@@ -68,8 +67,7 @@ async fn answers_are_not_cacheable_and_errors_do_not_echo_a_long_path(engine: En
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn terminated_connections_answer_503_not_500_and_recover() {
     let db = TestDb::create(Engine::Postgres).await;
-    let app = TestApp::spawn_with(&db.url, &[("DATABASE_MIN_CONNECTIONS", "2")]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &[("DATABASE_MIN_CONNECTIONS", "2")]).await;
     let user = app.user("client").await;
     let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
     let admin = crate::helpers::postgres_admin_url();
@@ -273,8 +271,7 @@ async fn balances_and_milestones_stop_at_their_bounds_with_a_clear_4xx(engine: E
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_does_the_same_work_for_known_and_unknown_emails() {
     let db = TestDb::create(Engine::Sqlite).await;
-    let app = TestApp::spawn_with(&db.url, &[("RATE_LIMIT_ENABLED", "false")]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &[("RATE_LIMIT_ENABLED", "false")]).await;
     let time = async |email: &str| {
         let started = Instant::now();
         let response = app.login(email, "not-the-password-at-all").await;
@@ -315,8 +312,7 @@ both_engines!(repeated_failures_lock_out_the_email_or_the_account_with_a_growing
 
 async fn repeated_failures_lock_out_the_email_or_the_account_with_a_growing_wait(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_with(&db.url, &[("RATE_LIMIT_ENABLED", "false")]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &[("RATE_LIMIT_ENABLED", "false")]).await;
     let user = app.user("client").await;
     let unknown = format!("nobody-{}@example.com", uuid::Uuid::new_v4().simple());
     for email in [user.email.as_str(), unknown.as_str()] {
@@ -359,12 +355,11 @@ async fn repeated_failures_lock_out_the_email_or_the_account_with_a_growing_wait
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_burst_of_logins_is_bounded_and_does_not_starve_the_pool() {
     let db = TestDb::create(Engine::Postgres).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url,
         &[("RATE_LIMIT_ENABLED", "false"), ("DATABASE_MAX_CONNECTIONS", "4")],
     )
     .await;
-    app.wait_until_ready().await;
     let reader = app.user("client").await;
     let logins: Vec<_> = (0..48)
         .map(|i| {
@@ -503,12 +498,11 @@ async fn time_until_closed(stream: &mut tokio::net::TcpStream, limit: Duration) 
 async fn slow_and_idle_clients_are_cut_off_and_connections_are_capped() {
     use tokio::io::AsyncWriteExt;
     let db = TestDb::create(Engine::Sqlite).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url,
         &[("HEADER_READ_TIMEOUT_SECONDS", "2"), ("MAX_CONNECTIONS", "3")],
     )
     .await;
-    app.wait_until_ready().await;
 
     // Slowloris: one byte a second never completes a head.
     let mut slow = tokio::net::TcpStream::connect(app.addr).await.unwrap();

@@ -153,7 +153,12 @@ fn base_vars(database_url: &str) -> Vec<(String, String)> {
 impl TestApp {
     /// The app on a fresh database, migrated and ready.
     pub async fn spawn(db: &TestDb) -> TestApp {
-        let app = TestApp::spawn_with(&db.url, &[]).await;
+        TestApp::spawn_ready(&db.url, &[]).await
+    }
+
+    /// The app with extra variables, once it answers ready.
+    pub async fn spawn_ready(database_url: &str, extra: &[(&str, &str)]) -> TestApp {
+        let app = TestApp::spawn_with(database_url, extra).await;
         app.wait_until_ready().await;
         app
     }

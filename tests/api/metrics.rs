@@ -140,8 +140,7 @@ pub const HTTP_BUCKET_COUNT: usize = amani::telemetry::metrics::HTTP_BUCKETS.len
 #[tokio::test]
 async fn a_metrics_token_is_required_when_configured() {
     let db = TestDb::create(Engine::Sqlite).await;
-    let app = TestApp::spawn_with(&db.url, &[("METRICS_TOKEN", "scrape-secret-0123")]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &[("METRICS_TOKEN", "scrape-secret-0123")]).await;
 
     let anonymous = app.get("/metrics").await;
     assert_eq!(anonymous.status(), 401);
@@ -169,8 +168,7 @@ async fn a_metrics_token_is_required_when_configured() {
 #[tokio::test]
 async fn metrics_can_be_switched_off() {
     let db = TestDb::create(Engine::Sqlite).await;
-    let app = TestApp::spawn_with(&db.url, &[("METRICS_ENABLED", "false")]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &[("METRICS_ENABLED", "false")]).await;
     app.get("/api/v1/ping").await;
     assert_eq!(app.get("/metrics").await.status(), 404);
     assert_eq!(
@@ -256,12 +254,11 @@ fn every_metric_named_by_the_dashboard_and_the_rules_is_exported() {
 async fn oversized_bodies_and_timeouts_are_problems_and_are_counted() {
     let db = TestDb::create(Engine::Postgres).await;
     let proxy = crate::helpers::TcpProxy::start(db.server.unwrap()).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url_via(&proxy),
         &[("MAX_BODY_BYTES", "2048"), ("REQUEST_TIMEOUT_SECONDS", "1")],
     )
     .await;
-    app.wait_until_ready().await;
 
     let big =
         serde_json::json!({"email": "a@example.com", "password": "x".repeat(4096), "full_name": "A", "role": "client"});

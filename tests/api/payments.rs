@@ -30,9 +30,7 @@ async fn fincra_app(db: &TestDb, fincra: &FakeFincra, extra: &[(&str, &str)]) ->
         ("RECONCILE_MIN_AGE_SECONDS", "0"),
     ];
     vars.extend_from_slice(extra);
-    let app = TestApp::spawn_with(&db.url, &vars).await;
-    app.wait_until_ready().await;
-    app
+    TestApp::spawn_ready(&db.url, &vars).await
 }
 
 /// Posts a webhook signed the way FinCra signs: `signature` = hex
@@ -175,7 +173,7 @@ async fn expect_created(deposits: Vec<tokio::task::JoinHandle<(u16, String)>>) {
 /// violation on the second unique index of `ledger_accounts`).
 async fn concurrent_first_deposits_of_a_new_user_all_succeed(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url,
         &[
             ("DATABASE_MAX_CONNECTIONS", "16"),
@@ -183,7 +181,6 @@ async fn concurrent_first_deposits_of_a_new_user_all_succeed(engine: Engine) {
         ],
     )
     .await;
-    app.wait_until_ready().await;
     for round in 0..8 {
         let user = app.user("client").await;
         let deposits = spawn_deposits(&app, &user, 12, 100, &format!("first-{round}"));
@@ -614,7 +611,7 @@ async fn a_refused_payout_returns_the_reservation_and_replays_as_refused(engine:
 /// plus a small absolute allowance for a noisy machine).
 async fn a_slow_gateway_does_not_slow_unrelated_requests(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url,
         &[
             ("SANDBOX_DELAY_MS", "5000"),
@@ -623,7 +620,6 @@ async fn a_slow_gateway_does_not_slow_unrelated_requests(engine: Engine) {
         ],
     )
     .await;
-    app.wait_until_ready().await;
     let user = app.user("client").await;
     async fn unrelated(app: &TestApp, user: &TestUser) -> Duration {
         let started = Instant::now();
@@ -782,8 +778,7 @@ async fn payout_destinations_must_resolve_to_the_verified_name(engine: Engine) {
     assert_eq!(delete(&seller).await, 404, "gone");
 
     // The sandbox follows FinCra's documented test accounts.
-    let sandbox = TestApp::spawn_with(&db.url, &[]).await;
-    sandbox.wait_until_ready().await;
+    let sandbox = TestApp::spawn_ready(&db.url, &[]).await;
     let (status, _) = json(sandbox.authed(Method::POST, "/api/v1/wallet/destinations", &seller.token)
         .json(&json!({"kind": "bank_account", "bank_code": "044", "account_number": "0123456789", "account_holder_name": "Test User"}))
         .send().await.unwrap()).await;
@@ -796,7 +791,7 @@ async fn payout_destinations_must_resolve_to_the_verified_name(engine: Engine) {
 
 async fn a_stuck_payment_is_counted_and_mispayments_are_held_for_review(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_with(
+    let app = TestApp::spawn_ready(
         &db.url,
         &[
             ("SANDBOX_OUTCOME", "mispay"),
@@ -805,7 +800,6 @@ async fn a_stuck_payment_is_counted_and_mispayments_are_held_for_review(engine: 
         ],
     )
     .await;
-    app.wait_until_ready().await;
     let user = app.user("client").await;
     let (status, body) = keyed_post(
         &app,
@@ -830,7 +824,7 @@ async fn a_stuck_payment_is_counted_and_mispayments_are_held_for_review(engine: 
 
     // A payment the provider never finishes: pending, counted, and stuck
     // once older than the limit (made old here by editing its time).
-    let pending_app = TestApp::spawn_with(
+    let pending_app = TestApp::spawn_ready(
         &db.url,
         &[
             ("SANDBOX_OUTCOME", "pending"),
@@ -839,7 +833,6 @@ async fn a_stuck_payment_is_counted_and_mispayments_are_held_for_review(engine: 
         ],
     )
     .await;
-    pending_app.wait_until_ready().await;
     let (status, body) = keyed_post(
         &pending_app,
         &user,

@@ -102,8 +102,7 @@ async fn pending_migrations_keep_readiness_at_503_until_applied(engine: Engine) 
 async fn a_database_lost_while_serving_fails_fast_with_503_and_recovers() {
     let db = TestDb::create(Engine::Postgres).await;
     let proxy = TcpProxy::start(db.server.expect("server address")).await;
-    let app = TestApp::spawn_with(&db.url_via(&proxy), &[]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url_via(&proxy), &[]).await;
 
     proxy.cut();
     let started = Instant::now();
@@ -137,8 +136,7 @@ async fn a_database_lost_while_serving_fails_fast_with_503_and_recovers() {
 async fn draining_turns_readiness_503_while_in_flight_requests_complete() {
     let db = TestDb::create(Engine::Postgres).await;
     let proxy = TcpProxy::start(db.server.expect("server address")).await;
-    let app = TestApp::spawn_with(&db.url_via(&proxy), &[("SHUTDOWN_DRAIN_DELAY_SECONDS", "2")]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url_via(&proxy), &[("SHUTDOWN_DRAIN_DELAY_SECONDS", "2")]).await;
 
     proxy.set_delay(Duration::from_millis(300));
     let slow = tokio::spawn({

@@ -74,8 +74,7 @@ async fn responses_carry_security_headers_and_hsts_only_when_forcing_https() {
     let missing = app.get("/nope").await;
     assert_eq!(missing.headers()["x-content-type-options"], "nosniff");
 
-    let https = TestApp::spawn_with(&db.url, &[("FORCE_HTTPS", "true")]).await;
-    https.wait_until_ready().await;
+    let https = TestApp::spawn_ready(&db.url, &[("FORCE_HTTPS", "true")]).await;
     let response = https.get("/api/v1/ping").await;
     assert!(
         response.headers()["strict-transport-security"]
@@ -88,8 +87,7 @@ async fn responses_carry_security_headers_and_hsts_only_when_forcing_https() {
 #[tokio::test]
 async fn cors_allows_only_the_configured_origins() {
     let db = TestDb::create(Engine::Sqlite).await;
-    let app = TestApp::spawn_with(&db.url, &[("ALLOWED_ORIGINS", "https://app.example")]).await;
-    app.wait_until_ready().await;
+    let app = TestApp::spawn_ready(&db.url, &[("ALLOWED_ORIGINS", "https://app.example")]).await;
     let preflight = |origin: &'static str| {
         app.client
             .request(reqwest::Method::OPTIONS, app.url("/api/v1/ping"))
