@@ -362,14 +362,14 @@ async fn ledger_check(config: Config, json: bool) -> Result<(), String> {
         for (currency, held) in &report.held_in_escrow {
             println!("held in escrow: {held} {currency} (minor units)");
         }
-    }
-    if report.balanced {
-        if !json {
+        if report.balanced {
             println!(
                 "ledger balanced: {} accounts, {} transfers",
                 report.accounts, report.transfers
             );
         }
+    }
+    if report.balanced {
         Ok(())
     } else {
         Err(format!("ledger NOT balanced: {} problems", report.problems.len()))
