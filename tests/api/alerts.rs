@@ -290,6 +290,16 @@ fn alert_test_prints_each_channels_answer_and_fails_when_one_fails() {
     let output = run(&broken, &[]);
     assert_eq!(output.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&output.stdout).contains("slack: FAILED (HTTP 500)"));
+    // `--json`: one document, one entry per channel, the failure included.
+    let output = run(&broken, &["--json"]);
+    assert_eq!(output.status.code(), Some(1));
+    let answers: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(
+        (&answers[0]["channel"], &answers[0]["delivered"]),
+        (&serde_json::json!("slack"), &serde_json::json!(false)),
+        "{answers}"
+    );
+    assert!(answers[0]["error"].as_str().unwrap().contains("HTTP 500"), "{answers}");
 
     let output = run(&[], &[]);
     assert_eq!(output.status.code(), Some(1));

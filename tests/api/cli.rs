@@ -343,3 +343,167 @@ async fn reconcile_reports_what_it_finds_and_settles_only_without_dry_run(engine
     );
     assert_eq!(crate::escrow::available(&app, &user).await, 0);
 }
+
+/// Runs `amani` in `dir` against `url` with `--json` and returns its exit
+/// code and stdout parsed as one JSON document (failing on anything else).
+fn json_report(dir: &std::path::Path, url: &str, args: &[&str], stdin: &str) -> (Option<i32>, serde_json::Value) {
+    use std::io::Write;
+    let mut child = amani(dir, &[("DATABASE_URL", url)])
+        .args(args)
+        .arg("--json")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    let output = child.wait_with_output().unwrap();
+    let report = serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{args:?}: stdout is not one JSON document ({e}):\n{}\nstderr:\n{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        )
+    });
+    (output.status.code(), report)
+}
+
+/// Scripts read every report with `--json`: stdout is one JSON document and
+/// nothing else, whatever the command (logs go to stderr).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_report_command_prints_one_json_document_with_json() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let backups = dir.path().join("backups");
+    let backups = backups.to_string_lossy();
+    let run = |args: &[&str], stdin: &str| json_report(dir.path(), &db.url, args, stdin);
+
+    let (code, migrated) = run(&["migrate"], "");
+    assert_eq!(
+        (code, &migrated["pending"]),
+        (Some(0), &serde_json::json!(0)),
+        "{migrated}"
+    );
+    assert!(migrated["schema_version"].as_i64().is_some(), "{migrated}");
+
+    let (code, settings) = run(&["check-config"], "");
+    assert_eq!(code, Some(0));
+    assert_eq!(settings["DATABASE_URL"], serde_json::json!(db.url), "{settings}");
+
+    let (code, admin) = run(
+        &["admin", "create", "--email", "ops@example.com"],
+        "a long admin passphrase\n",
+    );
+    assert_eq!(
+        (code, &admin["email"], &admin["role"]),
+        (
+            Some(0),
+            &serde_json::json!("ops@example.com"),
+            &serde_json::json!("admin")
+        ),
+        "{admin}"
+    );
+
+    let (code, ledger) = run(&["ledger", "check"], "");
+    assert_eq!(
+        (code, &ledger["balanced"]),
+        (Some(0), &serde_json::json!(true)),
+        "{ledger}"
+    );
+
+    let (code, reconciled) = run(&["reconcile", "--dry-run"], "");
+    assert_eq!(
+        (code, &reconciled["examined"]),
+        (Some(0), &serde_json::json!(0)),
+        "{reconciled}"
+    );
+
+    let (code, backup) = run(&["backup", "--out", &backups], "");
+    assert_eq!(code, Some(0), "{backup}");
+    let file = backup["file"].as_str().unwrap().to_owned();
+    assert_eq!(
+        backup["manifest"]["row_counts"]["users"], 1,
+        "the admin is in it: {backup}"
+    );
+
+    let (code, verified) = run(&["backup", "verify", &file], "");
+    assert_eq!(
+        (code, &verified["ledger_balanced"]),
+        (Some(0), &serde_json::json!(true)),
+        "{verified}"
+    );
+
+    let (code, restored) = run(&["restore", &file, "--yes"], "");
+    assert_eq!(code, Some(0), "{restored}");
+    assert_eq!(restored["report"]["migrations_pending"], 0, "{restored}");
+
+    // A failed operation keeps stdout empty and says why on stderr, exit 1.
+    let failed = amani(dir.path(), &[("DATABASE_URL", &db.url)])
+        .args(["backup", "verify", "no-such-file.db.gz", "--json"])
+        .output()
+        .unwrap();
+    assert_eq!(failed.status.code(), Some(1));
+    assert!(failed.stdout.is_empty(), "{}", String::from_utf8_lossy(&failed.stdout));
+    assert!(String::from_utf8_lossy(&failed.stderr).contains("verify FAILED"));
+}
+
+/// On a terminal `admin create` asks for the password twice and the
+/// terminal does not echo it. `script` (util-linux) gives the command a
+/// pseudo-terminal and copies everything the terminal shows to our stdout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_create_prompts_without_echo_on_a_terminal() {
+    use std::io::{Read, Write};
+    let db = TestDb::create(Engine::Sqlite).await;
+    let dir = tempfile::tempdir().unwrap();
+    let passphrase = "terminal-typed passphrase";
+    let mut child = Command::new("script")
+        .args(["--quiet", "--return", "--command"])
+        .arg(format!("{AMANI} admin create --email tty@example.com"))
+        .arg("/dev/null")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("DATABASE_URL", &db.url)
+        .current_dir(dir.path())
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) from util-linux");
+    let mut stdin = child.stdin.take().unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    // Everything the terminal shows, read as it comes.
+    let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+    std::thread::spawn(move || {
+        let mut buffer = [0u8; 4096];
+        while let Ok(n) = stdout.read(&mut buffer) {
+            if n == 0 || tx.send(buffer[..n].to_vec()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut screen = String::new();
+    let wait_for = |text: &str, screen: &mut String| {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !screen.contains(text) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(bytes) => screen.push_str(&String::from_utf8_lossy(&bytes)),
+                Err(_) => panic!("no {text:?} on the terminal: {screen:?}"),
+            }
+        }
+    };
+    wait_for("Password for the new admin", &mut screen);
+    // The prompt is written just before echo goes off: let that happen.
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(format!("{passphrase}\n").as_bytes()).unwrap();
+    wait_for("The same password again", &mut screen);
+    std::thread::sleep(Duration::from_millis(300));
+    stdin.write_all(format!("{passphrase}\n").as_bytes()).unwrap();
+    wait_for("admin created: tty@example.com", &mut screen);
+    assert!(child.wait().unwrap().success(), "{screen}");
+    assert!(!screen.contains(passphrase), "the password was echoed: {screen:?}");
+
+    let app = crate::helpers::TestApp::spawn(&db).await;
+    let (status, _) = crate::helpers::json(app.login("tty@example.com", passphrase).await).await;
+    assert_eq!(status, 200, "the typed password is the admin's");
+}
