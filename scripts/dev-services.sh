@@ -1,9 +1,13 @@
 #!/usr/bin/env bash
-# Makes sure the services the test suite talks to are installed and running
-# on this machine: PostgreSQL on 127.0.0.1:5432 (trust auth, user postgres),
-# Redis on 127.0.0.1:6379, and the monitoring tools some tests run (promtool, prometheus, alertmanager,
-# amtool). Safe to run again; installs only what is missing (needs root for
-# that, as on CI).
+# Makes sure what the test suite uses is installed, and the system services
+# work: PostgreSQL on 127.0.0.1:5432 (user postgres, no password from
+# loopback; AMANI_PG_PORT for another cluster), Redis on 127.0.0.1:6379, the
+# monitoring tools some tests run (promtool, prometheus, alertmanager,
+# amtool), curl and jq, and the Python tools in a venv this script owns.
+# (`cargo test` starts its own PostgreSQL and Redis from these packages'
+# binaries; the system services are for running the service by hand.)
+# Safe to run again; installs only what is missing, with apt-get on Debian
+# or Ubuntu (as root or with sudo); elsewhere it names what to provide.
 set -euo pipefail
 
 log() { printf '[dev-services] %s\n' "$*"; }
@@ -13,6 +17,18 @@ as_root() {
     log "need root to run: $*"; return 1; fi
 }
 
+# Installing is supported on Debian and Ubuntu (apt-get); anywhere else the
+# script uses what is there and names what is missing.
+os_id=$( . /etc/os-release 2>/dev/null && echo "${ID:-} ${ID_LIKE:-}" )
+need_apt() {
+  case " $os_id " in
+    *" debian "*|*" ubuntu "*) command -v apt-get >/dev/null && return 0 ;;
+  esac
+  log "this script installs packages only on Debian or Ubuntu (this is: ${os_id:-unknown})."
+  log "provide this yourself, then run it again: $1"
+  exit 1
+}
+
 apt_updated=0
 apt_install() {
   if [ "$apt_updated" -eq 0 ]; then as_root apt-get update -qq; apt_updated=1; fi
@@ -20,20 +36,57 @@ apt_install() {
 }
 
 # --- PostgreSQL -------------------------------------------------------------
+# Checked by using it: connect as `postgres` over TCP with no password,
+# create a database and drop it. A distribution's fresh cluster asks for a
+# password on 127.0.0.1 (scram-sha-256), so this script allows the
+# `postgres` user without one from loopback only, as the tests and the
+# README's URLs expect (a development machine's setting, never production's).
+PG_PORT="${AMANI_PG_PORT:-5432}"
+pg_works() {
+  PGCONNECT_TIMEOUT=5 psql -X -q -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -v ON_ERROR_STOP=1 \
+    -c 'create database amani_dev_services_check' -c 'drop database amani_dev_services_check' \
+    >/dev/null 2>"${TMPDIR:-/tmp}/amani-dev-services-pg.err" </dev/null
+}
 if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+  need_apt "PostgreSQL 13 or newer on 127.0.0.1:$PG_PORT, user postgres with no password"
   log "installing PostgreSQL"
   apt_install postgresql postgresql-client
 fi
-if ! pg_isready -h 127.0.0.1 -p 5432 -q 2>/dev/null; then
-  version=$(ls /etc/postgresql | sort -V | tail -n 1)
-  log "starting PostgreSQL $version"
-  as_root pg_ctlcluster --skip-systemctl-redirect "$version" main start || true
-  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p 5432 -q && break; sleep 1; done
+# The Debian cluster serving PG_PORT (or the newest, for the default port).
+cluster=$(pg_lsclusters --no-header 2>/dev/null | awk -v port="$PG_PORT" '$3 == port { print $1, $2; exit }')
+if [ -z "$cluster" ] && [ "$PG_PORT" = 5432 ]; then
+  cluster=$(pg_lsclusters --no-header 2>/dev/null | sort -V | awk 'END { if (NR) print $1, $2 }')
 fi
-pg_isready -h 127.0.0.1 -p 5432 || { log "PostgreSQL is not answering on 127.0.0.1:5432"; exit 1; }
+[ -n "$cluster" ] || { log "no PostgreSQL cluster on port $PG_PORT (pg_lsclusters lists none)"; exit 1; }
+read -r pg_version pg_name <<<"$cluster"
+if ! pg_isready -h 127.0.0.1 -p "$PG_PORT" -q 2>/dev/null; then
+  log "starting PostgreSQL $pg_version/$pg_name"
+  as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$pg_name" start || true
+  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p "$PG_PORT" -q && break; sleep 1; done
+fi
+if ! pg_works; then
+  if grep -q "password authentication failed\|no password supplied\|no pg_hba.conf entry" \
+      "${TMPDIR:-/tmp}/amani-dev-services-pg.err"; then
+    hba="/etc/postgresql/$pg_version/$pg_name/pg_hba.conf"
+    log "allowing user postgres from loopback without a password ($hba)"
+    rules=$(printf '%s\n%s\n%s\n' "# amani dev-services: the test suite connects as postgres with no password" \
+      "host all postgres 127.0.0.1/32 trust" "host all postgres ::1/128 trust")
+    as_root sh -c "{ printf '%s\n' \"\$1\"; cat \"\$2\"; } > \"\$2.amani\" && cat \"\$2.amani\" > \"\$2\" && rm \"\$2.amani\"" \
+      sh "$rules" "$hba"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$pg_name" reload
+    sleep 1
+  fi
+  pg_works || {
+    log "PostgreSQL on 127.0.0.1:$PG_PORT does not let user postgres connect and create a database:"
+    cat "${TMPDIR:-/tmp}/amani-dev-services-pg.err" >&2
+    exit 1
+  }
+fi
+log "PostgreSQL $pg_version/$pg_name on 127.0.0.1:$PG_PORT: user postgres connects and creates databases"
 
 # --- Redis (shared rate limits) -------------------------------------------------
 if ! command -v redis-server >/dev/null 2>&1; then
+  need_apt "redis-server on PATH (Redis 6 or newer)"
   log "installing Redis"
   apt_install redis-server
 fi
@@ -48,31 +101,33 @@ redis-cli -h 127.0.0.1 -p 6379 ping >/dev/null || { log "Redis is not answering 
 
 # --- Monitoring tools ---------------------------------------------------------
 need=()
+# curl and jq: the README's walkthrough, which a test runs.
+command -v curl >/dev/null 2>&1 || need+=(curl)
+command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
 if [ ${#need[@]} -gt 0 ]; then
+  need_apt "curl, jq, promtool, prometheus, alertmanager and amtool on PATH"
   log "installing ${need[*]}"
   apt_install "${need[@]}"
 fi
-# --- An S3-compatible server for the backup-upload test (moto, PyPI) --------------
-if ! command -v moto_server >/dev/null 2>&1; then
-  log "installing moto (local S3-compatible server)"
-  python3 -m pip install -q "moto[server]"
-fi
-command -v moto_server >/dev/null 2>&1 || { log "moto_server is not on PATH after installing it"; exit 1; }
 # --- Python tools in a virtual environment this script owns -----------------------
 # (openapi-spec-validator checks the OpenAPI document in CI; schemathesis
 # fuzzes the API from it: scripts/api-fuzz.sh.)
 TOOLS_VENV="${AMANI_TOOLS_VENV:-/var/tmp/amani-tools-venv}"
-if [ ! -x "$TOOLS_VENV/bin/openapi-spec-validator" ] || [ ! -x "$TOOLS_VENV/bin/schemathesis" ]; then
-  log "installing openapi-spec-validator and schemathesis into $TOOLS_VENV"
+# moto_server is a local S3-compatible server for the backup-upload test;
+# the tests find it in this venv (AMANI_TOOLS_VENV) or on PATH.
+if [ ! -x "$TOOLS_VENV/bin/openapi-spec-validator" ] || [ ! -x "$TOOLS_VENV/bin/schemathesis" ] \
+    || [ ! -x "$TOOLS_VENV/bin/moto_server" ]; then
+  log "installing openapi-spec-validator, schemathesis and moto into $TOOLS_VENV"
   if ! python3 -m venv "$TOOLS_VENV" 2>/dev/null; then
+    need_apt "python3 with the venv module"
     apt_install python3-venv
     python3 -m venv "$TOOLS_VENV"
   fi
-  "$TOOLS_VENV/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.5"
+  "$TOOLS_VENV/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "moto[server]==5.2.1"
 fi
-for tool in openapi-spec-validator schemathesis; do
+for tool in openapi-spec-validator schemathesis moto_server; do
   "$TOOLS_VENV/bin/$tool" --help >/dev/null 2>&1 || { log "$tool does not run from $TOOLS_VENV"; exit 1; }
 done
 log "ready"

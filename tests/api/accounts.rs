@@ -400,8 +400,9 @@ async fn login_is_rate_limited_in_process_then_recovers() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn limits_are_shared_across_replicas_through_redis() {
     let db = TestDb::create(Engine::Postgres).await;
+    let redis = crate::services::redis_url();
     let mut vars = LIMITS.to_vec();
-    vars.push(("REDIS_URL", "redis://127.0.0.1:6379"));
+    vars.push(("REDIS_URL", redis.as_str()));
     let one = TestApp::spawn_with(&db.url, &vars).await;
     let two = TestApp::spawn_with(&db.url, &vars).await;
     one.wait_until_ready().await;

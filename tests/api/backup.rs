@@ -180,9 +180,9 @@ async fn the_backup_and_restore_drill_loses_nothing_committed_before_the_backup(
 
     if engine == Engine::Postgres {
         // The previous (wiped) database was kept under another name.
-        let marker = "\"previous_kept_as\": \"";
+        let marker = "the previous database is kept as ";
         let start = stdout.find(marker).expect("the kept database is named") + marker.len();
-        let previous = stdout[start..].split('"').next().unwrap().to_owned();
+        let previous = stdout[start..].split(';').next().unwrap().to_owned();
         assert!(previous.contains("_before_restore_"), "{previous}");
         let admin_url = crate::helpers::postgres_admin_url();
         let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin_url)
@@ -291,7 +291,15 @@ async fn backups_upload_to_s3_compatible_storage_and_local_paths() {
     deposit(&app, &user, 4_200).await;
 
     let port = crate::helpers::free_port();
-    let mut moto = Command::new("moto_server")
+    // scripts/dev-services.sh installs it into its tools venv.
+    let venv = std::env::var("AMANI_TOOLS_VENV").unwrap_or_else(|_| "/var/tmp/amani-tools-venv".into());
+    let in_venv = std::path::Path::new(&venv).join("bin/moto_server");
+    let moto_server = if in_venv.is_file() {
+        in_venv
+    } else {
+        "moto_server".into()
+    };
+    let mut moto = Command::new(moto_server)
         .args(["-H", "127.0.0.1", "-p", &port.to_string()])
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::null())

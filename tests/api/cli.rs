@@ -64,7 +64,7 @@ fn check_config_prints_the_configuration_with_secrets_masked() {
 
 /// Reads JSON log lines from the child's stdout until one says "listening",
 /// and returns the address it names.
-fn wait_for_listening(child: &mut Child) -> String {
+pub fn wait_for_listening(child: &mut Child) -> String {
     let stdout = child.stdout.take().expect("piped stdout");
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {

@@ -37,10 +37,12 @@ macro_rules! both_engines {
     )+};
 }
 
-/// The PostgreSQL server the tests create their databases on. Unreachable
-/// means failure, never a skip: a green run must have exercised PostgreSQL.
+/// The PostgreSQL server the tests create their databases on
+/// (`AMANI_TEST_POSTGRES_URL`, else one the tests start: see `services`).
+/// Unreachable means failure, never a skip: a green run must have exercised
+/// PostgreSQL.
 pub fn postgres_admin_url() -> String {
-    std::env::var("AMANI_TEST_POSTGRES_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+    crate::services::postgres_url()
 }
 
 /// A fresh, empty database: a new SQLite file in a temporary folder, or a new

@@ -7,6 +7,7 @@ mod hardening;
 mod helpers;
 mod proxy;
 mod server;
+mod services;
 
 mod accounts;
 mod alerts;
@@ -23,5 +24,6 @@ mod metrics;
 mod monitoring;
 mod payments;
 mod probes;
+mod readme;
 mod service;
 mod traces;
