@@ -22,6 +22,8 @@ use crate::telemetry::metrics::Metrics;
 
 pub struct Application {
     listener: TcpListener,
+    /// `METRICS_ADDR`'s listener, serving only `/metrics`.
+    metrics_listener: Option<TcpListener>,
     state: AppState,
 }
 
@@ -47,6 +49,14 @@ impl Application {
         let listener = TcpListener::bind(addr)
             .await
             .map_err(|source| StartError::Bind { addr, source })?;
+        let metrics_listener = match config.metrics_addr.filter(|_| config.metrics_enabled) {
+            Some(addr) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| StartError::Bind { addr, source })?,
+            ),
+            None => None,
+        };
         let build = BuildInfo::current();
         let metrics = Metrics::new(&config, &build);
         let db = Database::new(&config.database, Arc::clone(&metrics))?;
@@ -78,7 +88,11 @@ impl Application {
             lifecycle: Lifecycle::new(),
             build,
         });
-        Ok(Application { listener, state })
+        Ok(Application {
+            listener,
+            metrics_listener,
+            state,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -86,6 +100,11 @@ impl Application {
         self.listener
             .local_addr()
             .unwrap_or_else(|_| SocketAddr::from(([127, 0, 0, 1], 0)))
+    }
+
+    /// The address `/metrics` is served on when `METRICS_ADDR` is set.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_listener.as_ref().and_then(|l| l.local_addr().ok())
     }
 
     pub fn state(&self) -> AppState {
@@ -97,7 +116,11 @@ impl Application {
     /// finish for up to `SHUTDOWN_TIMEOUT_SECONDS`, stops background work and
     /// closes the pool.
     pub async fn run_until_stopped(self) -> std::io::Result<()> {
-        let Application { listener, state } = self;
+        let Application {
+            listener,
+            metrics_listener,
+            state,
+        } = self;
         let background = spawn_background(&state);
         let router = crate::http::router(state.clone());
         let lifecycle = state.lifecycle.clone();
@@ -113,11 +136,30 @@ impl Application {
             "listening"
         );
 
-        let limits = ConnectionLimits {
+        let limits = || ConnectionLimits {
             header_read_timeout: state.config.header_read_timeout,
             max_connections: state.config.max_connections,
         };
-        let server = serve(listener, router, limits, lifecycle, drain_delay);
+        let metrics_server = metrics_listener.map(|metrics_listener| {
+            if let Ok(address) = metrics_listener.local_addr() {
+                tracing::info!(%address, "serving /metrics on its own listener (METRICS_ADDR)");
+            }
+            let router = crate::http::metrics_router(state.clone());
+            tokio::spawn(serve(
+                metrics_listener,
+                router,
+                limits(),
+                lifecycle.clone(),
+                drain_delay,
+            ))
+        });
+        let main_server = serve(listener, router, limits(), lifecycle, drain_delay);
+        let server = async move {
+            main_server.await;
+            if let Some(metrics_server) = metrics_server {
+                let _ = metrics_server.await;
+            }
+        };
         // When the stop began: the whole shutdown, pool close included, must
         // end by then + drain delay + SHUTDOWN_TIMEOUT_SECONDS.
         let stop_began = Arc::new(std::sync::OnceLock::new());

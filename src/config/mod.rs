@@ -199,6 +199,9 @@ pub struct Config {
     pub metrics_enabled: bool,
     /// When set, `/metrics` requires `Authorization: Bearer <token>`.
     pub metrics_token: Option<SecretString>,
+    /// When set, `/metrics` is served only on this address (a listener of
+    /// its own, e.g. on an internal interface), not on HOST:PORT.
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub tracing: TracingConfig,
     pub sentry: SentryConfig,
     pub rate_limit: RateLimitConfig,
@@ -357,11 +360,21 @@ impl Config {
         };
         let metrics_enabled = vars.parse_bool("METRICS_ENABLED", true)?;
         let metrics_token = vars.secret("METRICS_TOKEN");
-        if environment == Environment::Production && metrics_enabled && metrics_token.is_none() {
+        let metrics_addr = vars.parse_with("METRICS_ADDR", None, |v| {
+            v.parse::<std::net::SocketAddr>()
+                .map(Some)
+                .map_err(|_| "an address and port such as 10.0.0.5:9464 or 127.0.0.1:9464".to_owned())
+        })?;
+        if environment == Environment::Production
+            && metrics_enabled
+            && metrics_token.is_none()
+            && metrics_addr.is_none()
+        {
             return Err(ConfigError::Refused {
                 name: "METRICS_TOKEN",
-                reason: "ENVIRONMENT=production serves /metrics only with a bearer token: set METRICS_TOKEN \
-                         (and give it to Prometheus as `authorization: credentials`), or METRICS_ENABLED=false"
+                reason: "ENVIRONMENT=production does not serve /metrics to anyone who asks: set METRICS_TOKEN \
+                         (and give it to Prometheus as `authorization: credentials`), or METRICS_ADDR (a \
+                         separate listener, e.g. on an internal interface), or METRICS_ENABLED=false"
                     .into(),
             });
         }
@@ -413,6 +426,7 @@ impl Config {
             max_connections: vars.parse_range("MAX_CONNECTIONS", 1024, 1..=1_000_000)?,
             metrics_enabled,
             metrics_token,
+            metrics_addr,
             tracing,
             sentry,
             rate_limit,
@@ -844,6 +858,22 @@ mod tests {
             ("FINCRA_WEBHOOK_SECRET", "w"),
         ]);
         assert_eq!(open_metrics.unwrap_err().variable(), "METRICS_TOKEN");
+        // A separate metrics listener is the other way to keep it private.
+        let separate = config(&[
+            prod,
+            ("SECRET_KEY", &key),
+            ("PAYMENT_GATEWAY", "fincra"),
+            ("FINCRA_API_KEY", "sk"),
+            ("FINCRA_PUBLIC_KEY", "pk"),
+            ("FINCRA_BUSINESS_ID", "b"),
+            ("FINCRA_WEBHOOK_SECRET", "w"),
+            ("METRICS_ADDR", "10.0.0.5:9464"),
+        ]);
+        assert_eq!(separate.unwrap().metrics_addr, Some("10.0.0.5:9464".parse().unwrap()));
+        assert_eq!(
+            config(&[("METRICS_ADDR", "9464")]).unwrap_err().variable(),
+            "METRICS_ADDR"
+        );
         assert_eq!(config(&[]).unwrap().payments.fincra_base_url, FINCRA_SANDBOX_URL);
         assert_eq!(
             config(&[("SANDBOX_OUTCOME", "sometimes")]).unwrap_err().variable(),

@@ -12,17 +12,30 @@ use crate::telemetry::metrics::scrape_refresh_due;
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
 
+/// Marks a request that came in on `METRICS_ADDR`'s listener.
+#[derive(Debug, Clone, Copy)]
+pub struct OwnListener;
+
 /// Metrics in the Prometheus text format, or OpenMetrics (with trace-id
 /// exemplars on request latency) when the scraper's `Accept` asks for it.
 #[utoipa::path(get, path = "/metrics", tag = super::service::TAG, responses(
     (status = 200, description = "Prometheus text exposition", content_type = "text/plain"),
     (status = 401, description = "METRICS_TOKEN is set and the bearer token is missing or wrong", body = super::error::Problem),
-    (status = 404, description = "metrics are disabled (METRICS_ENABLED=false)", body = super::error::Problem),
+    (status = 404, description = "metrics are disabled (METRICS_ENABLED=false), or served on METRICS_ADDR's own listener", body = super::error::Problem),
 ), security(("metrics_token" = [])))]
-pub async fn metrics(State(state): State<AppState>, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn metrics(
+    State(state): State<AppState>,
+    own_listener: Option<axum::Extension<OwnListener>>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if !state.config.metrics_enabled {
         return Err(ApiError::not_found(
             "metrics are disabled on this instance (METRICS_ENABLED=false)",
+        ));
+    }
+    if state.config.metrics_addr.is_some() && own_listener.is_none() {
+        return Err(ApiError::not_found(
+            "metrics are served on their own listener on this instance (METRICS_ADDR)",
         ));
     }
     if let Some(token) = &state.config.metrics_token {

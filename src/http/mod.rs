@@ -85,6 +85,16 @@ pub fn router(state: AppState) -> Router {
         )))
 }
 
+/// `METRICS_ADDR`'s listener: `/metrics` and nothing else. Requests that
+/// reach the handler through it carry [`metrics::OwnListener`].
+pub fn metrics_router(state: AppState) -> Router {
+    Router::new()
+        .route("/metrics", axum::routing::get(metrics::metrics))
+        .fallback(|| async { ApiError::not_found("this listener serves only GET /metrics") })
+        .layer(axum::Extension(metrics::OwnListener))
+        .with_state(state)
+}
+
 /// The OpenAPI document of this build, as `/api-docs/openapi.json` serves
 /// it (and `amani openapi` prints it).
 pub fn openapi_document(version: &str) -> utoipa::openapi::OpenApi {

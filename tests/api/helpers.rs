@@ -132,6 +132,8 @@ impl Drop for TestDb {
 
 pub struct TestApp {
     pub addr: SocketAddr,
+    /// `METRICS_ADDR`'s listener, when the test set one.
+    pub metrics_addr: Option<SocketAddr>,
     pub client: reqwest::Client,
     pub state: AppState,
     server: Option<JoinHandle<std::io::Result<()>>>,
@@ -172,10 +174,12 @@ impl TestApp {
         let config = Config::from_vars(vars).expect("test configuration");
         let app = Application::build(config).await.expect("build application");
         let addr = app.local_addr();
+        let metrics_addr = app.metrics_addr();
         let state = app.state();
         let server = tokio::spawn(app.run_until_stopped());
         TestApp {
             addr,
+            metrics_addr,
             client: reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()

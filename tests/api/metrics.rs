@@ -165,6 +165,48 @@ async fn a_metrics_token_is_required_when_configured() {
     assert!(right.text().await.unwrap().contains("http_requests_total"));
 }
 
+/// METRICS_ADDR: `/metrics` on a listener of its own (an internal
+/// interface in production), and no longer on the public one.
+#[tokio::test]
+async fn metrics_addr_serves_metrics_on_their_own_listener_only() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = TestApp::spawn_ready(&db.url, &[("METRICS_ADDR", "127.0.0.1:0")]).await;
+    let own = app.metrics_addr.expect("a metrics listener");
+    assert_ne!(own, app.addr);
+    app.get("/api/v1/ping").await;
+
+    let public = app.get("/metrics").await;
+    assert_eq!(public.status(), 404);
+    assert!(public.text().await.unwrap().contains("METRICS_ADDR"));
+
+    let scrape = app.client.get(format!("http://{own}/metrics")).send().await.unwrap();
+    assert_eq!(scrape.status(), 200);
+    let body = scrape.text().await.unwrap();
+    assert!(body.contains("http_requests_total{"), "{body}");
+    assert!(
+        body.contains("endpoint=\"/api/v1/ping\""),
+        "the public listener's traffic is counted"
+    );
+    // Only /metrics there: the API is not reachable through it.
+    let api = app
+        .client
+        .get(format!("http://{own}/api/v1/ping"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(api.status(), 404);
+
+    // The token still applies on the metrics listener when both are set.
+    let both = TestApp::spawn_ready(
+        &db.url,
+        &[("METRICS_ADDR", "127.0.0.1:0"), ("METRICS_TOKEN", "scrape-secret-0123")],
+    )
+    .await;
+    let own = both.metrics_addr.expect("a metrics listener");
+    let anonymous = both.client.get(format!("http://{own}/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
+}
+
 #[tokio::test]
 async fn metrics_can_be_switched_off() {
     let db = TestDb::create(Engine::Sqlite).await;
