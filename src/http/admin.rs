@@ -1,11 +1,11 @@
 //! Admin actions on accounts.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 
 use super::auth::UserView;
 use super::error::ApiError;
-use super::extract::AdminUser;
+use super::extract::{AdminUser, IdPath};
 use crate::state::AppState;
 
 pub const TAG: &str = "admin";
@@ -22,7 +22,7 @@ pub const TAG: &str = "admin";
 pub async fn deactivate_user(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<UserView>, ApiError> {
     Ok(Json(
         super::auth::accounts(&state).deactivate(&admin, &id).await?.into(),

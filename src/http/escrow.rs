@@ -2,14 +2,14 @@
 //! Every POST here requires an `Idempotency-Key`.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, AuthUser, Page, PageParams};
+use super::extract::{ApiJson, ApiQuery, AuthUser, Id, IdPath, Page, PageParams};
 use super::idempotency;
 use crate::domain::account::{Role, bounded_text};
 use crate::domain::payment::{TransactionKind, TransactionStatus};
@@ -66,11 +66,11 @@ pub fn count_outcome<T>(
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct HoldRequest {
-    #[schema(format = Uuid)]
-    pub project_id: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub project_id: Id,
     /// One milestone; omit to fund every pending milestone of the project.
-    #[schema(format = Uuid)]
-    pub milestone_id: Option<String>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub milestone_id: Option<Id>,
     #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
@@ -133,10 +133,10 @@ pub async fn hold(
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct ReleaseRequest {
     /// Optional; checked against the milestone's project when given.
-    #[schema(format = Uuid)]
-    pub project_id: Option<String>,
-    #[schema(format = Uuid)]
-    pub milestone_id: String,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub project_id: Option<Id>,
+    #[schema(value_type = String, format = Uuid)]
+    pub milestone_id: Id,
     #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
@@ -178,11 +178,11 @@ pub async fn release(
 
 #[derive(Debug, Deserialize, Serialize, ToSchema)]
 pub struct RefundRequest {
-    #[schema(format = Uuid)]
-    pub project_id: String,
+    #[schema(value_type = String, format = Uuid)]
+    pub project_id: Id,
     /// One milestone; omit to refund every milestone holding funds.
-    #[schema(format = Uuid)]
-    pub milestone_id: Option<String>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub milestone_id: Option<Id>,
     #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
@@ -224,7 +224,8 @@ pub async fn refund(
 #[derive(Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]
 pub struct TransactionFilter {
-    pub project_id: Option<String>,
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub project_id: Option<Id>,
     /// deposit, hold, release, refund or withdrawal.
     #[serde(rename = "type")]
     #[param(rename = "type")]
@@ -301,7 +302,7 @@ pub async fn transactions(
 pub async fn transaction(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<EscrowTransaction>, ApiError> {
     let mut conn = state.db.acquire().await?;
     let record = records::find(&mut conn, &id)

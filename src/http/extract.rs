@@ -75,6 +75,88 @@ fn contains_escaped_nul(json: &[u8]) -> bool {
     })
 }
 
+/// An id that a request names (in the path, the query or a JSON body): a
+/// UUID, as every id Amani issues is, or a payment reference (`dep_` or
+/// `wd_` and 24 hexadecimal digits) for deposits and withdrawals. Anything
+/// else is refused at the edge — 404 in a path, 422 naming the field in a
+/// query or body — so no malformed value (NUL, 64 KB of text, another
+/// encoding) reaches a database query. UUIDs are kept in their canonical
+/// lowercase form, so `0193…-ABCD` finds what `0193…-abcd` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Id(String);
+
+impl Id {
+    /// What an id looks like, for error details.
+    pub const RULE: &'static str = "an id: a UUID such as 0193c1c8-6f1e-7c3a-9d2b-5f4e3a2b1c0d (or a deposit or \
+         withdrawal reference such as dep_0123456789abcdef01234567)";
+
+    pub fn parse(raw: &str) -> Option<Id> {
+        if let Ok(uuid) = uuid::Uuid::try_parse(raw)
+            && raw.len() == 36
+        {
+            return Some(Id(uuid.hyphenated().to_string()));
+        }
+        let digits = raw.strip_prefix("dep_").or_else(|| raw.strip_prefix("wd_"))?;
+        (digits.len() == 24 && digits.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+            .then(|| Id(raw.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    pub fn into_string(self) -> String {
+        self.0
+    }
+}
+
+impl std::ops::Deref for Id {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Id {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Id, D::Error> {
+        struct IdVisitor;
+        impl serde::de::Visitor<'_> for IdVisitor {
+            type Value = Id;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(Id::RULE)
+            }
+            fn visit_str<E: serde::de::Error>(self, raw: &str) -> Result<Id, E> {
+                Id::parse(raw).ok_or_else(|| {
+                    let shown: String = raw.chars().take(40).collect();
+                    E::invalid_value(serde::de::Unexpected::Str(&shown), &self)
+                })
+            }
+        }
+        deserializer.deserialize_str(IdVisitor)
+    }
+}
+
+/// The `{id}` of a path, checked to be an [`Id`]; anything else is 404
+/// (no resource can have that name) with a detail saying what an id is.
+pub struct IdPath(pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPath {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path(raw) = axum::extract::Path::<String>::from_request_parts(parts, state).await?;
+        Id::parse(&raw)
+            .map(|id| IdPath(id.into_string()))
+            .ok_or_else(|| ApiError::not_found(format!("nothing has this id: the path must name {}", Id::RULE)))
+    }
+}
+
 /// Query parameters whose rejection (a wrong type, a missing value) is a
 /// 422 problem naming the parameter, not axum's plain "bad request".
 pub struct ApiQuery<T>(pub T);

@@ -3,14 +3,14 @@
 //! characters; documents only to admins.
 
 use axum::Json;
-use axum::extract::{Multipart, Path, State};
+use axum::extract::{Multipart, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, Page, PageParams};
+use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, IdPath, Page, PageParams};
 use crate::domain::account::bounded_text;
 use crate::domain::kyc::{Decision, DocumentType, IdNumber, KycKind, KycStatus, MAX_DOCUMENT_BYTES};
 use crate::operations::kyc::{Kyc, KycForm};
@@ -186,7 +186,7 @@ pub async fn status(
 pub async fn resubmit(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     multipart: Multipart,
 ) -> Result<(StatusCode, Json<SubmissionView>), ApiError> {
     let form = read_form(multipart).await?;
@@ -235,7 +235,7 @@ pub async fn admin_list(
 pub async fn approve(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<AdminSubmissionView>, ApiError> {
     Ok(Json(kyc(&state).decide(&admin, &id, Decision::Approve).await?.into()))
 }
@@ -257,7 +257,7 @@ pub struct RejectRequest {
 pub async fn reject(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     ApiJson(body): ApiJson<RejectRequest>,
 ) -> Result<Json<AdminSubmissionView>, ApiError> {
     let reason = bounded_text("reason", &body.reason, 500)?;
@@ -278,7 +278,7 @@ pub async fn reject(
 pub async fn document(
     State(state): State<AppState>,
     AdminUser(_admin): AdminUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let mut conn = state.db.acquire().await?;
     let submission = kyc::find(&mut conn, &id)

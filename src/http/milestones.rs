@@ -2,13 +2,13 @@
 //! operation in [`crate::operations::milestones`], and render.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, AuthUser, Page, PageParams};
+use super::extract::{ApiJson, ApiQuery, AuthUser, IdPath, Page, PageParams};
 use super::projects::{MilestoneInput, MilestoneView, TAG, optional_text};
 use crate::domain::account::bounded_text;
 use crate::domain::escrow::MilestoneStatus;
@@ -21,7 +21,7 @@ use crate::state::AppState;
 pub async fn create_milestone(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     ApiJson(body): ApiJson<MilestoneInput>,
 ) -> Result<(StatusCode, Json<MilestoneView>), ApiError> {
     let title = bounded_text("milestone title", &body.title, 200)?;
@@ -41,7 +41,7 @@ pub struct MilestoneFilter {
 pub async fn list_milestones(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     ApiQuery(filter): ApiQuery<MilestoneFilter>,
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<MilestoneView>>, ApiError> {
@@ -67,7 +67,7 @@ pub async fn list_milestones(
 pub async fn get_milestone(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<MilestoneView>, ApiError> {
     Ok(Json(milestones::get(&state.db, &user, &id).await?.into()))
 }
@@ -85,7 +85,7 @@ pub struct UpdateMilestone {
 pub async fn update_milestone(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     ApiJson(body): ApiJson<UpdateMilestone>,
 ) -> Result<Json<MilestoneView>, ApiError> {
     let title = optional_text("title", body.title.as_deref(), 200)?;
@@ -107,7 +107,7 @@ pub struct SubmitRequest {
 pub async fn submit_milestone(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     body: axum::body::Bytes,
 ) -> Result<Json<MilestoneView>, ApiError> {
     // The body is optional: no body, or `{"note": "…"}`.
@@ -136,7 +136,7 @@ pub struct ReviewRequest {
 pub async fn review_milestone(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     ApiJson(body): ApiJson<ReviewRequest>,
 ) -> Result<Json<MilestoneView>, ApiError> {
     let reason = optional_text("reason", body.reason.as_deref(), 2000)?;

@@ -3,13 +3,13 @@
 //! Only the parties (and admins) see a project; anyone else gets 404.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::StatusCode;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, Page, PageParams};
+use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, Id, IdPath, Page, PageParams};
 use crate::domain::account::{Email, bounded_text};
 use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::domain::money::{Currency, MinorUnits, Money};
@@ -125,8 +125,8 @@ pub struct CreateProject {
     pub description: Option<String>,
     /// The freelancer who will deliver, by id; or give `seller_email`
     /// instead (exactly one of the two).
-    #[schema(format = Uuid)]
-    pub seller_id: Option<String>,
+    #[schema(value_type = Option<String>, format = Uuid)]
+    pub seller_id: Option<Id>,
     /// The freelancer's sign-up email, instead of `seller_id`.
     #[schema(format = Email, max_length = 254)]
     pub seller_email: Option<String>,
@@ -148,7 +148,7 @@ pub async fn create(
         title: bounded_text("title", &body.title, 200)?,
         description: optional_text("description", body.description.as_deref(), 5000)?,
         seller: match (&body.seller_id, &body.seller_email) {
-            (Some(id), None) => SellerRef::Id(id.clone()),
+            (Some(id), None) => SellerRef::Id(id.as_str().to_owned()),
             (None, Some(email)) => SellerRef::Email(Email::parse(email).map_err(|_| {
                 ApiError::unprocessable("seller_email must be an email address such as ada@example.com")
             })?),
@@ -198,7 +198,7 @@ pub async fn list(
 pub async fn get(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<ProjectView>, ApiError> {
     Ok(Json(projects::get(&state.db, &user, &id).await?.into()))
 }
@@ -215,7 +215,7 @@ pub struct UpdateProject {
 pub async fn update(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     ApiJson(body): ApiJson<UpdateProject>,
 ) -> Result<Json<ProjectView>, ApiError> {
     let title = optional_text("title", body.title.as_deref(), 200)?;
@@ -230,7 +230,7 @@ pub async fn update(
 pub async fn delete(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<StatusCode, ApiError> {
     projects::delete(&state.db, &user, &id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -242,7 +242,7 @@ pub async fn delete(
 pub async fn send(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<ProjectView>, ApiError> {
     Ok(Json(projects::send(&state.db, &user, &id).await?.into()))
 }
@@ -253,7 +253,7 @@ pub async fn send(
 pub async fn accept(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<ProjectView>, ApiError> {
     Ok(Json(projects::accept(&state.db, &user, &id).await?.into()))
 }
@@ -272,7 +272,7 @@ pub struct CancelResult {
 pub async fn cancel(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Json<CancelResult>, ApiError> {
     let (project, refunds) = projects::cancel(&state.db, &user, &id).await?;
     super::escrow::count(&state, &refunds);
@@ -295,7 +295,7 @@ pub struct DisputeRequest {
 pub async fn dispute(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     ApiJson(body): ApiJson<DisputeRequest>,
 ) -> Result<Json<ProjectView>, ApiError> {
     let reason = bounded_text("reason", &body.reason, 2000)?;
@@ -327,7 +327,7 @@ pub struct ResolveRequest {
 pub async fn resolve(
     State(state): State<AppState>,
     AdminUser(admin): AdminUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
     ApiJson(body): ApiJson<ResolveRequest>,
 ) -> Result<Json<CancelResult>, ApiError> {
     let resolution = match (body.resolution, body.seller_amount) {

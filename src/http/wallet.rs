@@ -8,14 +8,14 @@
 //! with the record as it stands then.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{ApiJson, AuthUser};
+use super::extract::{ApiJson, AuthUser, IdPath};
 use super::idempotency;
 use crate::domain::DomainError;
 use crate::domain::money::{Currency, MinorUnits, Money};
@@ -271,7 +271,7 @@ pub async fn list_destinations(
 pub async fn remove_destination(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
-    Path(id): Path<String>,
+    IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
     let id = uuid::Uuid::parse_str(&id).map_err(|_| ApiError::not_found("no such payout destination"))?;
     state

@@ -143,7 +143,126 @@ async fn a_terminated_backend_is_classified_as_unavailable() {
 both_engines!(
     a_nul_character_anywhere_in_a_request_is_a_client_error,
     balances_and_milestones_stop_at_their_bounds_with_a_clear_4xx,
+    ids_are_checked_by_format_at_the_edge,
 );
+
+/// An id in a path, a query or a body is a UUID (or a payment reference);
+/// anything else is answered at the edge — 404 in a path, 422 naming the
+/// field in a query or body — and never reaches a query.
+async fn ids_are_checked_by_format_at_the_edge(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let buyer = app.user("client").await;
+    let seller = app.user("freelancer").await;
+    let (project, milestones) = crate::escrow::active_project(&app, &buyer, &seller, &[1_000]).await;
+
+    let long = "a".repeat(5_000);
+    for path in [
+        "/api/v1/projects/not-an-id".to_owned(),
+        format!("/api/v1/projects/{long}"),
+        "/api/v1/milestones/123".to_owned(),
+        format!("/api/v1/projects/{project}x"),
+        "/api/v1/escrow/transactions/dep_xyz".to_owned(),
+    ] {
+        let (status, problem) = json(app.authed(Method::GET, &path, &buyer.token).send().await.unwrap()).await;
+        assert_eq!(status, 404, "{path}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains("UUID"), "{path}: {detail}");
+        assert!(detail.len() < 300, "the detail does not echo the path");
+    }
+    // The canonical form is found whatever the letter case.
+    let upper = project.to_uppercase();
+    let (status, found) = json(
+        app.authed(Method::GET, &format!("/api/v1/projects/{upper}"), &buyer.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!((status, found["id"].as_str()), (200, Some(project.as_str())), "{found}");
+
+    let (status, problem) = json(
+        app.authed(Method::GET, "/api/v1/escrow/transactions?project_id=12", &buyer.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("project_id"), "{problem}");
+
+    for (path, body, field) in [
+        (
+            "/api/v1/escrow/hold",
+            serde_json::json!({"project_id": "p1", "milestone_id": milestones[0]}),
+            "project_id",
+        ),
+        (
+            "/api/v1/escrow/hold",
+            serde_json::json!({"project_id": project, "milestone_id": long}),
+            "milestone_id",
+        ),
+        (
+            "/api/v1/escrow/release",
+            serde_json::json!({"milestone_id": 7}),
+            "milestone_id",
+        ),
+        (
+            "/api/v1/projects",
+            serde_json::json!({"title": "t", "seller_id": "someone", "currency": "NGN",
+                               "milestones": [{"title": "m", "amount": 100}]}),
+            "seller_id",
+        ),
+    ] {
+        let (status, problem) = json(
+            app.authed(Method::POST, path, &buyer.token)
+                .header("idempotency-key", uuid::Uuid::new_v4().to_string())
+                .json(&body)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 422, "{path} {body}: {problem}");
+        let detail = problem["detail"].as_str().unwrap();
+        assert!(detail.contains(field) && detail.contains("UUID"), "{path}: {detail}");
+    }
+    // Nothing moved: the milestone is still unfunded.
+    let (_, milestone) = json(
+        app.authed(
+            Method::GET,
+            &format!("/api/v1/milestones/{}", milestones[0]),
+            &buyer.token,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(milestone["status"], "pending", "{milestone}");
+
+    // Payment references are ids too: a deposit is found by its own.
+    crate::escrow::deposit(&app, &buyer, 5_000).await;
+    let (_, history) = json(
+        app.authed(Method::GET, "/api/v1/escrow/transactions?type=deposit", &buyer.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let reference = history["items"][0]["id"].as_str().unwrap().to_owned();
+    assert!(reference.starts_with("dep_"), "{history}");
+    let found = app
+        .authed(
+            Method::GET,
+            &format!("/api/v1/escrow/transactions/{reference}"),
+            &buyer.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(found.status(), 200);
+}
 
 async fn a_nul_character_anywhere_in_a_request_is_a_client_error(engine: Engine) {
     let db = TestDb::create(engine).await;
@@ -278,34 +397,38 @@ async fn login_does_the_same_work_for_known_and_unknown_emails() {
         assert_eq!(response.status(), 401);
         started.elapsed()
     };
+    // Paired: each unknown-email login is compared with a known-email login
+    // made right beside it, so the load of whatever else runs on the
+    // machine (the rest of the suite, on two cores) falls on both sides of
+    // each pair; the median of the pairs' ratios must be within 10%.
     let mut rounds = Vec::new();
     for _ in 0..3 {
         let mut known = Vec::new();
-        for _ in 0..11 {
+        for _ in 0..21 {
             known.push(app.user("client").await);
         }
-        let (mut known_times, mut unknown_times) = (Vec::new(), Vec::new());
+        let mut ratios = Vec::new();
         // Which of the pair goes first alternates, so neither side always
         // meets the machine in the same state.
         for (i, user) in known.iter().enumerate() {
             let unknown = format!("nobody-{}@example.com", uuid::Uuid::new_v4().simple());
-            if i % 2 == 0 {
-                known_times.push(time(&user.email).await);
-                unknown_times.push(time(&unknown).await);
+            let (known_time, unknown_time) = if i % 2 == 0 {
+                let k = time(&user.email).await;
+                (k, time(&unknown).await)
             } else {
-                unknown_times.push(time(&unknown).await);
-                known_times.push(time(&user.email).await);
-            }
+                let u = time(&unknown).await;
+                (time(&user.email).await, u)
+            };
+            ratios.push(unknown_time.as_secs_f64() / known_time.as_secs_f64());
         }
-        known_times.sort();
-        unknown_times.sort();
-        let ratio = unknown_times[5].as_secs_f64() / known_times[5].as_secs_f64();
+        ratios.sort_by(f64::total_cmp);
+        let ratio = ratios[ratios.len() / 2];
         rounds.push(ratio);
-        if (ratio - 1.0).abs() < 0.40 {
+        if (ratio - 1.0).abs() <= 0.10 {
             return;
         }
     }
-    panic!("median unknown/known login time ratios: {rounds:?}");
+    panic!("median of paired unknown/known login time ratios, per round: {rounds:?}");
 }
 
 both_engines!(repeated_failures_lock_out_the_email_or_the_account_with_a_growing_wait);
