@@ -84,9 +84,135 @@ pub fn finish(openapi: &mut utoipa::openapi::OpenApi) {
             }
         }
     }
+    add_links(&mut doc);
     if let Ok(finished) = serde_json::from_value(doc) {
         *openapi = finished;
     }
+}
+
+/// One OpenAPI link: from an answer, the operation a client calls next with
+/// a value taken from it (`$response.body#/id`, `$request.path.id`).
+struct Link {
+    from: (&'static str, &'static str, &'static str),
+    name: &'static str,
+    to: (&'static str, &'static str),
+    id: &'static str,
+    description: &'static str,
+}
+
+/// The main flows, as links: a deal from project to release, money in and
+/// out, identity checks.
+const LINKS: &[Link] = &[
+    Link {
+        from: ("/api/v1/projects", "post", "201"),
+        name: "GetProject",
+        to: ("/api/v1/projects/{id}", "get"),
+        id: "$response.body#/id",
+        description: "the new draft",
+    },
+    Link {
+        from: ("/api/v1/projects", "post", "201"),
+        name: "SendProject",
+        to: ("/api/v1/projects/{id}/send", "post"),
+        id: "$response.body#/id",
+        description: "the buyer sends the draft to the seller",
+    },
+    Link {
+        from: ("/api/v1/projects/{id}/send", "post", "200"),
+        name: "AcceptProject",
+        to: ("/api/v1/projects/{id}/accept", "post"),
+        id: "$request.path.id",
+        description: "the seller accepts: the project becomes active",
+    },
+    Link {
+        from: ("/api/v1/projects/{id}/accept", "post", "200"),
+        name: "ListMilestones",
+        to: ("/api/v1/projects/{id}/milestones", "get"),
+        id: "$request.path.id",
+        description: "the milestones to fund with POST /api/v1/escrow/hold",
+    },
+    Link {
+        from: ("/api/v1/projects/{id}", "get", "200"),
+        name: "GetFirstMilestone",
+        to: ("/api/v1/milestones/{id}", "get"),
+        id: "$response.body#/milestones/0/id",
+        description: "the project's first milestone",
+    },
+    Link {
+        from: ("/api/v1/milestones/{id}/submit", "post", "200"),
+        name: "ReviewMilestone",
+        to: ("/api/v1/milestones/{id}/approve", "post"),
+        id: "$request.path.id",
+        description: "the buyer approves (then releases) or rejects the delivery",
+    },
+    Link {
+        from: ("/api/v1/escrow/hold", "post", "201"),
+        name: "GetHold",
+        to: ("/api/v1/escrow/transactions/{id}", "get"),
+        id: "$response.body#/transactions/0/id",
+        description: "the hold's transaction",
+    },
+    Link {
+        from: ("/api/v1/escrow/release", "post", "201"),
+        name: "GetRelease",
+        to: ("/api/v1/escrow/transactions/{id}", "get"),
+        id: "$response.body#/transactions/0/id",
+        description: "the release's transaction",
+    },
+    Link {
+        from: ("/api/v1/wallet/deposit", "post", "201"),
+        name: "GetDeposit",
+        to: ("/api/v1/escrow/transactions/{id}", "get"),
+        id: "$response.body#/transaction/id",
+        description: "the deposit's record, pending until the gateway confirms",
+    },
+    Link {
+        from: ("/api/v1/wallet/withdraw", "post", "201"),
+        name: "GetWithdrawal",
+        to: ("/api/v1/escrow/transactions/{id}", "get"),
+        id: "$response.body#/id",
+        description: "the withdrawal's record",
+    },
+    Link {
+        from: ("/api/v1/wallet/destinations", "post", "201"),
+        name: "RemoveDestination",
+        to: ("/api/v1/wallet/destinations/{id}", "delete"),
+        id: "$response.body#/id",
+        description: "remove the destination",
+    },
+    Link {
+        from: ("/api/v1/kyc/submit", "post", "201"),
+        name: "ApproveSubmission",
+        to: ("/api/v1/admin/kyc/{id}/approve", "post"),
+        id: "$response.body#/id",
+        description: "an admin (not the submitter) approves it",
+    },
+];
+
+fn add_links(doc: &mut serde_json::Value) {
+    for link in LINKS {
+        let (path, method, status) = link.from;
+        let Some(response) = doc
+            .pointer_mut(&format!("/paths/{}/{method}/responses/{status}", pointer_escape(path)))
+            .and_then(|r| r.as_object_mut())
+        else {
+            continue;
+        };
+        // (utoipa reads a link back only with parameters: every link here
+        // passes the target's `{id}`.)
+        let value = serde_json::json!({
+            "operationRef": format!("#/paths/{}/{}", pointer_escape(link.to.0), link.to.1),
+            "parameters": { "id": link.id },
+            "description": link.description,
+        });
+        let links = response.entry("links").or_insert_with(|| serde_json::json!({}));
+        links[link.name] = value;
+    }
+}
+
+/// A JSON-pointer segment for a path (`/` is `~1`, `~` is `~0`).
+fn pointer_escape(path: &str) -> String {
+    path.replace('~', "~0").replace('/', "~1")
 }
 
 fn finish_operation(path: &str, method: &str, operation: &mut serde_json::Value) {
@@ -175,5 +301,38 @@ fn finish_operation(path: &str, method: &str, operation: &mut serde_json::Value)
                 });
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod link_tests {
+    #[test]
+    fn every_link_lands_on_a_described_answer_and_points_at_an_operation() {
+        let doc = serde_json::to_value(crate::http::openapi_document("test")).unwrap();
+        let mut found = 0;
+        for (path, item) in doc["paths"].as_object().unwrap() {
+            for (method, operation) in item.as_object().unwrap() {
+                for (status, response) in operation["responses"].as_object().into_iter().flatten() {
+                    for (name, link) in response["links"].as_object().into_iter().flatten() {
+                        found += 1;
+                        let target = link["operationRef"].as_str().unwrap();
+                        let pointer = target.strip_prefix('#').unwrap();
+                        assert!(
+                            doc.pointer(pointer).is_some_and(|o| o.get("responses").is_some()),
+                            "{method} {path} {status} link {name}: {target} is not an operation"
+                        );
+                        let id = link["parameters"]["id"].as_str().unwrap();
+                        assert!(id.starts_with("$response.body#/") || id == "$request.path.id", "{id}");
+                        let target_path = pointer.rsplit_once('/').unwrap().0;
+                        assert!(target_path.contains("{id}"), "{name}: the target takes an id");
+                    }
+                }
+            }
+        }
+        assert_eq!(
+            found,
+            super::LINKS.len(),
+            "a link's answer (path, method, status) is not in the document"
+        );
     }
 }
