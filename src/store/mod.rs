@@ -54,8 +54,44 @@ use std::sync::Once;
 
 use sqlx::migrate::Migrator;
 
-/// Migrations are embedded in the binary; the same files run on both engines.
-pub static MIGRATOR: Migrator = sqlx::migrate!("./migrations");
+/// Migrations are embedded in the binary. The files in `migrations/` run on
+/// both engines; where the engines need different SQL for one step (a CHECK
+/// constraint added to an existing table: PostgreSQL alters the table,
+/// SQLite cannot and uses triggers), the step has one file per engine, with
+/// the same version, in `migrations/postgres/` and `migrations/sqlite/`.
+static SHARED_MIGRATIONS: Migrator = sqlx::migrate!("./migrations");
+static POSTGRES_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/postgres");
+static SQLITE_MIGRATIONS: Migrator = sqlx::migrate!("./migrations/sqlite");
+
+/// The table where applied migrations are recorded.
+pub const MIGRATIONS_TABLE: &str = "_sqlx_migrations";
+
+type MigrationsFuture = std::pin::Pin<
+    Box<dyn Future<Output = Result<Vec<sqlx::migrate::Migration>, sqlx::error::BoxDynError>> + Send + 'static>,
+>;
+
+/// The migrations of one engine, in version order.
+#[derive(Debug, Clone, Copy)]
+struct EngineMigrations(Engine);
+
+impl sqlx::migrate::MigrationSource<'static> for EngineMigrations {
+    fn resolve(self) -> MigrationsFuture {
+        let own = match self.0 {
+            Engine::Postgres => &POSTGRES_MIGRATIONS,
+            Engine::Sqlite => &SQLITE_MIGRATIONS,
+        };
+        let mut all: Vec<_> = SHARED_MIGRATIONS.iter().chain(own.iter()).cloned().collect();
+        all.sort_by_key(|m| m.version);
+        Box::pin(std::future::ready(Ok(all)))
+    }
+}
+
+/// The migrator for `engine`.
+pub async fn migrator(engine: Engine) -> Result<Migrator, StoreError> {
+    let migrator = Migrator::new(EngineMigrations(engine)).await?;
+    debug_assert_eq!(migrator.table_name, MIGRATIONS_TABLE);
+    Ok(migrator)
+}
 
 /// Tables the service cannot serve without; readiness checks they exist.
 /// Each feature adds its tables here together with its migration.

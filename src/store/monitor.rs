@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use sqlx::migrate::Migrate;
 
-use super::{Database, Engine, MIGRATOR, REQUIRED_TABLES, StoreError};
+use super::{Database, Engine, MIGRATIONS_TABLE, REQUIRED_TABLES, StoreError, migrator};
 
 /// What the probes report about migrations.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -57,9 +57,10 @@ impl Database {
         obs.run("health.ping", sqlx::query("select 1").execute(&mut *conn))
             .await?;
         let tables = self.list_tables(&mut conn).await?;
-        let applied = if tables.iter().any(|t| t.as_str() == MIGRATOR.table_name) {
+        let migrator = migrator(self.engine).await?;
+        let applied = if tables.iter().any(|t| t.as_str() == MIGRATIONS_TABLE) {
             obs.run("health.migrations", async {
-                conn.list_applied_migrations(&MIGRATOR.table_name)
+                conn.list_applied_migrations(MIGRATIONS_TABLE)
                     .await
                     .map_err(|e| match e {
                         sqlx::migrate::MigrateError::Execute(e) => e,
@@ -70,7 +71,7 @@ impl Database {
         } else {
             Vec::new()
         };
-        let pending = MIGRATOR
+        let pending = migrator
             .iter()
             .filter(|m| m.migration_type.is_up_migration())
             .filter(|m| !applied.iter().any(|a| a.version == m.version))
@@ -82,7 +83,7 @@ impl Database {
             .collect();
         Ok(SchemaStatus {
             current_version: applied.iter().map(|a| a.version).max(),
-            latest_version: MIGRATOR.iter().map(|m| m.version).max(),
+            latest_version: migrator.iter().map(|m| m.version).max(),
             pending,
             missing_tables,
         })
@@ -105,7 +106,7 @@ impl Database {
     /// Applies pending migrations, then refreshes the status.
     pub async fn migrate(&self) -> Result<SchemaStatus, StoreError> {
         self.prepare_sqlite_file()?;
-        MIGRATOR.run(&self.pool).await?;
+        migrator(self.engine).await?.run(&self.pool).await?;
         self.check().await
     }
 

@@ -144,7 +144,69 @@ both_engines!(
     a_nul_character_anywhere_in_a_request_is_a_client_error,
     balances_and_milestones_stop_at_their_bounds_with_a_clear_4xx,
     ids_are_checked_by_format_at_the_edge,
+    the_schema_refuses_balances_and_transfers_past_their_bounds,
 );
+
+/// Behind the code's checks, the schema itself refuses a balance above
+/// 10^17, a transfer above 10^15, and (SQLite) a balance that overflowed
+/// into a float: a CHECK constraint on PostgreSQL, triggers on SQLite.
+async fn the_schema_refuses_balances_and_transfers_past_their_bounds(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let user = app.user("client").await;
+    crate::escrow::deposit(&app, &user, 5_000).await;
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let (conn, obs) = amani::store::DbHandle::parts(&mut conn);
+    let account: (String,) = obs
+        .run(
+            "test.account",
+            sqlx::query_as("select id from ledger_accounts where kind = 'user_available'").fetch_one(&mut *conn),
+        )
+        .await
+        .unwrap();
+    for (what, sql) in [
+        (
+            "a balance above 10^17",
+            "update ledger_accounts set balance = 100000000000000001 where id = $1",
+        ),
+        (
+            "an overflowing balance",
+            "update ledger_accounts set balance = balance + 9223372036854775000 where id = $1",
+        ),
+        (
+            "a transfer above 10^15",
+            "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, created_at) \
+             select 't-bound', 'test', gateway.id, $1, 1000000000000001, 'NGN', '2026-12-07T00:00:00Z' \
+             from ledger_accounts gateway where gateway.kind = 'external_gateway'",
+        ),
+    ] {
+        let result = obs
+            .run("test.bound", sqlx::query(sql).bind(&account.0).execute(&mut *conn))
+            .await;
+        assert!(result.is_err(), "{what} was stored");
+    }
+    // Right at the bounds is allowed (the code refuses a deposit past it).
+    obs.run(
+        "test.transfer_at_bound",
+        sqlx::query(
+            "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, created_at) \
+             select 't-at-bound', 'test', gateway.id, $1, 1000000000000000, 'NGN', '2026-12-07T00:00:00Z' \
+             from ledger_accounts gateway where gateway.kind = 'external_gateway'",
+        )
+        .bind(&account.0)
+        .execute(&mut *conn),
+    )
+    .await
+    .unwrap();
+    obs.run(
+        "test.at_bound",
+        sqlx::query("update ledger_accounts set balance = 100000000000000000 where id = $1")
+            .bind(&account.0)
+            .execute(&mut *conn),
+    )
+    .await
+    .unwrap();
+}
 
 /// An id in a path, a query or a body is a UUID (or a payment reference);
 /// anything else is answered at the edge — 404 in a path, 422 naming the
