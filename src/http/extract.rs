@@ -329,6 +329,9 @@ pub struct Page<T> {
     pub page: u32,
     pub page_size: u32,
     pub has_more: bool,
+    /// Where a list that takes `after` continues: pass it as `after` for the
+    /// next page (null when there is none, or the list has no cursor).
+    pub next_cursor: Option<String>,
 }
 
 impl<T> Page<T> {
@@ -340,6 +343,26 @@ impl<T> Page<T> {
             total,
             page,
             page_size,
+            next_cursor: None,
         }
+    }
+
+    /// A page fetched by cursor (`after`): `page` is 1, counted from the
+    /// cursor.
+    pub fn after_cursor(items: Vec<T>, total: i64, page_size: u32, has_more: bool) -> Page<T> {
+        Page {
+            has_more,
+            items,
+            total,
+            page: 1,
+            page_size,
+            next_cursor: None,
+        }
+    }
+
+    /// Sets `next_cursor` (the last item's id) when there is a next page.
+    pub fn with_cursor(mut self, last: Option<String>) -> Page<T> {
+        self.next_cursor = last.filter(|_| self.has_more);
+        self
     }
 }

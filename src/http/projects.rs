@@ -174,6 +174,11 @@ pub async fn create(
 pub struct ProjectFilter {
     /// Only projects in this status.
     pub status: Option<String>,
+    /// A cursor: the previous page's `next_cursor`. The page then starts
+    /// right after that project, however deep (use it instead of `page`
+    /// for long lists: it costs the same on every page).
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub after: Option<Id>,
 }
 
 /// The caller's projects (as buyer or seller; every project for admins),
@@ -187,10 +192,28 @@ pub async fn list(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<ProjectView>>, ApiError> {
     let status = filter.status.as_deref().map(str::parse::<ProjectStatus>).transpose()?;
+    if filter.after.is_some() && page.page.is_some_and(|p| p != 1) {
+        return Err(ApiError::unprocessable("give page or after, not both"));
+    }
     let (page, page_size, limit, offset) = page.resolve()?;
-    let (items, total) = projects::list(&state.db, &user, status, limit, offset).await?;
-    let views = items.into_iter().map(Into::into).collect();
-    Ok(Json(Page::new(views, total, page, page_size)))
+    // By cursor, one row more than the page says whether another follows.
+    let by_cursor = filter.after.is_some();
+    let window = crate::store::projects::Window {
+        limit: limit + i64::from(by_cursor),
+        offset,
+        after: filter.after.as_deref(),
+    };
+    let (mut items, total) = projects::list(&state.db, &user, status, window).await?;
+    let more_after_cursor = items.len() > page_size as usize;
+    items.truncate(page_size as usize);
+    let cursor = items.last().map(|p| p.project.id.clone());
+    let views: Vec<ProjectView> = items.into_iter().map(Into::into).collect();
+    let page = if by_cursor {
+        Page::after_cursor(views, total, page_size, more_after_cursor)
+    } else {
+        Page::new(views, total, page, page_size)
+    };
+    Ok(Json(page.with_cursor(cursor)))
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{id}", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),

@@ -149,21 +149,46 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
 }
 
 /// The caller's projects (as buyer or seller; every project for admins),
-/// newest first, with the total count.
+/// newest first, with the total count: three statements whatever the page
+/// (the page, the count, the page's milestones). `window.after` is a cursor:
+/// a project in this list, whose successors the page starts with; one the
+/// caller cannot see is refused rather than answered with an empty page.
 pub async fn list(
     db: &Database,
     user: &User,
     status: Option<ProjectStatus>,
-    limit: i64,
-    offset: i64,
+    window: projects::Window<'_>,
 ) -> Result<(Vec<ProjectDetails>, i64), OperationError> {
-    let scope = (user.role != Role::Admin).then_some(user.id.as_str());
+    let whose = match user.role {
+        Role::Admin => projects::Whose::Everyone,
+        Role::Client => projects::Whose::Buyer(&user.id),
+        Role::Freelancer => projects::Whose::Seller(&user.id),
+    };
     let mut conn = db.acquire().await?;
-    let (items, total) = projects::list(&mut conn, scope, status, limit, offset).await?;
-    let mut found = Vec::with_capacity(items.len());
-    for project in items {
-        found.push(details(&mut conn, project).await?);
+    if let Some(after) = window.after {
+        let visible = projects::find(&mut conn, after)
+            .await?
+            .is_some_and(|p| party(&p, user).is_ok());
+        if !visible {
+            return Err(OperationError::Invalid(
+                "after must be the id of a project in this list (the previous page's next_cursor)".into(),
+            ));
+        }
     }
+    let (items, total) = projects::list(&mut conn, whose, status, window).await?;
+    let ids: Vec<&str> = items.iter().map(|p| p.id.as_str()).collect();
+    let mut milestones = projects::milestones_of(&mut conn, &ids).await?;
+    let found = items
+        .into_iter()
+        .map(|project| {
+            let (own, rest) = milestones.drain(..).partition(|m| m.project_id == project.id);
+            milestones = rest;
+            ProjectDetails {
+                project,
+                milestones: own,
+            }
+        })
+        .collect();
     Ok((found, total))
 }
 

@@ -131,43 +131,113 @@ pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, S
 
 /// A page of the projects `user_id` is a party to (every project when
 /// `user_id` is None), newest first, optionally in one status.
+/// Whose projects a list shows. A client is only ever a buyer and a
+/// freelancer only ever a seller, so a user's list reads one indexed column.
+#[derive(Debug, Clone, Copy)]
+pub enum Whose<'a> {
+    Everyone,
+    Buyer(&'a str),
+    Seller(&'a str),
+}
+
+/// Which slice of a list: `limit` rows after skipping `offset`, or after
+/// the project `after` (a cursor: its id) in the list's order.
+#[derive(Debug, Clone, Copy)]
+pub struct Window<'a> {
+    pub limit: i64,
+    pub offset: i64,
+    pub after: Option<&'a str>,
+}
+
+/// A page of projects, newest first (`created_at desc, id desc`, which the
+/// `projects_*_recent` indexes hold in order), and how many the whole list
+/// has (counted from the index alone). Two statements whatever the page.
 pub async fn list(
     db: &mut impl DbHandle,
-    user_id: Option<&str>,
+    whose: Whose<'_>,
     status: Option<ProjectStatus>,
-    limit: i64,
-    offset: i64,
+    window: Window<'_>,
 ) -> Result<(Vec<Project>, i64), StoreError> {
-    let status = status.map(|s| s.as_str());
+    let mut conditions = Vec::new();
+    let mut binds: Vec<&str> = Vec::new();
+    match whose {
+        Whose::Everyone => {}
+        Whose::Buyer(id) => {
+            binds.push(id);
+            conditions.push(format!("buyer_id = ${}", binds.len()));
+        }
+        Whose::Seller(id) => {
+            binds.push(id);
+            conditions.push(format!("seller_id = ${}", binds.len()));
+        }
+    }
+    if let Some(status) = status {
+        binds.push(status.as_str());
+        conditions.push(format!("status = ${}", binds.len()));
+    }
+    let count_sql = format!("select count(*) from projects{}", where_clause(&conditions));
+    let mut page_binds = binds.clone();
+    if let Some(after) = window.after {
+        page_binds.push(after);
+        let n = page_binds.len();
+        conditions.push(format!(
+            "(created_at, id) < (select created_at, id from projects where id = ${n})"
+        ));
+    }
+    // A deferred join: the inner query walks (and skips, for a deep
+    // offset) only the index, which holds every column it reads; whole rows
+    // are read for the page alone.
+    let page_sql = format!(
+        "select p.* from (select id, created_at from projects{} order by created_at desc, id desc \
+         limit ${} offset ${}) page join projects p on p.id = page.id order by page.created_at desc, page.id desc",
+        where_clause(&conditions),
+        page_binds.len() + 1,
+        page_binds.len() + 2
+    );
     let (conn, obs) = db.parts();
+    let mut page = sqlx::query_as(sqlx::AssertSqlSafe(page_sql));
+    for value in &page_binds {
+        page = page.bind(*value);
+    }
     let rows: Vec<Project> = obs
         .run(
             "projects.list",
-            sqlx::query_as(
-                "select * from projects where ($1 is null or buyer_id = $1 or seller_id = $1) \
-                 and ($2 is null or status = $2) order by created_at desc, id desc limit $3 offset $4",
-            )
-            .bind(user_id)
-            .bind(status)
-            .bind(limit)
-            .bind(offset)
-            .fetch_all(conn),
+            page.bind(window.limit).bind(window.offset).fetch_all(conn),
         )
         .await?;
     let (conn, obs) = db.parts();
-    let (total,): (i64,) = obs
-        .run(
-            "projects.count",
-            sqlx::query_as(
-                "select count(*) from projects where ($1 is null or buyer_id = $1 or seller_id = $1) \
-                 and ($2 is null or status = $2)",
-            )
-            .bind(user_id)
-            .bind(status)
-            .fetch_one(conn),
-        )
-        .await?;
+    let mut count = sqlx::query_as(sqlx::AssertSqlSafe(count_sql));
+    for value in &binds {
+        count = count.bind(*value);
+    }
+    let (total,): (i64,) = obs.run("projects.count", count.fetch_one(conn)).await?;
     Ok((rows, total))
+}
+
+fn where_clause(conditions: &[String]) -> String {
+    if conditions.is_empty() {
+        String::new()
+    } else {
+        format!(" where {}", conditions.join(" and "))
+    }
+}
+
+/// The milestones of several projects in one statement, in position order.
+pub async fn milestones_of(db: &mut impl DbHandle, project_ids: &[&str]) -> Result<Vec<Milestone>, StoreError> {
+    if project_ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let placeholders: Vec<String> = (1..=project_ids.len()).map(|n| format!("${n}")).collect();
+    let sql = format!(
+        "select * from milestones where project_id in ({}) order by project_id, position",
+        placeholders.join(", ")
+    );
+    let mut query = sqlx::query_as(sqlx::AssertSqlSafe(sql));
+    for id in project_ids {
+        query = query.bind(*id);
+    }
+    let (conn, obs) = db.parts();
+    obs.run("milestones.list_many", query.fetch_all(conn)).await
 }
 
 pub async fn update_terms(

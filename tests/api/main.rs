@@ -19,6 +19,7 @@ mod fake_fincra;
 mod http_errors;
 mod kyc;
 mod ledger_model;
+mod lists;
 mod logs;
 mod metrics;
 mod monitoring;
