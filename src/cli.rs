@@ -411,7 +411,11 @@ fn check_config(config: &Config, format: Format) -> Result<(), String> {
     format.print(&settings, |settings| {
         let mut lines = String::new();
         for (name, value) in settings.as_object().into_iter().flatten() {
-            let shown = value.as_str().map_or_else(|| value.to_string(), str::to_owned);
+            let shown = match value {
+                serde_json::Value::Null => "<unset>".to_owned(),
+                serde_json::Value::String(text) => text.clone(),
+                other => other.to_string(),
+            };
             lines.push_str(&format!("{name}={shown}\n"));
         }
         lines.push_str(&format!("configuration OK ({})", config.environment.as_str()));

@@ -2,8 +2,8 @@
 //!
 //! `AMANI_TEST_POSTGRES_URL` / `AMANI_TEST_REDIS_URL` name servers to use.
 //! When they are unset, the tests start their own: a PostgreSQL cluster
-//! (trust authentication, its own data directory under the build folder,
-//! a free loopback port, no Unix socket) and a Redis (no persistence), each
+//! (trust authentication, its own data directory under the build folder —
+//! under /tmp when running as root — a free loopback port, no Unix socket) and a Redis (no persistence), each
 //! once per test run, from the binaries the PostgreSQL and Redis packages
 //! install. They stop when the test process exits (the parent-death signal),
 //! so nothing is left running; a data directory left by a killed run is
@@ -41,9 +41,17 @@ fn own(cell: &OnceLock<Result<String, String>>, start: fn() -> Result<String, St
     }
 }
 
-/// Where the tests keep their servers' files: under the build folder.
-fn state_dir(name: &str) -> PathBuf {
-    let base = Path::new(env!("CARGO_TARGET_TMPDIR"));
+/// Where the tests keep their servers' files: under the build folder; as
+/// root, under the system's temporary folder instead, because PostgreSQL
+/// then runs as the `postgres` user, who may not be able to enter the build
+/// folder (a checkout under /root, say).
+fn state_dir(name: &str, as_other_user: bool) -> PathBuf {
+    let temp = std::env::temp_dir();
+    let base = if as_other_user {
+        temp.as_path()
+    } else {
+        Path::new(env!("CARGO_TARGET_TMPDIR"))
+    };
     // Directories of earlier runs whose process is gone.
     if let Ok(entries) = std::fs::read_dir(base) {
         for entry in entries.flatten() {
@@ -158,7 +166,7 @@ fn wait_until(what: &str, log: &Path, ready: impl Fn() -> bool) -> Result<(), St
 fn start_postgres() -> Result<String, String> {
     let bin = postgres_bin_dir()?;
     let user = unprivileged_user()?;
-    let dir = state_dir("amani-test-postgres");
+    let dir = state_dir("amani-test-postgres", user.is_some());
     let _ = std::fs::remove_dir_all(&dir);
     let data = dir.join("data");
     std::fs::create_dir_all(&data).map_err(|e| format!("{}: {e}", data.display()))?;
@@ -223,7 +231,7 @@ fn start_redis() -> Result<String, String> {
     } else {
         PathBuf::from("redis-server")
     };
-    let dir = state_dir("amani-test-redis");
+    let dir = state_dir("amani-test-redis", false);
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let port = crate::helpers::free_port();
     let log = dir.join("redis.log");
