@@ -325,7 +325,10 @@ impl PageParams {
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
-    pub total: i64,
+    /// How many the whole list has; null on a page fetched by cursor
+    /// (`after`), where counting a long history on every page would cost
+    /// more than the page.
+    pub total: Option<i64>,
     pub page: u32,
     pub page_size: u32,
     pub has_more: bool,
@@ -340,7 +343,7 @@ impl<T> Page<T> {
         Page {
             has_more: seen < total,
             items,
-            total,
+            total: Some(total),
             page,
             page_size,
             next_cursor: None,
@@ -348,12 +351,12 @@ impl<T> Page<T> {
     }
 
     /// A page fetched by cursor (`after`): `page` is 1, counted from the
-    /// cursor.
-    pub fn after_cursor(items: Vec<T>, total: i64, page_size: u32, has_more: bool) -> Page<T> {
+    /// cursor, and `total` is not counted.
+    pub fn after_cursor(items: Vec<T>, page_size: u32, has_more: bool) -> Page<T> {
         Page {
             has_more,
             items,
-            total,
+            total: None,
             page: 1,
             page_size,
             next_cursor: None,

@@ -208,10 +208,9 @@ pub async fn list(
     items.truncate(page_size as usize);
     let cursor = items.last().map(|p| p.project.id.clone());
     let views: Vec<ProjectView> = items.into_iter().map(Into::into).collect();
-    let page = if by_cursor {
-        Page::after_cursor(views, total, page_size, more_after_cursor)
-    } else {
-        Page::new(views, total, page, page_size)
+    let page = match total {
+        Some(total) => Page::new(views, total, page, page_size),
+        None => Page::after_cursor(views, page_size, more_after_cursor),
     };
     Ok(Json(page.with_cursor(cursor)))
 }

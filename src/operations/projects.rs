@@ -149,8 +149,9 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
 }
 
 /// The caller's projects (as buyer or seller; every project for admins),
-/// newest first, with the total count: three statements whatever the page
-/// (the page, the count, the page's milestones). `window.after` is a cursor:
+/// newest first, with the total count when paging by number: three
+/// statements whatever the page (the page, the count, the page's
+/// milestones). `window.after` is a cursor:
 /// a project in this list, whose successors the page starts with; one the
 /// caller cannot see is refused rather than answered with an empty page.
 pub async fn list(
@@ -158,7 +159,7 @@ pub async fn list(
     user: &User,
     status: Option<ProjectStatus>,
     window: projects::Window<'_>,
-) -> Result<(Vec<ProjectDetails>, i64), OperationError> {
+) -> Result<(Vec<ProjectDetails>, Option<i64>), OperationError> {
     let whose = match user.role {
         Role::Admin => projects::Whose::Everyone,
         Role::Client => projects::Whose::Buyer(&user.id),

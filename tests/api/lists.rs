@@ -100,6 +100,16 @@ async fn a_project_list_is_three_statements_and_a_cursor_walks_it_exactly(engine
         }
     }
     assert_eq!(walked, newest_first);
+    // A page by cursor is not counted: the cursor's check, the page and its
+    // milestones, however deep.
+    let before = project_statements(&app).await;
+    let (_, deep) = list(&app, &buyer, &format!("page_size=20&after={}", walked[39])).await;
+    assert_eq!(project_statements(&app).await - before, 3.0);
+    assert_eq!(
+        (deep["items"].as_array().unwrap().len(), deep["total"].is_null()),
+        (5, true),
+        "{deep}"
+    );
     let (_, third) = list(&app, &buyer, "page_size=20&page=3").await;
     let third: Vec<&str> = third["items"]
         .as_array()
