@@ -47,42 +47,51 @@ pg_works() {
     -c 'create database amani_dev_services_check' -c 'drop database amani_dev_services_check' \
     >/dev/null 2>"${TMPDIR:-/tmp}/amani-dev-services-pg.err" </dev/null
 }
-if ! command -v pg_ctlcluster >/dev/null 2>&1; then
-  need_apt "PostgreSQL 13 or newer on 127.0.0.1:$PG_PORT, user postgres with no password"
-  log "installing PostgreSQL"
-  apt_install postgresql postgresql-client
-fi
-# The Debian cluster serving PG_PORT (or the newest, for the default port).
-cluster=$(pg_lsclusters --no-header 2>/dev/null | awk -v port="$PG_PORT" '$3 == port { print $1, $2; exit }')
-if [ -z "$cluster" ] && [ "$PG_PORT" = 5432 ]; then
-  cluster=$(pg_lsclusters --no-header 2>/dev/null | sort -V | awk 'END { if (NR) print $1, $2 }')
-fi
-[ -n "$cluster" ] || { log "no PostgreSQL cluster on port $PG_PORT (pg_lsclusters lists none)"; exit 1; }
-read -r pg_version pg_name <<<"$cluster"
-if ! pg_isready -h 127.0.0.1 -p "$PG_PORT" -q 2>/dev/null; then
-  log "starting PostgreSQL $pg_version/$pg_name"
-  as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$pg_name" start || true
-  for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p "$PG_PORT" -q && break; sleep 1; done
-fi
-if ! pg_works; then
-  if grep -q "password authentication failed\|no password supplied\|no pg_hba.conf entry" \
-      "${TMPDIR:-/tmp}/amani-dev-services-pg.err"; then
-    hba="/etc/postgresql/$pg_version/$pg_name/pg_hba.conf"
-    log "allowing user postgres from loopback without a password ($hba)"
-    rules=$(printf '%s\n%s\n%s\n' "# amani dev-services: the test suite connects as postgres with no password" \
-      "host all postgres 127.0.0.1/32 trust" "host all postgres ::1/128 trust")
-    as_root sh -c "{ printf '%s\n' \"\$1\"; cat \"\$2\"; } > \"\$2.amani\" && cat \"\$2.amani\" > \"\$2\" && rm \"\$2.amani\"" \
-      sh "$rules" "$hba"
-    as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$pg_name" reload
-    sleep 1
+# (Already working — on any system — is enough; otherwise Debian's cluster
+# tools install, start and configure it.)
+pg_setup() {
+  if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+    need_apt "PostgreSQL 13 or newer on 127.0.0.1:$PG_PORT, user postgres with no password"
+    log "installing PostgreSQL"
+    apt_install postgresql postgresql-client
   fi
-  pg_works || {
-    log "PostgreSQL on 127.0.0.1:$PG_PORT does not let user postgres connect and create a database:"
-    cat "${TMPDIR:-/tmp}/amani-dev-services-pg.err" >&2
-    exit 1
-  }
+  # The Debian cluster serving PG_PORT (or the newest, for the default port).
+  cluster=$(pg_lsclusters --no-header 2>/dev/null | awk -v port="$PG_PORT" '$3 == port { print $1, $2; exit }')
+  if [ -z "$cluster" ] && [ "$PG_PORT" = 5432 ]; then
+    cluster=$(pg_lsclusters --no-header 2>/dev/null | sort -V | awk 'END { if (NR) print $1, $2 }')
+  fi
+  [ -n "$cluster" ] || { log "no PostgreSQL cluster on port $PG_PORT (pg_lsclusters lists none)"; exit 1; }
+  read -r pg_version pg_name <<<"$cluster"
+  if ! pg_isready -h 127.0.0.1 -p "$PG_PORT" -q 2>/dev/null; then
+    log "starting PostgreSQL $pg_version/$pg_name"
+    as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$pg_name" start || true
+    for _ in $(seq 1 30); do pg_isready -h 127.0.0.1 -p "$PG_PORT" -q && break; sleep 1; done
+  fi
+  if ! pg_works; then
+    if grep -q "password authentication failed\|no password supplied\|no pg_hba.conf entry" \
+        "${TMPDIR:-/tmp}/amani-dev-services-pg.err"; then
+      hba="/etc/postgresql/$pg_version/$pg_name/pg_hba.conf"
+      log "allowing user postgres from loopback without a password ($hba)"
+      rules=$(printf '%s\n%s\n%s\n' "# amani dev-services: the test suite connects as postgres with no password" \
+        "host all postgres 127.0.0.1/32 trust" "host all postgres ::1/128 trust")
+      as_root sh -c "{ printf '%s\n' \"\$1\"; cat \"\$2\"; } > \"\$2.amani\" && cat \"\$2.amani\" > \"\$2\" && rm \"\$2.amani\"" \
+        sh "$rules" "$hba"
+      as_root pg_ctlcluster --skip-systemctl-redirect "$pg_version" "$pg_name" reload
+      sleep 1
+    fi
+    pg_works || {
+      log "PostgreSQL on 127.0.0.1:$PG_PORT does not let user postgres connect and create a database:"
+      cat "${TMPDIR:-/tmp}/amani-dev-services-pg.err" >&2
+      exit 1
+    }
+  fi
+}
+if pg_works; then
+  log "PostgreSQL on 127.0.0.1:$PG_PORT: user postgres connects and creates databases"
+else
+  pg_setup
+  log "PostgreSQL $pg_version/$pg_name on 127.0.0.1:$PG_PORT: user postgres connects and creates databases"
 fi
-log "PostgreSQL $pg_version/$pg_name on 127.0.0.1:$PG_PORT: user postgres connects and creates databases"
 
 # --- Redis (shared rate limits) -------------------------------------------------
 if ! command -v redis-server >/dev/null 2>&1; then
