@@ -40,32 +40,27 @@ pub fn party(project: &Project, user: &User) -> Result<Party, OperationError> {
 
 /// Locks and loads a project the caller is a party to.
 pub async fn locked_project(tx: &mut Tx, user: &User, project_id: &str) -> Result<(Project, Party), OperationError> {
-    if !projects::lock(tx, project_id).await? {
-        return Err(OperationError::NotFound("project"));
-    }
-    let project = projects::find(tx, project_id)
+    let project = projects::lock(tx, project_id)
         .await?
         .ok_or(OperationError::NotFound("project"))?;
     let party = party(&project, user)?;
     Ok((project, party))
 }
 
-/// Locks and loads a milestone's project; the milestone must belong to it.
+/// Locks and loads a milestone's project, then reads the milestone under
+/// that lock (so it cannot be stale): two statements.
 pub async fn locked_milestone(
     tx: &mut Tx,
     user: &User,
     milestone_id: &str,
 ) -> Result<(Project, Party, Milestone), OperationError> {
-    let milestone = projects::find_milestone(tx, milestone_id)
+    let project = projects::lock_for_milestone(tx, milestone_id)
         .await?
         .ok_or(OperationError::NotFound("milestone"))?;
-    let (project, party) = locked_project(tx, user, &milestone.project_id)
-        .await
-        .map_err(|e| match e {
-            OperationError::NotFound(_) => OperationError::NotFound("milestone"),
-            other => other,
-        })?;
-    // Re-read under the lock: the first read may be stale.
+    let party = party(&project, user).map_err(|e| match e {
+        OperationError::NotFound(_) => OperationError::NotFound("milestone"),
+        other => other,
+    })?;
     let milestone = projects::find_milestone(tx, milestone_id)
         .await?
         .ok_or(OperationError::NotFound("milestone"))?;
@@ -137,19 +132,26 @@ pub async fn hold(
     if to_fund.is_empty() {
         return Err(conflict("every milestone of this project is already funded"));
     }
+    // No balance read first: the debits are compare-and-set, and refuse
+    // what the balance cannot cover. Only then is the balance read, to say
+    // by how much (the caller's transaction is dropped on the error).
     let needed: i64 = to_fund.iter().map(|m| m.amount + fee_for(m.amount, fee_bps)).sum();
-    let available = ledger::balance(tx, &Account::available(&buyer.id, project.currency)).await?;
-    if available < needed {
-        return Err(conflict(format!(
+    let mut debited = 0;
+    let insufficient = async |tx: &mut Tx, debited: i64| -> Result<OperationError, OperationError> {
+        let available = ledger::balance(tx, &Account::available(&buyer.id, project.currency)).await? + debited;
+        Ok(conflict(format!(
             "insufficient available balance: {available} {} available, {needed} needed (amounts and fees in minor units)",
             project.currency
-        )));
-    }
+        )))
+    };
     let mut done = Vec::new();
     for milestone in to_fund {
         let fee = fee_for(milestone.amount, fee_bps);
         let funded = milestone.status.fund()?;
-        if !projects::set_milestone_status(tx, &milestone.id, milestone.status, funded, None, None).await? {
+        if projects::set_milestone_status(tx, &milestone.id, milestone.status, funded, None, None)
+            .await?
+            .is_none()
+        {
             return Err(conflict("the milestone changed while it was being funded; retry"));
         }
         let id = Uuid::now_v7().to_string();
@@ -173,29 +175,25 @@ pub async fn hold(
         )
         .await?;
         let buyer_account = Account::available(&buyer.id, project.currency);
-        ledger::transfer(
-            tx,
-            Transfer {
-                kind: "hold",
-                debit: &buyer_account,
-                credit: &Account::escrow(&project.id, project.currency),
-                amount: milestone.amount,
-                escrow_transaction_id: Some(&id),
-            },
-        )
-        .await?;
+        let escrow_account = Account::escrow(&project.id, project.currency);
+        let fees_account = Account::fees(project.currency);
+        let mut transfers = vec![("hold", &escrow_account, milestone.amount)];
         if fee > 0 {
-            ledger::transfer(
-                tx,
-                Transfer {
-                    kind: "fee",
-                    debit: &buyer_account,
-                    credit: &Account::fees(project.currency),
-                    amount: fee,
-                    escrow_transaction_id: Some(&id),
-                },
-            )
-            .await?;
+            transfers.push(("fee", &fees_account, fee));
+        }
+        for (kind, credit, amount) in transfers {
+            let transfer = Transfer {
+                kind,
+                debit: &buyer_account,
+                credit,
+                amount,
+                escrow_transaction_id: Some(&id),
+            };
+            match ledger::transfer(tx, transfer).await {
+                Err(StoreError::InsufficientFunds(_)) => return Err(insufficient(tx, debited).await?),
+                moved => moved?,
+            }
+            debited += amount;
         }
         record_audit(
             tx,
@@ -286,7 +284,10 @@ pub async fn release(
     }
     project.status.check_active("release")?;
     let released = milestone.status.release()?;
-    if !projects::set_milestone_status(tx, &milestone.id, milestone.status, released, None, None).await? {
+    if projects::set_milestone_status(tx, &milestone.id, milestone.status, released, None, None)
+        .await?
+        .is_none()
+    {
         return Err(conflict("the milestone was released by another request"));
     }
     let released = move_escrow(
@@ -333,7 +334,10 @@ async fn refund_milestone(
     notes: Option<&str>,
 ) -> Result<EscrowTransaction, OperationError> {
     let refunded = milestone.status.refund()?;
-    if !projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None).await? {
+    if projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None)
+        .await?
+        .is_none()
+    {
         return Err(conflict("the milestone changed while it was being refunded; retry"));
     }
     move_escrow(
@@ -469,7 +473,10 @@ pub async fn resolve_dispute(
         MilestoneStatus::Refunded
     };
     for milestone in &held {
-        if !projects::set_milestone_status(tx, &milestone.id, milestone.status, settled, None, None).await? {
+        if projects::set_milestone_status(tx, &milestone.id, milestone.status, settled, None, None)
+            .await?
+            .is_none()
+        {
             return Err(conflict("a milestone changed during the resolution; retry"));
         }
     }

@@ -139,9 +139,9 @@ async fn transition(
     let (project, party, milestone) = locked_milestone(&mut tx, user, id).await?;
     project.status.check_active(step.verb)?;
     let to = next(milestone.status, party)?;
-    if !projects::set_milestone_status(&mut tx, id, milestone.status, to, note, reason).await? {
+    let Some(moved) = projects::set_milestone_status(&mut tx, id, milestone.status, to, note, reason).await? else {
         return Err(conflict("the milestone changed meanwhile; reload it"));
-    }
+    };
     record_audit(
         &mut tx,
         user,
@@ -151,9 +151,8 @@ async fn transition(
         json!({ "from": milestone.status.as_str(), "to": to.as_str() }),
     )
     .await?;
-    let milestone = reload(&mut tx, id).await?;
     tx.commit().await?;
-    Ok(milestone)
+    Ok(moved)
 }
 
 /// The seller delivers a funded (or rejected) milestone.

@@ -139,17 +139,24 @@ pub async fn transfer(db: &mut impl DbHandle, transfer: Transfer<'_>) -> Result<
             "a transfer must stay in one currency".into(),
         )));
     }
-    let debit_id = ensure_account(db, transfer.debit).await?;
-    let credit_id = ensure_account(db, transfer.credit).await?;
     // Both sides are compare-and-set against their bounds: a debit never
     // takes an account below zero (the gateway's below -MAX_BALANCE), a
     // credit never takes it above MAX_BALANCE. A refused side changes
-    // nothing the caller's transaction will keep.
+    // nothing the caller's transaction will keep. An account that cannot go
+    // negative and does not exist yet holds 0, so its debit is refused by
+    // the same compare-and-set (no row to update): only the gateway's
+    // account, which a debit may create, is made sure of first.
     let floor = if transfer.debit.kind.may_go_negative() {
         -MAX_BALANCE
     } else {
         0
     };
+    let debit_id = if floor == 0 {
+        transfer.debit.id()
+    } else {
+        ensure_account(db, transfer.debit).await?
+    };
+    let credit_id = ensure_account(db, transfer.credit).await?;
     let (conn, obs) = db.parts();
     let debited = obs
         .run(

@@ -103,17 +103,35 @@ pub async fn insert_milestone(
 /// Takes the project row's write lock for the rest of the transaction, so
 /// money operations on one project run one at a time and always lock rows in
 /// the same order (project, then accounts): no deadlocks, no lost updates.
-pub async fn lock(db: &mut impl DbHandle, id: &str) -> Result<bool, StoreError> {
+/// Locks a project's row for the rest of the transaction and loads it, in
+/// one statement (a no-op update takes the row lock on PostgreSQL; SQLite's
+/// write transaction already excludes other writers). None if there is no
+/// such project.
+pub async fn lock(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, StoreError> {
     let (conn, obs) = db.parts();
-    let result = obs
-        .run(
-            "projects.lock",
-            sqlx::query("update projects set updated_at = updated_at where id = $1")
-                .bind(id)
-                .execute(conn),
+    obs.run(
+        "projects.lock",
+        sqlx::query_as("update projects set updated_at = updated_at where id = $1 returning *")
+            .bind(id)
+            .fetch_optional(conn),
+    )
+    .await
+}
+
+/// Locks and loads the project a milestone belongs to (a milestone never
+/// moves between projects), in one statement.
+pub async fn lock_for_milestone(db: &mut impl DbHandle, milestone_id: &str) -> Result<Option<Project>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "projects.lock_for_milestone",
+        sqlx::query_as(
+            "update projects set updated_at = updated_at \
+             where id = (select project_id from milestones where id = $1) returning *",
         )
-        .await?;
-    Ok(result.rows_affected() == 1)
+        .bind(milestone_id)
+        .fetch_optional(conn),
+    )
+    .await
 }
 
 pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, StoreError> {
@@ -374,6 +392,8 @@ pub async fn update_milestone(
 
 /// Moves a milestone from `from` to `to`, compare-and-set: false when
 /// another request changed it first (the loser of a race sees false).
+/// Moves a milestone from `from` to `to` (compare-and-set) and returns it
+/// as it now is; None if it was no longer in `from`.
 pub async fn set_milestone_status(
     db: &mut impl DbHandle,
     id: &str,
@@ -381,23 +401,21 @@ pub async fn set_milestone_status(
     to: MilestoneStatus,
     note: Option<&str>,
     rejection_reason: Option<&str>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Milestone>, StoreError> {
     let (conn, obs) = db.parts();
-    let result = obs
-        .run(
-            "milestones.set_status",
-            sqlx::query(
-                "update milestones set status = $3, submission_note = coalesce($4, submission_note), \
-                 rejection_reason = $5, updated_at = $6 where id = $1 and status = $2",
-            )
-            .bind(id)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(note)
-            .bind(rejection_reason)
-            .bind(timestamp::now())
-            .execute(conn),
+    obs.run(
+        "milestones.set_status",
+        sqlx::query_as(
+            "update milestones set status = $3, submission_note = coalesce($4, submission_note), \
+             rejection_reason = $5, updated_at = $6 where id = $1 and status = $2 returning *",
         )
-        .await?;
-    Ok(result.rows_affected() == 1)
+        .bind(id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(note)
+        .bind(rejection_reason)
+        .bind(timestamp::now())
+        .fetch_optional(conn),
+    )
+    .await
 }
