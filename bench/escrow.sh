@@ -18,8 +18,10 @@ ADMIN_PASSWORD=bench-admin-password-1
 
 cargo build --release --locked --quiet --bin amani --example escrow_load
 TARGET="${CARGO_TARGET_DIR:-target}"
-BIN="$PWD/$TARGET/release/amani"
-LOAD="$PWD/$TARGET/release/examples/escrow_load"
+case "$TARGET" in /*) ;; *) TARGET="$PWD/$TARGET" ;; esac
+# BIN=<another amani binary> measures that one (e.g. an older build).
+BIN="${BIN:-$TARGET/release/amani}"
+LOAD="$TARGET/release/examples/escrow_load"
 work=$(mktemp -d)
 server=""
 cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
