@@ -443,12 +443,11 @@ async fn balances_and_milestones_stop_at_their_bounds_with_a_clear_4xx(engine: E
 }
 
 /// One Argon2 computation for an unknown email, as for a known one with a
-/// wrong password: the median answer times agree (medians of 11 alternated
-/// attempts each; a fresh account per attempt, so no lockout). Measured
-/// alone they agree within 10% (ratios 0.97–1.05 over several runs); with
-/// the whole suite running beside it on two cores the ratio wanders between
-/// 0.85 and 1.4, so one of up to three rounds must be within 40%. Twice the
-/// work, as before the fix, measures 1.8–1.9 every round and fails.
+/// wrong password: their answer times agree. Measured alone the paired
+/// median ratio stays within 10% (0.97–1.05); with the whole suite running
+/// beside it on two cores it has been seen at 0.84–1.18 for a whole round
+/// (a cold CI run), so one of up to three rounds must be within 25%. Twice
+/// the work, as before the fix, measures 1.8–1.9 every round and fails.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn login_does_the_same_work_for_known_and_unknown_emails() {
     let db = TestDb::create(Engine::Sqlite).await;
@@ -462,7 +461,7 @@ async fn login_does_the_same_work_for_known_and_unknown_emails() {
     // Paired: each unknown-email login is compared with a known-email login
     // made right beside it, so the load of whatever else runs on the
     // machine (the rest of the suite, on two cores) falls on both sides of
-    // each pair; the median of the pairs' ratios must be within 10%.
+    // each pair; the median of the pairs' ratios is what is compared.
     let mut rounds = Vec::new();
     for _ in 0..3 {
         let mut known = Vec::new();
@@ -486,7 +485,7 @@ async fn login_does_the_same_work_for_known_and_unknown_emails() {
         ratios.sort_by(f64::total_cmp);
         let ratio = ratios[ratios.len() / 2];
         rounds.push(ratio);
-        if (ratio - 1.0).abs() <= 0.10 {
+        if (ratio - 1.0).abs() <= 0.25 {
             return;
         }
     }
