@@ -178,16 +178,19 @@ pub async fn list(
     }
     let (items, total) = projects::list(&mut conn, whose, status, window).await?;
     let ids: Vec<&str> = items.iter().map(|p| p.id.as_str()).collect();
-    let mut milestones = projects::milestones_of(&mut conn, &ids).await?;
+    // Grouped by project; each group stays in position order.
+    let mut by_project: std::collections::HashMap<String, Vec<Milestone>> = std::collections::HashMap::new();
+    for milestone in projects::milestones_of(&mut conn, &ids).await? {
+        by_project
+            .entry(milestone.project_id.clone())
+            .or_default()
+            .push(milestone);
+    }
     let found = items
         .into_iter()
         .map(|project| {
-            let (own, rest) = milestones.drain(..).partition(|m| m.project_id == project.id);
-            milestones = rest;
-            ProjectDetails {
-                project,
-                milestones: own,
-            }
+            let milestones = by_project.remove(&project.id).unwrap_or_default();
+            ProjectDetails { project, milestones }
         })
         .collect();
     Ok((found, total))
