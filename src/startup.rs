@@ -39,6 +39,8 @@ pub enum StartError {
     Seal(#[from] crate::auth::seal::SealError),
     #[error("payment gateway: {0}")]
     Gateway(String),
+    #[error("webhook client: {0}")]
+    Webhooks(String),
 }
 
 impl Application {
@@ -61,10 +63,10 @@ impl Application {
         let metrics = Metrics::new(&config, &build);
         let db = Database::new(&config.database, Arc::clone(&metrics))?;
         db.hold_serving_lock();
-        let sealer = match &config.kyc_encryption_key {
+        let sealer = Arc::new(match &config.kyc_encryption_key {
             Some(key) => Sealer::from_key(key)?,
             None => Sealer::derive(config.secret_key.expose_secret().as_bytes())?,
-        };
+        });
         let gateway = crate::gateway::build(&config.payments).map_err(StartError::Gateway)?;
         let alerts = crate::alerts::Dispatcher::new(&config, Arc::clone(&metrics));
         let payments = Arc::new(crate::operations::payments::Payments {
@@ -75,8 +77,19 @@ impl Application {
             environment: config.environment.as_str(),
             reconcile: config.payments.reconcile.clone(),
         });
+        let deliverer = Arc::new(
+            crate::operations::deliveries::Deliverer::new(
+                Arc::clone(&db),
+                Arc::clone(&metrics),
+                Arc::clone(&alerts),
+                Arc::clone(&sealer),
+                &config,
+            )
+            .map_err(StartError::Webhooks)?,
+        );
         let state = AppState::new(App {
             payments,
+            deliverer,
             alerts,
             gateway,
             tokens: TokenKeys::new(&config.secret_key, config.access_token_expire_minutes),
@@ -322,6 +335,11 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
             }
         }),
     ];
+    if state.config.webhooks.delivery_enabled {
+        tasks.push(tokio::spawn(
+            Arc::clone(&state.deliverer).run(state.lifecycle.subscribe()),
+        ));
+    }
     if state.config.payments.reconcile.enabled {
         tasks.push(tokio::spawn(
             Arc::clone(&state.payments).run_reconciliation(state.lifecycle.subscribe()),

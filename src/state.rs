@@ -25,12 +25,15 @@ pub struct App {
     pub lifecycle: Lifecycle,
     pub build: BuildInfo,
     pub tokens: TokenKeys,
-    pub sealer: Sealer,
+    pub sealer: Arc<Sealer>,
     pub limiter: RateLimiter,
     pub gateway: Arc<dyn PaymentGateway>,
     pub alerts: Arc<Dispatcher>,
     /// Deposits, withdrawals, destinations and reconciliation.
     pub payments: Arc<crate::operations::payments::Payments>,
+    /// The outbound webhook worker (run by `serve` unless
+    /// `WEBHOOK_DELIVERY_ENABLED=false`).
+    pub deliverer: Arc<crate::operations::deliveries::Deliverer>,
 }
 
 impl AppState {

@@ -21,12 +21,15 @@ use serde::Serialize;
 
 mod alerts;
 mod payments;
+mod webhooks;
 
 pub use alerts::{AlertChannelsConfig, AlertConfig, Severity};
 use payments::parse_payments;
 pub use payments::{
     FINCRA_LIVE_URL, FINCRA_SANDBOX_URL, GatewayKind, PaymentConfig, ReconcileConfig, SandboxConfig, SandboxOutcome,
 };
+pub use webhooks::WebhookConfig;
+use webhooks::parse_webhooks;
 
 /// The development `SECRET_KEY`: fine on a laptop, refused in production.
 pub const DEFAULT_SECRET_KEY: &str = "amani-development-secret-key-change-me-in-production";
@@ -206,6 +209,7 @@ pub struct Config {
     pub sentry: SentryConfig,
     pub rate_limit: RateLimitConfig,
     pub payments: PaymentConfig,
+    pub webhooks: WebhookConfig,
     pub alerts: AlertConfig,
     pub alerts_channels: AlertChannelsConfig,
     /// Where `amani backup` writes and `/metrics` looks for the newest backup.
@@ -289,6 +293,7 @@ impl Config {
             });
         }
         let payments = parse_payments(&vars, environment)?;
+        let webhooks = parse_webhooks(&vars, environment)?;
         if url::Url::parse(&payments.fincra_base_url)
             .map(|u| !matches!(u.scheme(), "http" | "https"))
             .unwrap_or(true)
@@ -431,6 +436,7 @@ impl Config {
             sentry,
             rate_limit,
             payments,
+            webhooks,
             alerts,
             alerts_channels,
             backup_dir: std::path::PathBuf::from(vars.text("BACKUP_DIR", "backups")),

@@ -39,6 +39,7 @@ pub(crate) use string_enum;
 
 pub mod account;
 pub mod escrow;
+pub mod event;
 pub mod kyc;
 pub mod money;
 pub mod payment;

@@ -26,6 +26,8 @@ pub const DOCS_PATH: &str = "/docs";
         (name = "escrow", description = "Funding, release, refund and transaction history (amounts in minor units)"),
         (name = "wallet", description = "Balances, deposits and withdrawals"),
         (name = "webhooks", description = "Payment-provider callbacks"),
+        (name = "events", description = "The event log: what happened to the projects, money and KYC the caller can see"),
+        (name = "webhook-endpoints", description = "Outbound webhooks (Standard Webhooks) to the marketplace (admins only)"),
     ),
 )]
 pub struct ApiDoc;

@@ -238,7 +238,7 @@ pub struct TransactionFilter {
     pub to: Option<String>,
 }
 
-fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<String>, ApiError> {
+pub(super) fn parse_time(field: &str, raw: Option<&str>) -> Result<Option<String>, ApiError> {
     raw.map(|text| {
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
             .map(crate::store::timestamp::format)

@@ -8,6 +8,7 @@ pub mod debug;
 pub mod docs;
 pub mod error;
 pub mod escrow;
+pub mod events;
 pub mod extract;
 pub mod idempotency;
 pub mod kyc;
@@ -138,6 +139,17 @@ fn api_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(escrow::release))
         .routes(routes!(escrow::refund))
         .routes(routes!(escrow::transactions))
+        .routes(routes!(events::list))
+        .routes(routes!(events::get))
+        .routes(routes!(events::create_endpoint, events::list_endpoints))
+        .routes(routes!(
+            events::get_endpoint,
+            events::update_endpoint,
+            events::delete_endpoint
+        ))
+        .routes(routes!(events::rotate_secret))
+        .routes(routes!(events::attempts))
+        .routes(routes!(events::replay))
         .routes(routes!(escrow::transaction))
         .routes(routes!(wallet::wallet))
         .routes(routes!(wallet::deposit))

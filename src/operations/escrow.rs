@@ -12,10 +12,11 @@
 use serde_json::json;
 use uuid::Uuid;
 
-use super::{OperationError, conflict};
+use super::{OperationError, conflict, events};
 
 use crate::domain::DomainError;
 use crate::domain::escrow::{MilestoneStatus, Party};
+use crate::domain::event::EventType;
 use crate::domain::money::fee_for;
 use crate::domain::payment::{TransactionKind, TransactionStatus};
 use crate::store::audit::{self, AuditEvent};
@@ -148,12 +149,11 @@ pub async fn hold(
     for milestone in to_fund {
         let fee = fee_for(milestone.amount, fee_bps);
         let funded = milestone.status.fund()?;
-        if projects::set_milestone_status(tx, &milestone.id, milestone.status, funded, None, None)
-            .await?
-            .is_none()
-        {
+        let Some(funded) =
+            projects::set_milestone_status(tx, &milestone.id, milestone.status, funded, None, None).await?
+        else {
             return Err(conflict("the milestone changed while it was being funded; retry"));
-        }
+        };
         let id = Uuid::now_v7().to_string();
         let held = records::insert(
             tx,
@@ -204,6 +204,8 @@ pub async fn hold(
             json!({ "amount": milestone.amount, "fee": fee, "transaction_id": id }),
         )
         .await?;
+        tx.emit(events::milestone(EventType::MilestoneFunded, &project, &funded));
+        tx.emit(events::transaction(EventType::EscrowHeld, &held));
         done.push(held);
     }
     tracing::info!(project_id, funded = done.len(), "escrow hold");
@@ -264,6 +266,13 @@ async fn move_escrow(
         },
     )
     .await?;
+    tx.emit(events::transaction(
+        match outflow {
+            Outflow::Release => EventType::EscrowReleased,
+            Outflow::Refund => EventType::EscrowRefunded,
+        },
+        &moved,
+    ));
     Ok(moved)
 }
 
@@ -284,12 +293,12 @@ pub async fn release(
     }
     project.status.check_active("release")?;
     let released = milestone.status.release()?;
-    if projects::set_milestone_status(tx, &milestone.id, milestone.status, released, None, None)
-        .await?
-        .is_none()
-    {
+    let Some(settled) =
+        projects::set_milestone_status(tx, &milestone.id, milestone.status, released, None, None).await?
+    else {
         return Err(conflict("the milestone was released by another request"));
-    }
+    };
+    tx.emit(events::milestone(EventType::MilestoneReleased, &project, &settled));
     let released = move_escrow(
         tx,
         &project,
@@ -320,8 +329,10 @@ async fn settle_project(tx: &mut Tx, project: &Project) -> Result<(), OperationE
         .map(|m| m.status)
         .collect();
     let next = project.status.after_settlement(&statuses);
-    if next != project.status {
-        projects::set_status(tx, &project.id, project.status, next, None).await?;
+    if next != project.status
+        && let Some(completed) = projects::set_status(tx, &project.id, project.status, next, None).await?
+    {
+        tx.emit(events::project(EventType::ProjectCompleted, &completed));
     }
     Ok(())
 }
@@ -334,12 +345,12 @@ async fn refund_milestone(
     notes: Option<&str>,
 ) -> Result<EscrowTransaction, OperationError> {
     let refunded = milestone.status.refund()?;
-    if projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None)
-        .await?
-        .is_none()
-    {
+    let Some(refunded) =
+        projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None).await?
+    else {
         return Err(conflict("the milestone changed while it was being refunded; retry"));
-    }
+    };
+    tx.emit(events::milestone(EventType::MilestoneRefunded, project, &refunded));
     move_escrow(
         tx,
         project,
@@ -411,9 +422,10 @@ pub async fn cancel(tx: &mut Tx, actor: &User, project_id: &str) -> Result<Vec<E
     for milestone in milestones.iter().filter(|m| m.status.holds_funds()) {
         refunds.push(refund_milestone(tx, &project, milestone, Some("project cancelled")).await?);
     }
-    if !projects::set_status(tx, project_id, project.status, next, None).await? {
+    let Some(cancelled) = projects::set_status(tx, project_id, project.status, next, None).await? else {
         return Err(conflict("the project changed while it was being cancelled; retry"));
-    }
+    };
+    tx.emit(events::project(EventType::ProjectCancelled, &cancelled));
     record_audit(
         tx,
         actor,
@@ -467,18 +479,18 @@ pub async fn resolve_dispute(
     let to_buyer = total - to_seller;
     // Milestones are settled as a whole: released when the seller receives
     // anything, refunded otherwise. The exact split is in the transactions.
-    let settled = if to_seller > 0 {
-        MilestoneStatus::Released
+    let (settled, event_type) = if to_seller > 0 {
+        (MilestoneStatus::Released, EventType::MilestoneReleased)
     } else {
-        MilestoneStatus::Refunded
+        (MilestoneStatus::Refunded, EventType::MilestoneRefunded)
     };
     for milestone in &held {
-        if projects::set_milestone_status(tx, &milestone.id, milestone.status, settled, None, None)
-            .await?
-            .is_none()
-        {
+        let Some(moved) =
+            projects::set_milestone_status(tx, &milestone.id, milestone.status, settled, None, None).await?
+        else {
             return Err(conflict("a milestone changed during the resolution; retry"));
-        }
+        };
+        tx.emit(events::milestone(event_type, &project, &moved));
     }
     let mut done = Vec::new();
     for (outflow, amount) in [(Outflow::Release, to_seller), (Outflow::Refund, to_buyer)] {
@@ -487,9 +499,10 @@ pub async fn resolve_dispute(
             done.push(move_escrow(tx, &project, outflow, None, amount, notes).await?);
         }
     }
-    if !projects::set_status(tx, project_id, project.status, next, None).await? {
+    let Some(resolved) = projects::set_status(tx, project_id, project.status, next, None).await? else {
         return Err(conflict("the project changed during the resolution; retry"));
-    }
+    };
+    tx.emit(events::project(EventType::ProjectResolved, &resolved));
     record_audit(
         tx,
         admin,

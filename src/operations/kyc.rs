@@ -6,6 +6,7 @@ use serde_json::json;
 
 use super::{OperationError, conflict};
 use crate::auth::seal::Sealer;
+use crate::domain::event::EventType;
 use crate::domain::kyc::{Decision, DocumentType, IdNumber, KycKind, KycStatus};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::kyc::{self, NewDocument, NewSubmission, Submission};
@@ -157,6 +158,12 @@ impl Kyc<'_> {
         let decided = kyc::find(&mut tx, id)
             .await?
             .ok_or_else(|| OperationError::Internal(format!("KYC submission {id} vanished while decided")))?;
+        let event = if status == KycStatus::Approved {
+            EventType::KycApproved
+        } else {
+            EventType::KycRejected
+        };
+        tx.emit(super::events::kyc_decision(event, &decided));
         tx.commit().await?;
         self.metrics
             .kyc_submissions

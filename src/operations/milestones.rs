@@ -6,9 +6,10 @@ use serde_json::json;
 
 use super::escrow::{locked_milestone, locked_project, record_audit};
 use super::projects::{MAX_MILESTONES, MilestoneTerms, check_total, visible};
-use super::{OperationError, conflict};
+use super::{OperationError, conflict, events};
 use crate::domain::DomainError;
 use crate::domain::escrow::{MilestoneStatus, Party};
+use crate::domain::event::EventType;
 use crate::domain::money::Money;
 use crate::store::projects::{self, Milestone, NewMilestone};
 use crate::store::users::User;
@@ -120,9 +121,10 @@ pub async fn update(
 }
 
 /// Applies a milestone transition the domain computes.
-/// A milestone step: its audit action and, for refusals, what it is called.
+/// A milestone step: its event (also its audit action) and, for refusals,
+/// what it is called.
 struct Step<'a> {
-    action: &'a str,
+    event: EventType,
     verb: &'a str,
 }
 
@@ -142,10 +144,11 @@ async fn transition(
     let Some(moved) = projects::set_milestone_status(&mut tx, id, milestone.status, to, note, reason).await? else {
         return Err(conflict("the milestone changed meanwhile; reload it"));
     };
+    tx.emit(events::milestone(step.event, &project, &moved));
     record_audit(
         &mut tx,
         user,
-        step.action,
+        step.event.as_str(),
         "milestone",
         id,
         json!({ "from": milestone.status.as_str(), "to": to.as_str() }),
@@ -163,7 +166,7 @@ pub async fn submit(db: &Database, user: &User, id: &str, note: Option<&str>) ->
         user,
         id,
         Step {
-            action: "milestone.submitted",
+            event: EventType::MilestoneSubmitted,
             verb: "submit a milestone",
         },
         note,
@@ -188,10 +191,10 @@ pub async fn review(
             "reason is required to reject a milestone".into(),
         ));
     }
-    let action = if approve {
-        "milestone.approved"
+    let event = if approve {
+        EventType::MilestoneApproved
     } else {
-        "milestone.rejected"
+        EventType::MilestoneRejected
     };
     let reason = if approve { None } else { reason };
     transition(
@@ -199,7 +202,7 @@ pub async fn review(
         user,
         id,
         Step {
-            action,
+            event,
             verb: "review a milestone",
         },
         None,

@@ -22,18 +22,24 @@
 //! | [`payments`] | deposit, withdraw, settle a provider's answer, webhooks |
 //! | [`reconcile`] | the worker that asks the provider about what stayed pending |
 //! | [`destinations`] | where payouts go |
+//! | [`events`] | what operations emit; the events API |
+//! | [`webhooks`] | outbound webhook endpoints (admin) |
+//! | [`deliveries`] | the worker that delivers events to endpoints |
 //!
 //! Every operation returns an [`OperationError`]; `http::error` maps it to a
 //! problem document.
 
 pub mod accounts;
+pub mod deliveries;
 pub mod destinations;
 pub mod escrow;
+pub mod events;
 pub mod kyc;
 pub mod milestones;
 pub mod payments;
 pub mod projects;
 pub mod reconcile;
+pub mod webhooks;
 
 use crate::domain::DomainError;
 use crate::gateway::GatewayError;

@@ -28,6 +28,7 @@ use serde_json::json;
 use crate::alerts::{Alert, Dispatcher, Severity};
 use crate::config::ReconcileConfig;
 use crate::domain::DomainError;
+use crate::domain::event::EventType;
 use crate::domain::money::{MAX_BALANCE, Money};
 use crate::domain::payment::{Decision, PaymentKind, Settlement, TransactionStatus, decide, reference_for};
 use crate::domain::payout::DestinationKind;
@@ -456,6 +457,9 @@ impl Payments {
         let settled = records::find(&mut tx, reference)
             .await?
             .ok_or_else(|| broken(format!("transaction {reference} vanished while it was settled")))?;
+        if let Some(event) = settled_event(kind, to) {
+            tx.emit(super::events::transaction(event, &settled));
+        }
         tx.commit().await?;
         self.count_settled(kind, &decision, &settled);
         Ok(Applied::Settled(settled))
@@ -631,4 +635,18 @@ pub fn refusal(record: &EscrowTransaction) -> Option<String> {
             .clone()
             .unwrap_or_else(|| "the payment provider refused the operation".into())
     })
+}
+
+/// The event a deposit or withdrawal reaching `to` emits.
+fn settled_event(kind: PaymentKind, to: TransactionStatus) -> Option<EventType> {
+    use TransactionStatus as S;
+    match (kind, to) {
+        (PaymentKind::Deposit, S::Completed) => Some(EventType::DepositCompleted),
+        (PaymentKind::Deposit, S::Failed) => Some(EventType::DepositFailed),
+        (PaymentKind::Deposit, S::Review) => Some(EventType::DepositReview),
+        (PaymentKind::Withdrawal, S::Completed) => Some(EventType::WithdrawalCompleted),
+        (PaymentKind::Withdrawal, S::Failed | S::Reversed) => Some(EventType::WithdrawalFailed),
+        (PaymentKind::Withdrawal, S::Review) => Some(EventType::WithdrawalReview),
+        _ => None,
+    }
 }

@@ -6,10 +6,11 @@
 use serde_json::json;
 
 use super::escrow::{self, Resolution, locked_project, party, record_audit};
-use super::{OperationError, conflict};
+use super::{OperationError, conflict, events};
 use crate::domain::DomainError;
 use crate::domain::account::Role;
 use crate::domain::escrow::{Party, ProjectStatus};
+use crate::domain::event::EventType;
 use crate::domain::money::{Currency, MAX_PROJECT_TOTAL};
 use crate::store::escrow::EscrowTransaction;
 use crate::store::projects::{self, Milestone, NewMilestone, NewProject, Project};
@@ -144,6 +145,7 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
     )
     .await?;
     let created = reload(&mut tx, &id).await?;
+    tx.emit(events::project(EventType::ProjectCreated, &created.project));
     tx.commit().await?;
     Ok(created)
 }
@@ -243,20 +245,21 @@ async fn transition(
     db: &Database,
     user: &User,
     id: &str,
-    action: &str,
+    event: EventType,
     reason: Option<&str>,
     next: impl Fn(&Project, Party) -> Result<ProjectStatus, DomainError>,
 ) -> Result<ProjectDetails, OperationError> {
     let mut tx = db.begin().await?;
     let (project, party) = locked_project(&mut tx, user, id).await?;
     let to = next(&project, party)?;
-    if !projects::set_status(&mut tx, id, project.status, to, reason).await? {
+    let Some(moved) = projects::set_status(&mut tx, id, project.status, to, reason).await? else {
         return Err(conflict("the project changed meanwhile; reload it"));
-    }
+    };
+    tx.emit(events::project(event, &moved));
     record_audit(
         &mut tx,
         user,
-        action,
+        event.as_str(),
         "project",
         id,
         json!({ "from": project.status.as_str(), "to": to.as_str() }),
@@ -270,13 +273,16 @@ async fn transition(
 /// The buyer sends the draft to the seller for acceptance.
 #[tracing::instrument(name = "project.send", skip_all, fields(project_id = %id, user_id = %user.id))]
 pub async fn send(db: &Database, user: &User, id: &str) -> Result<ProjectDetails, OperationError> {
-    transition(db, user, id, "project.sent", None, |p, party| p.status.send(party)).await
+    transition(db, user, id, EventType::ProjectSent, None, |p, party| {
+        p.status.send(party)
+    })
+    .await
 }
 
 /// The seller accepts the terms; the buyer can then fund milestones.
 #[tracing::instrument(name = "project.accept", skip_all, fields(project_id = %id, user_id = %user.id))]
 pub async fn accept(db: &Database, user: &User, id: &str) -> Result<ProjectDetails, OperationError> {
-    transition(db, user, id, "project.accepted", None, |p, party| {
+    transition(db, user, id, EventType::ProjectAccepted, None, |p, party| {
         p.status.accept(party)
     })
     .await
@@ -286,7 +292,7 @@ pub async fn accept(db: &Database, user: &User, id: &str) -> Result<ProjectDetai
 /// until an admin resolves it.
 #[tracing::instrument(name = "project.dispute", skip_all, fields(project_id = %id, user_id = %user.id))]
 pub async fn dispute(db: &Database, user: &User, id: &str, reason: &str) -> Result<ProjectDetails, OperationError> {
-    transition(db, user, id, "project.disputed", Some(reason), |p, party| {
+    transition(db, user, id, EventType::ProjectDisputed, Some(reason), |p, party| {
         if party == Party::Admin {
             return Err(DomainError::conflict("a dispute is opened by the buyer or the seller"));
         }

@@ -139,6 +139,7 @@ impl Database {
             tx,
             obs: self.observer.clone(),
             _writer: writer,
+            events: Vec::new(),
         })
     }
 

@@ -26,7 +26,31 @@ pub async fn refresh(
             })
             .set(held);
     }
-    refresh_pending_payments(conn, metrics, stuck_after).await
+    refresh_pending_payments(conn, metrics, stuck_after).await?;
+    refresh_webhooks(conn, metrics).await
+}
+
+/// Outbound webhooks: what waits, how old the oldest waiting event is, and
+/// endpoints by status.
+async fn refresh_webhooks(
+    conn: &mut super::Conn,
+    metrics: &crate::telemetry::metrics::Metrics,
+) -> Result<(), StoreError> {
+    let (pending, oldest) = super::deliveries::backlog(conn).await?;
+    metrics.webhook_pending.set(pending);
+    let age = oldest
+        .and_then(|at| super::timestamp::parse(&at))
+        .map_or(0, |at| (time::OffsetDateTime::now_utc() - at).whole_seconds().max(0));
+    metrics.webhook_oldest_undelivered.set(age);
+    let counts = super::webhook_endpoints::count_by_status(conn).await?;
+    for status in crate::telemetry::metrics::WEBHOOK_ENDPOINT_STATUSES {
+        let count = counts.iter().find(|(s, _)| s == status).map_or(0, |(_, c)| *c);
+        metrics
+            .webhook_endpoints
+            .get_or_create(&crate::telemetry::metrics::StatusLabels { status })
+            .set(count);
+    }
+    Ok(())
 }
 
 /// Deposits and withdrawals waiting for the provider, by age, and how many

@@ -159,12 +159,29 @@ pub struct Tx {
     /// SQLite only: this process's turn as the single writer, held until the
     /// transaction ends (see [`super::Database::begin`]).
     pub(super) _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
+    /// Events emitted in this transaction ([`Tx::emit`]), written at commit.
+    pub(super) events: Vec<super::events::Pending>,
 }
 
 impl Tx {
-    pub async fn commit(self) -> Result<(), StoreError> {
-        let Tx { tx, obs, _writer } = self;
-        obs.run("transaction.commit", tx.commit()).await
+    /// Writes the transaction's events (one statement), then commits.
+    pub async fn commit(mut self) -> Result<(), StoreError> {
+        let events = std::mem::take(&mut self.events);
+        super::events::insert_all(&mut self, &events).await?;
+        let Tx { tx, obs, .. } = self;
+        obs.run("transaction.commit", tx.commit()).await?;
+        if !events.is_empty() {
+            super::events::WRITTEN.notify_one();
+        }
+        for event in &events {
+            obs.metrics
+                .events_written
+                .get_or_create(&crate::telemetry::metrics::EventLabels {
+                    r#type: event.event_type().as_str(),
+                })
+                .inc();
+        }
+        Ok(())
     }
 }
 

@@ -26,9 +26,11 @@
 pub mod audit;
 mod codec;
 mod database;
+pub mod deliveries;
 pub mod destinations;
 mod error;
 pub mod escrow;
+pub mod events;
 pub mod gauges;
 mod handle;
 pub mod idempotency;
@@ -39,6 +41,7 @@ mod monitor;
 pub mod projects;
 mod sqlite;
 pub mod users;
+pub mod webhook_endpoints;
 pub mod webhooks;
 
 /// The stored timestamp format (kept at this path: every store module uses it).
@@ -109,6 +112,10 @@ pub const REQUIRED_TABLES: &[&str] = &[
     "webhook_events",
     "payout_destinations",
     "login_failures",
+    "events",
+    "webhook_endpoints",
+    "webhook_deliveries",
+    "webhook_attempts",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

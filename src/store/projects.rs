@@ -7,7 +7,7 @@ use super::{DbHandle, StoreError, timestamp};
 use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::domain::money::Currency;
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct Project {
     pub id: String,
     pub title: String,
@@ -21,7 +21,7 @@ pub struct Project {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, FromRow)]
+#[derive(Debug, Clone, FromRow, serde::Serialize)]
 pub struct Milestone {
     pub id: String,
     pub project_id: String,
@@ -287,31 +287,30 @@ pub async fn update_terms(
     Ok(())
 }
 
-/// Moves a project from `from` to `to`; false if it was no longer `from`.
+/// Moves a project from `from` to `to` and returns it; None if it was no
+/// longer `from`.
 pub async fn set_status(
     db: &mut impl DbHandle,
     id: &str,
     from: ProjectStatus,
     to: ProjectStatus,
     dispute_reason: Option<&str>,
-) -> Result<bool, StoreError> {
+) -> Result<Option<Project>, StoreError> {
     let (conn, obs) = db.parts();
-    let result = obs
-        .run(
-            "projects.set_status",
-            sqlx::query(
-                "update projects set status = $3, dispute_reason = coalesce($4, dispute_reason), updated_at = $5 \
-                 where id = $1 and status = $2",
-            )
-            .bind(id)
-            .bind(from.as_str())
-            .bind(to.as_str())
-            .bind(dispute_reason)
-            .bind(timestamp::now())
-            .execute(conn),
+    obs.run(
+        "projects.set_status",
+        sqlx::query_as(
+            "update projects set status = $3, dispute_reason = coalesce($4, dispute_reason), updated_at = $5 \
+             where id = $1 and status = $2 returning *",
         )
-        .await?;
-    Ok(result.rows_affected() == 1)
+        .bind(id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(dispute_reason)
+        .bind(timestamp::now())
+        .fetch_optional(conn),
+    )
+    .await
 }
 
 /// Deletes a draft and its milestones; false if it is no longer a draft.

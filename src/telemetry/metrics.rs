@@ -63,6 +63,11 @@ pub const WEBHOOK_OUTCOMES: [&str; 7] = [
     "ignored",
 ];
 /// Gateway records: kinds, reconciliation outcomes and pending-age buckets.
+/// Outcomes of one webhook attempt (`amani_webhook_attempts_total`).
+pub const WEBHOOK_ATTEMPT_OUTCOMES: [&str; 5] = ["delivered", "http_error", "timeout", "connection_error", "refused"];
+/// How a delivery ended (`amani_webhook_deliveries_total`).
+pub const WEBHOOK_DELIVERY_OUTCOMES: [&str; 2] = ["delivered", "failed"];
+pub const WEBHOOK_ENDPOINT_STATUSES: [&str; 3] = ["enabled", "failing", "disabled"];
 pub const PAYMENT_KINDS: [&str; 2] = ["deposit", "withdrawal"];
 pub const RECONCILE_OUTCOMES: [&str; 6] = ["completed", "failed", "review", "still_pending", "resent", "error"];
 pub const PENDING_AGES: [&str; 4] = ["lt_5m", "5m_1h", "1h_24h", "gt_24h"];
@@ -107,6 +112,17 @@ pub struct EscrowLabels {
     /// Rendered as `type` (the derive strips the raw-identifier prefix).
     pub r#type: &'static str,
     pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct EventLabels {
+    /// Rendered as `type`.
+    pub r#type: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -256,6 +272,20 @@ metrics! {
             => "amani_payments_reconciled", "Pending deposits and withdrawals looked up at the provider by reconciliation, by kind and outcome";
         payment_mispayments: Family<KindLabels, Counter> = Family::default()
             => "amani_payment_mispayments", "Money reported by the provider that did not match the record (held for review), by kind";
+        events_written: Family<EventLabels, Counter> = Family::default()
+            => "amani_events_written", "Events written to the event log (committed), by type";
+        webhook_attempts: Family<OutcomeLabels, Counter> = Family::default()
+            => "amani_webhook_attempts", "Outbound webhook attempts by outcome (delivered, http_error, timeout, connection_error, refused)";
+        webhook_deliveries: Family<OutcomeLabels, Counter> = Family::default()
+            => "amani_webhook_deliveries", "Outbound webhook deliveries finished, by outcome (delivered, or failed after the last retry)";
+        webhook_attempt_duration: Histogram = gateway_histogram()
+            => "amani_webhook_attempt_duration_seconds", "Outbound webhook attempt latency";
+        webhook_pending: Gauge = Gauge::default()
+            => "amani_webhook_deliveries_pending", "Outbound webhook deliveries not yet made, including events not yet fanned out (read from the database)";
+        webhook_oldest_undelivered: Gauge = Gauge::default()
+            => "amani_webhook_oldest_undelivered_seconds", "Age of the oldest event still waiting for a delivery, 0 when none (read from the database)";
+        webhook_endpoints: Family<StatusLabels, Gauge> = Family::default()
+            => "amani_webhook_endpoints", "Outbound webhook endpoints by status (enabled, failing, disabled; read from the database)";
         alerts_sent: Family<AlertLabels, Counter> = Family::default()
             => "alerts_sent", "Alert deliveries by channel and outcome";
         alerts_dropped: Counter = Counter::default()
@@ -371,6 +401,20 @@ impl Metrics {
                     .get_or_create(&ReconcileLabels { kind, outcome });
             }
             let _ = self.payment_mispayments.get_or_create(&KindLabels { kind });
+        }
+        for event in crate::domain::event::EventType::ALL {
+            let _ = self
+                .events_written
+                .get_or_create(&EventLabels { r#type: event.as_str() });
+        }
+        for outcome in WEBHOOK_ATTEMPT_OUTCOMES {
+            let _ = self.webhook_attempts.get_or_create(&OutcomeLabels { outcome });
+        }
+        for outcome in WEBHOOK_DELIVERY_OUTCOMES {
+            let _ = self.webhook_deliveries.get_or_create(&OutcomeLabels { outcome });
+        }
+        for status in WEBHOOK_ENDPOINT_STATUSES {
+            let _ = self.webhook_endpoints.get_or_create(&StatusLabels { status });
         }
         for currency in crate::domain::money::Currency::ALL {
             let _ = self.escrow_held.get_or_create(&CurrencyLabels {

@@ -121,6 +121,22 @@ pub fn inject_trace(headers: &mut http::HeaderMap) {
     propagator.inject_context(&context, &mut HeaderInjector(headers));
 }
 
+/// Links `span` to the span a stored `traceparent` names: a webhook
+/// delivery, made later by a worker, points at the request that caused its
+/// event (a link, not a parent: the request's trace has long ended).
+pub fn link_to(span: &tracing::Span, traceparent: &str) {
+    let mut headers = http::HeaderMap::new();
+    let Ok(value) = http::HeaderValue::from_str(traceparent) else {
+        return;
+    };
+    headers.insert("traceparent", value);
+    let context = TraceContextPropagator::new().extract(&HeaderExtractor(&headers));
+    let span_context = context.span().span_context().clone();
+    if span_context.is_valid() {
+        span.add_link(span_context);
+    }
+}
+
 /// The trace and span id of `span` as lowercase hex, and whether the trace
 /// is sampled (exported). None when no tracer is installed.
 pub fn span_ids(span: &tracing::Span) -> Option<(String, String, bool)> {

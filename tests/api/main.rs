@@ -15,6 +15,7 @@ mod backup;
 mod cli;
 mod error_tracking;
 mod escrow;
+mod events;
 mod fake_fincra;
 mod http_errors;
 mod kyc;

@@ -160,11 +160,17 @@ fn statements_by_operation(app: &TestApp) -> std::collections::BTreeMap<String, 
 /// locked and loaded in one statement, a milestone read once, its update
 /// returning it, the balance pre-check dropped and the debit side's
 /// account not "ensured"); a change that adds a statement to the path fails
-/// here and must say why (issue 17's target is ≤ 30).
+/// here and must say why (issue 17's target is ≤ 30). 49 → 53: the event
+/// log, one `events.insert` per transaction whatever its number of events.
 async fn a_deal_from_hold_to_release_stays_within_its_statement_budget(engine: Engine) {
-    const BUDGET: f64 = 49.0;
+    const BUDGET: f64 = 53.0;
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_ready(&db.url, &[("RECONCILE_ENABLED", "false")]).await;
+    // The background workers' statements are not the deal's: both off.
+    let app = TestApp::spawn_ready(
+        &db.url,
+        &[("RECONCILE_ENABLED", "false"), ("WEBHOOK_DELIVERY_ENABLED", "false")],
+    )
+    .await;
     let admin = app.admin().await;
     let buyer = crate::escrow::verified_user(&app, "client", &admin).await;
     let seller = crate::escrow::verified_user(&app, "freelancer", &admin).await;
