@@ -19,7 +19,9 @@ cleanup() { [ -n "${SERVER:-}" ] && kill "$SERVER" 2>/dev/null; rm -rf "$WORK"; 
 trap cleanup EXIT
 cd "$WORK"
 
-export PORT RATE_LIMIT_ENABLED=false LOG_LEVEL=warn ENVIRONMENT=test
+# No webhook deliveries: the fuzzer registers endpoints at invented URLs,
+# and nothing may leave loopback.
+export PORT RATE_LIMIT_ENABLED=false LOG_LEVEL=warn ENVIRONMENT=test WEBHOOK_DELIVERY_ENABLED=false
 "$AMANI" serve > server.log 2>&1 &
 SERVER=$!
 for _ in $(seq 1 50); do

@@ -66,7 +66,7 @@ fn limit(raw: Option<i64>, default: i64) -> Result<i64, ApiError> {
 /// your last event and drop the ids you have.
 #[utoipa::path(get, path = "/api/v1/events", tag = TAG, security(("bearer" = [])), params(EventFilter),
     responses((status = 200, body = EventPage), (status = 400, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
-pub async fn list(
+pub async fn list_events(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     ApiQuery(filter): ApiQuery<EventFilter>,
@@ -106,7 +106,7 @@ pub async fn list(
 
 #[utoipa::path(get, path = "/api/v1/events/{id}", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
     responses((status = 200, body = EventView), (status = 404, body = super::error::Problem)))]
-pub async fn get(
+pub async fn get_event(
     State(state): State<AppState>,
     AuthUser(user): AuthUser,
     IdPath(id): IdPath,

@@ -139,8 +139,8 @@ fn api_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(escrow::release))
         .routes(routes!(escrow::refund))
         .routes(routes!(escrow::transactions))
-        .routes(routes!(events::list))
-        .routes(routes!(events::get))
+        .routes(routes!(events::list_events))
+        .routes(routes!(events::get_event))
         .routes(routes!(events::create_endpoint, events::list_endpoints))
         .routes(routes!(
             events::get_endpoint,
