@@ -32,7 +32,7 @@ impl Subject {
 macro_rules! event_types {
     ($($variant:ident => $text:literal, $subject:ident, $doc:literal;)+) => {
         /// Every event type Amani writes.
-        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         pub enum EventType {
             $( #[doc = $doc] #[serde(rename = $text)] $variant, )+
         }
@@ -87,6 +87,24 @@ event_types! {
     KycApproved => "kyc.approved", Kyc, "A KYC submission was approved.";
     KycRejected => "kyc.rejected", Kyc, "A KYC submission was rejected (with a reason).";
 }
+
+/// By hand: the derive would list the variants' Rust names, not the
+/// `serde(rename)`s a macro gives them.
+impl utoipa::PartialSchema for EventType {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        let described: Vec<String> = EventType::ALL
+            .iter()
+            .map(|e| format!("- `{}`: {}", e.as_str(), e.describe()))
+            .collect();
+        utoipa::openapi::schema::ObjectBuilder::new()
+            .schema_type(utoipa::openapi::schema::Type::String)
+            .enum_values(Some(EventType::ALL.iter().map(|e| e.as_str())))
+            .description(Some(format!("What happened:\n{}", described.join("\n"))))
+            .into()
+    }
+}
+
+impl utoipa::ToSchema for EventType {}
 
 impl std::fmt::Display for EventType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

@@ -484,6 +484,16 @@ fn error_chain(err: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use reqwest::dns::Resolve;
+
+    /// A name that resolves only to internal addresses is refused at
+    /// connection time (the check behind a public-looking URL).
+    #[tokio::test]
+    async fn the_resolver_refuses_names_of_internal_addresses() {
+        let name: reqwest::dns::Name = "localhost".parse().unwrap();
+        let refused = PublicOnly.resolve(name).await.err().expect("refused");
+        assert!(refused.to_string().starts_with("refused: localhost"), "{refused}");
+    }
 
     #[test]
     fn retry_after_reads_seconds_and_http_dates() {

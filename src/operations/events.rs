@@ -54,8 +54,18 @@ pub fn transaction(event_type: EventType, record: &EscrowTransaction) -> NewEven
     }
 }
 
-/// A KYC decision, read by the person it is about: ids and the outcome,
-/// never the documents or personal data.
+/// A KYC decision as an event carries it: ids and the outcome, never the
+/// documents or personal data.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct KycDecision {
+    pub id: String,
+    pub user_id: String,
+    pub status: crate::domain::kyc::KycStatus,
+    pub rejection_reason: Option<String>,
+    pub reviewed_at: Option<String>,
+}
+
+/// A KYC decision's event, read by the person it is about.
 pub fn kyc_decision(event_type: EventType, submission: &crate::store::kyc::Submission) -> NewEvent {
     NewEvent {
         event_type,
@@ -63,14 +73,29 @@ pub fn kyc_decision(event_type: EventType, submission: &crate::store::kyc::Submi
         counterparty_id: None,
         project_id: None,
         subject_id: submission.id.clone(),
-        data: serde_json::json!({
-            "id": submission.id,
-            "user_id": submission.user_id,
-            "status": submission.status,
-            "rejection_reason": submission.rejection_reason,
-            "reviewed_at": submission.reviewed_at,
+        data: snapshot(&KycDecision {
+            id: submission.id.clone(),
+            user_id: submission.user_id.clone(),
+            status: submission.status,
+            rejection_reason: submission.rejection_reason.clone(),
+            reviewed_at: submission.reviewed_at.clone(),
         }),
     }
+}
+
+/// What an event's `data` is, by its `object.type` (for the OpenAPI
+/// document; README, "Events and webhooks", maps each event type to one).
+#[derive(Serialize, utoipa::ToSchema)]
+#[serde(untagged)]
+pub enum EventSnapshot {
+    /// `object.type` = `project`: `project.*` events.
+    Project(Project),
+    /// `milestone`: `milestone.*` events.
+    Milestone(Milestone),
+    /// `transaction`: `escrow.*` and `wallet.*` events.
+    Transaction(EscrowTransaction),
+    /// `kyc_submission`: `kyc.*` events.
+    Kyc(KycDecision),
 }
 
 /// An event as the API shows it and webhooks send it (the same JSON).
@@ -90,7 +115,7 @@ pub struct EventView {
     pub parties: Vec<String>,
     /// The object after the change, as its own endpoint shows it (a project
     /// without its milestones).
-    #[schema(value_type = Object)]
+    #[schema(value_type = EventSnapshot)]
     pub data: serde_json::Value,
     /// The request that caused it (`X-Request-ID`); none for background work.
     pub request_id: Option<String>,

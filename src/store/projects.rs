@@ -7,7 +7,8 @@ use super::{DbHandle, StoreError, timestamp};
 use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::domain::money::Currency;
 
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+/// A project row (also an event's `data`, without its milestones).
+#[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Project {
     pub id: String,
     pub title: String,
@@ -21,7 +22,7 @@ pub struct Project {
     pub updated_at: String,
 }
 
-#[derive(Debug, Clone, FromRow, serde::Serialize)]
+#[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct Milestone {
     pub id: String,
     pub project_id: String,

@@ -514,7 +514,106 @@ async fn an_admin_disables_rotates_and_replays(engine: Engine) {
     assert_eq!(deleted.status(), 204);
 }
 
+/// An endpoint whose every attempt fails for WEBHOOK_DISABLE_AFTER_SECONDS
+/// is disabled, with an alert (here to a local Slack).
+async fn an_endpoint_failing_too_long_is_disabled_with_an_alert(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let slack = receiver(200).await;
+    let slack_url = format!("{}/hook", slack.uri());
+    let app = TestApp::spawn_ready(
+        &db.url,
+        &[
+            ("WEBHOOK_RETRY_SCHEDULE_SECONDS", "1,1,1,1,1,1,1,1"),
+            ("WEBHOOK_DISABLE_AFTER_SECONDS", "1"),
+            ("SLACK_WEBHOOK_URL", &slack_url),
+        ],
+    )
+    .await;
+    let admin = app.admin().await;
+    let hook = receiver(500).await;
+    let (id, secret) = endpoint(&app, &admin, &hook.uri(), &["*"]).await;
+    verified_user(&app, "client", &admin).await;
+    let disabled = eventually(Duration::from_secs(20), "the endpoint disabled", async || {
+        let (_, body) = json(
+            app.authed(
+                Method::GET,
+                &format!("/api/v1/admin/webhook-endpoints/{id}"),
+                &admin.token,
+            )
+            .send()
+            .await
+            .unwrap(),
+        )
+        .await;
+        (body["status"] == "disabled").then_some(body)
+    })
+    .await;
+    assert!(
+        disabled["disabled_reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("every attempt failed since"),
+        "{disabled}"
+    );
+    let alerted = eventually(Duration::from_secs(10), "the alert", async || {
+        let requests = slack.received_requests().await.unwrap_or_default();
+        requests
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r.body).into_owned())
+            .find(|body| body.contains("WebhookEndpointDisabled"))
+    })
+    .await;
+    assert!(alerted.contains(&id), "{alerted}");
+    let attempts = received(&hook, &secret).await.len();
+    assert!(attempts >= 2, "{attempts}");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        received(&hook, &secret).await.len(),
+        attempts,
+        "nothing sent once disabled"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("amani_webhook_endpoints{status=\"disabled\"} 1"),
+        "{metrics}"
+    );
+}
+
+/// After the last retry a delivery fails for good: counted, not retried.
+async fn a_delivery_fails_after_its_last_retry(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn_ready(&db.url, &[("WEBHOOK_RETRY_SCHEDULE_SECONDS", "1")]).await;
+    let admin = app.admin().await;
+    let hook = receiver(500).await;
+    let (_, secret) = endpoint(&app, &admin, &hook.uri(), &["kyc.approved"]).await;
+    verified_user(&app, "client", &admin).await;
+    eventually(Duration::from_secs(10), "counted as failed", async || {
+        let metrics = app.get("/metrics").await.text().await.unwrap();
+        metrics
+            .contains("amani_webhook_deliveries_total{outcome=\"failed\"} 1")
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        received(&hook, &secret).await.len(),
+        2,
+        "the first attempt and one retry"
+    );
+    let metrics = app.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains("amani_webhook_attempts_total{outcome=\"http_error\"} 2"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("amani_webhook_oldest_undelivered_seconds 0"),
+        "a failed delivery is not backlog"
+    );
+}
+
 both_engines!(
+    an_endpoint_failing_too_long_is_disabled_with_an_alert,
+    a_delivery_fails_after_its_last_retry,
     an_admin_disables_rotates_and_replays,
     a_deal_emits_its_documented_events_in_order_signed,
     a_rolled_back_operation_emits_no_event,

@@ -254,3 +254,121 @@ fn an_unknown_exporter_fails_start_up_in_production_and_only_warns_elsewhere() {
         "{logs:#?}"
     );
 }
+
+/// A webhook delivery is its own trace, linked to the request that caused
+/// its event; the receiver gets the delivery's `traceparent`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_webhook_delivery_links_to_the_request_that_caused_its_event() {
+    use serde_json::json;
+    let (port, received) = start_grpc_receiver().await;
+    let hook = wiremock::MockServer::start().await;
+    wiremock::Mock::given(wiremock::matchers::method("POST"))
+        .respond_with(wiremock::ResponseTemplate::new(200))
+        .mount(&hook)
+        .await;
+    let db = crate::helpers::TestDb::create(crate::helpers::Engine::Sqlite).await;
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server::start(&[
+        ("DATABASE_URL", db.url.as_str()),
+        ("TRACING_ENABLED", "true"),
+        ("OTLP_PROTOCOL", "grpc"),
+        ("OTLP_ENDPOINT", &endpoint),
+    ]);
+    server.wait_until_ready().await;
+    let created = std::process::Command::new(env!("CARGO_BIN_EXE_amani"))
+        .args(["admin", "create", "--email", "admin@trace.example"])
+        .env("DATABASE_URL", &db.url)
+        .env("AMANI_ADMIN_PASSWORD", crate::helpers::PASSWORD)
+        .output()
+        .unwrap();
+    assert!(created.status.success(), "{}", String::from_utf8_lossy(&created.stderr));
+    let client = reqwest::Client::new();
+    let token = async |email: &str| -> String {
+        let login: serde_json::Value = client
+            .post(server.url("/api/v1/auth/login"))
+            .json(&json!({"email": email, "password": crate::helpers::PASSWORD}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        login["access_token"].as_str().unwrap().to_owned()
+    };
+    let admin = token("admin@trace.example").await;
+    let response = client
+        .post(server.url("/api/v1/admin/webhook-endpoints"))
+        .bearer_auth(&admin)
+        .json(&json!({"url": hook.uri(), "event_types": ["project.created"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let mut seller_id = String::new();
+    for (email, role) in [
+        ("buyer@trace.example", "client"),
+        ("seller@trace.example", "freelancer"),
+    ] {
+        let user: serde_json::Value = client
+            .post(server.url("/api/v1/auth/signup"))
+            .json(&json!({"email": email, "password": crate::helpers::PASSWORD, "full_name": "T", "role": role}))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        seller_id = user["id"].as_str().unwrap().to_owned();
+    }
+    let buyer = token("buyer@trace.example").await;
+    let response = client
+        .post(server.url("/api/v1/projects"))
+        .bearer_auth(&buyer)
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .json(&json!({"title": "Traced", "seller_id": seller_id, "currency": "NGN",
+            "milestones": [{"title": "All", "amount": 1000}]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+
+    let delivered = eventually(Duration::from_secs(20), "the webhook", async || {
+        hook.received_requests().await.unwrap_or_default().into_iter().next()
+    })
+    .await;
+    let traceparent = delivered
+        .headers
+        .get("traceparent")
+        .expect("the delivery's traceparent");
+    let delivery_trace = traceparent.to_str().unwrap().split('-').nth(1).unwrap().to_owned();
+    assert_ne!(delivery_trace, CALLER_TRACE, "a trace of its own");
+    let span = eventually(Duration::from_secs(20), "the webhook.deliver span", async || {
+        received
+            .spans()
+            .into_iter()
+            .map(|(_, span)| span)
+            .find(|s| s.name == "webhook.deliver")
+    })
+    .await;
+    assert_eq!(hex(&span.trace_id), delivery_trace);
+    assert_eq!(attribute(&span, "outcome").as_deref(), Some("delivered"));
+    assert_eq!(attribute(&span, "event_type").as_deref(), Some("project.created"));
+    let spans: Vec<Span> = received.spans().into_iter().map(|(_, span)| span).collect();
+    let request_span = spans
+        .iter()
+        .find(|s| s.name == "POST /api/v1/projects")
+        .expect("the request's span");
+    assert_eq!(hex(&request_span.trace_id), CALLER_TRACE);
+    // The link names the span the event was written in: the business step
+    // `project.create`, a child of the request.
+    let [link] = span.links.as_slice() else {
+        panic!("one link: {:?}", span.links)
+    };
+    assert_eq!(hex(&link.trace_id), CALLER_TRACE);
+    let linked = spans
+        .iter()
+        .find(|s| s.span_id == link.span_id)
+        .expect("the linked span was exported");
+    assert_eq!(linked.name, "project.create");
+    assert_eq!(linked.parent_span_id, request_span.span_id);
+}
