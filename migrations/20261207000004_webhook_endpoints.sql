@@ -45,7 +45,9 @@ create table webhook_deliveries (
 );
 
 create index webhook_deliveries_due on webhook_deliveries (status, next_attempt_at);
-create index webhook_deliveries_order on webhook_deliveries (endpoint_id, order_key, status, event_seq);
+-- Each project's (order key's) earliest pending delivery to an endpoint, in
+-- one index range: what the worker may send next.
+create index webhook_deliveries_order on webhook_deliveries (endpoint_id, status, order_key, event_seq);
 
 create table webhook_attempts (
     id            text primary key,

@@ -41,10 +41,11 @@ use crate::store::{Database, events, timestamp, webhook_endpoints};
 use crate::telemetry::metrics::{Metrics, OutcomeLabels};
 
 /// Attempts in flight to one endpoint from one replica.
-pub const PER_ENDPOINT: usize = 4;
+pub const PER_ENDPOINT: usize = 16;
 /// Events fanned out per transaction.
 const DISPATCH_BATCH: i64 = 500;
-/// How often the worker looks for work when nothing wakes it sooner.
+/// How often the worker looks for work when nothing wakes it sooner (an
+/// event committed in this process, or an attempt finished).
 const TICK: Duration = Duration::from_secs(1);
 /// How often old events and attempts are pruned.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -65,6 +66,9 @@ pub struct Deliverer {
     version: String,
     client: reqwest::Client,
     in_flight: Mutex<HashMap<String, usize>>,
+    /// Rung when an attempt finishes: its slot, and the next event of its
+    /// project, are free now rather than at the next tick.
+    finished: tokio::sync::Notify,
 }
 
 /// Resolves endpoint host names and refuses internal addresses (unless
@@ -119,6 +123,7 @@ impl Deliverer {
             client: client.build().map_err(|e| e.to_string())?,
             config: webhooks,
             in_flight: Mutex::new(HashMap::new()),
+            finished: tokio::sync::Notify::new(),
         })
     }
 
@@ -130,6 +135,7 @@ impl Deliverer {
             tokio::select! {
                 () = tokio::time::sleep(TICK) => {}
                 () = events::WRITTEN.notified() => {}
+                () = self.finished.notified() => {}
                 _ = stop.changed() => return,
             }
             if let Err(err) = Arc::clone(&self).pass().await {
@@ -184,6 +190,7 @@ impl Deliverer {
                     tracing::warn!(error = %err, endpoint_id, "webhook attempt could not be recorded");
                 }
                 worker.track(&endpoint_id, -1);
+                worker.finished.notify_one();
             });
         }
         Ok(started)

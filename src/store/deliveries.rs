@@ -90,11 +90,14 @@ pub async fn due_for(
     obs.run(
         "webhook_deliveries.due",
         sqlx::query_scalar(
-            "select d.event_id from webhook_deliveries d \
-             where d.endpoint_id = $1 and d.status = 'pending' and d.next_attempt_at <= $2 \
-             and (d.lease_until is null or d.lease_until < $2) \
-             and not exists (select 1 from webhook_deliveries p where p.endpoint_id = d.endpoint_id \
-                 and p.order_key = d.order_key and p.status = 'pending' and p.event_seq < d.event_seq) \
+            // The head of each order key (its earliest pending delivery) in
+            // one grouped index range; then only heads that are due, not
+            // leased, and not behind an event still to be fanned out.
+            "with heads as (select order_key, min(event_seq) as head from webhook_deliveries \
+             where endpoint_id = $1 and status = 'pending' group by order_key) \
+             select d.event_id from heads h join webhook_deliveries d \
+             on d.endpoint_id = $1 and d.order_key = h.order_key and d.event_seq = h.head \
+             where d.status = 'pending' and d.next_attempt_at <= $2 and (d.lease_until is null or d.lease_until < $2) \
              and not exists (select 1 from events u where u.dispatched_at is null \
                  and u.order_key = d.order_key and u.seq < d.event_seq) \
              order by d.event_seq limit $3",

@@ -398,8 +398,21 @@ async fn old_events_are_pruned_after_retention(engine: Engine) {
     let hook = receiver(200).await;
     let (endpoint_id, secret) = endpoint(&app, &admin, &hook.uri(), &["*"]).await;
     verified_user(&app, "client", &admin).await;
-    eventually(Duration::from_secs(10), "delivered", async || {
-        (!received(&hook, &secret).await.is_empty()).then_some(())
+    let attempts_path = format!("/api/v1/admin/webhook-endpoints/{endpoint_id}/attempts");
+    let attempts = async || {
+        json(
+            app.authed(Method::GET, &attempts_path, &admin.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+        .1
+    };
+    // Delivered, and the attempt recorded (it is written after the answer).
+    eventually(Duration::from_secs(20), "the attempt recorded", async || {
+        let recorded = attempts().await["items"].as_array().is_some_and(|a| a.len() == 1);
+        (recorded && received(&hook, &secret).await.len() == 1).then_some(())
     })
     .await;
     let config = &app.state.config.webhooks;
@@ -414,18 +427,7 @@ async fn old_events_are_pruned_after_retention(engine: Engine) {
     assert_eq!(pruned, 1, "the kyc.approved event");
     let (_, page) = events(&app, &admin, "").await;
     assert_eq!(page["items"], json!([]));
-    let (_, attempts) = json(
-        app.authed(
-            Method::GET,
-            &format!("/api/v1/admin/webhook-endpoints/{endpoint_id}/attempts"),
-            &admin.token,
-        )
-        .send()
-        .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(attempts["items"], json!([]));
+    assert_eq!(attempts().await["items"], json!([]));
 }
 
 /// Disable, enable, rotate and replay: the admin's levers, over the wire.
