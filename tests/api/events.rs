@@ -314,6 +314,44 @@ async fn a_receiver_that_fails_gets_the_event_when_it_returns(engine: Engine) {
     assert_eq!(received(&hook, &secret).await.len(), 3, "nothing more after delivery");
 }
 
+/// Nothing listens at the endpoint for a while: connection errors, retried,
+/// then delivered once a receiver listens there.
+async fn a_receiver_that_is_down_gets_the_event_once_it_listens(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn_ready(&db.url, &[("WEBHOOK_RETRY_SCHEDULE_SECONDS", "1,1,1,1,1,1,1,1,1,1")]).await;
+    let admin = app.admin().await;
+    let port = crate::helpers::free_port();
+    let url = format!("http://127.0.0.1:{port}/hooks");
+    let (id, secret) = endpoint(&app, &admin, &url, &["kyc.approved"]).await;
+    verified_user(&app, "client", &admin).await;
+    let attempts_path = format!("/api/v1/admin/webhook-endpoints/{id}/attempts");
+    eventually(Duration::from_secs(15), "two refused connections", async || {
+        let (_, list) = json(
+            app.authed(Method::GET, &attempts_path, &admin.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await;
+        let items = list["items"].as_array()?.clone();
+        (items.len() >= 2 && items.iter().all(|a| a["outcome"] == "connection_error")).then_some(())
+    })
+    .await;
+    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let hook = MockServer::builder().listener(listener).start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&hook)
+        .await;
+    let got = eventually(Duration::from_secs(15), "delivered once it listens", async || {
+        let got = received(&hook, &secret).await;
+        (!got.is_empty()).then_some(got)
+    })
+    .await;
+    assert_eq!(got.len(), 1);
+    assert_eq!(got[0].1["type"], "kyc.approved");
+}
+
 /// A receiver that takes 10 s holds up only itself.
 async fn a_slow_endpoint_does_not_delay_another(engine: Engine) {
     let db = TestDb::create(engine).await;
@@ -614,6 +652,7 @@ async fn a_delivery_fails_after_its_last_retry(engine: Engine) {
 }
 
 both_engines!(
+    a_receiver_that_is_down_gets_the_event_once_it_listens,
     an_endpoint_failing_too_long_is_disabled_with_an_alert,
     a_delivery_fails_after_its_last_retry,
     an_admin_disables_rotates_and_replays,
