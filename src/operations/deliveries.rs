@@ -440,7 +440,7 @@ impl Deliverer {
                     self.config.disable_after.as_secs()
                 ),
             )
-            .detail("runbook", "docs/runbooks/webhooks.md#webhooks-are-not-being-delivered")
+            .detail("runbook", "docs/runbooks/webhooks.md#an-endpoint-was-disabled")
             .detail("version", &self.version),
         );
     }

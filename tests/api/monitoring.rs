@@ -554,3 +554,75 @@ async fn real_conditions_reach_slack_and_pagerduty_through_prometheus_and_alertm
         "condition → notification: HighClientErrorRate → Slack {to_slack:?}; ApplicationDown → PagerDuty {to_pagerduty:?}"
     );
 }
+
+/// GitHub's anchor for a Markdown heading: lowercase, punctuation dropped
+/// (but `-` and `_`), spaces turned into `-`.
+fn heading_anchor(heading: &str) -> String {
+    heading
+        .trim()
+        .to_lowercase()
+        .chars()
+        .filter(|c| c.is_alphanumeric() || matches!(c, '-' | '_' | ' '))
+        .map(|c| if c == ' ' { '-' } else { c })
+        .collect()
+}
+
+fn files_under(dir: &Path, found: &mut Vec<std::path::PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap().flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !name.starts_with('.') && name != "target" {
+                files_under(&path, found);
+            }
+        } else if [".md", ".yml", ".yaml", ".json", ".rs"]
+            .iter()
+            .any(|ext| name.ends_with(ext))
+        {
+            found.push(path);
+        }
+    }
+}
+
+/// Every `docs/runbooks/<file>.md#<anchor>` named anywhere (alert rules and
+/// their tests, the service's own alerts, docs, the dashboard) opens a
+/// heading that exists.
+#[test]
+fn every_runbook_link_opens_a_heading_that_exists() {
+    let root = Path::new(ROOT);
+    let mut files = Vec::new();
+    for dir in ["config", "src", "docs"] {
+        files_under(&root.join(dir), &mut files);
+    }
+    files.extend(["README.md", "MONITORING.md"].map(|f| root.join(f)));
+    let mut dead = Vec::new();
+    let mut checked = 0;
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        for (at, _) in text.match_indices("docs/runbooks/") {
+            let link: String = text[at..]
+                .chars()
+                .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, '/' | '_' | '-' | '.' | '#'))
+                .collect();
+            let Some((runbook, anchor)) = link.split_once('#') else {
+                continue;
+            };
+            checked += 1;
+            let anchors: BTreeSet<String> = std::fs::read_to_string(root.join(runbook.trim_end_matches('.')))
+                .unwrap_or_default()
+                .lines()
+                .filter(|l| l.starts_with('#'))
+                .map(|l| heading_anchor(l.trim_start_matches('#')))
+                .collect();
+            if !anchors.contains(anchor.trim_end_matches('.')) {
+                dead.push(format!("{}: {link}", file.strip_prefix(root).unwrap().display()));
+            }
+        }
+    }
+    assert!(checked >= 10, "found only {checked} runbook links");
+    assert!(
+        dead.is_empty(),
+        "links to headings that do not exist:\n{}",
+        dead.join("\n")
+    );
+}
