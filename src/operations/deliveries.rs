@@ -143,7 +143,7 @@ impl Deliverer {
             }
             if pruned.elapsed() >= PRUNE_EVERY {
                 pruned = Instant::now();
-                match self.prune(OffsetDateTime::now_utc()).await {
+                match prune(&self.db, &self.config, OffsetDateTime::now_utc()).await {
                     Ok(0) => {}
                     Ok(deleted) => tracing::info!(deleted, "old events pruned"),
                     Err(err) => tracing::warn!(error = %err, "pruning old events failed"),
@@ -223,12 +223,6 @@ impl Deliverer {
                 map.remove(endpoint_id);
             }
         }
-    }
-
-    /// Attempts currently in flight from this replica (for tests and
-    /// shutdown).
-    pub fn busy(&self) -> usize {
-        self.in_flight.lock().map(|m| m.values().sum()).unwrap_or(0)
     }
 
     /// Sends one delivery and records what happened.
@@ -443,11 +437,6 @@ impl Deliverer {
             .detail("runbook", "docs/runbooks/webhooks.md#an-endpoint-was-disabled")
             .detail("version", &self.version),
         );
-    }
-
-    /// Deletes events, deliveries and attempts older than the retention.
-    pub async fn prune(&self, now: OffsetDateTime) -> Result<u64, OperationError> {
-        prune(&self.db, &self.config, now).await
     }
 }
 

@@ -174,7 +174,7 @@ pub fn check_url(raw: &str, config: &WebhookConfig) -> Result<url::Url, Operatio
     Ok(url)
 }
 
-/// A field that must be set to something when given.
+/// An endpoint's description, bounded (None stays None).
 fn optional_description(description: Option<&str>) -> Result<Option<String>, OperationError> {
     description
         .map(|d| crate::domain::account::bounded_text("description", d, 500).map_err(Into::into))

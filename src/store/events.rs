@@ -61,7 +61,8 @@ impl Pending {
     }
 }
 
-const COLUMNS: usize = 13;
+/// Values bound per event row.
+const COLUMNS: usize = 12;
 
 /// Inserts a transaction's events, in the order they were emitted, in one
 /// statement.
@@ -74,8 +75,8 @@ pub(super) async fn insert_all(db: &mut impl DbHandle, events: &[Pending]) -> Re
          order_key, data, request_id, traceparent) values ",
     );
     for row in 0..events.len() {
-        let base = row * (COLUMNS - 1);
-        let placeholders: Vec<String> = (1..COLUMNS).map(|c| format!("${}", base + c)).collect();
+        let base = row * COLUMNS;
+        let placeholders: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", base + c)).collect();
         if row > 0 {
             sql.push_str(", ");
         }
