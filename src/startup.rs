@@ -87,9 +87,14 @@ impl Application {
             )
             .map_err(StartError::Webhooks)?,
         );
+        let scheduler = Arc::new(crate::operations::scheduler::Scheduler::new(
+            Arc::clone(&db),
+            Arc::clone(&metrics),
+        ));
         let state = AppState::new(App {
             payments,
             deliverer,
+            scheduler,
             alerts,
             gateway,
             tokens: TokenKeys::new(&config.secret_key, config.access_token_expire_minutes),
@@ -338,6 +343,11 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     if state.config.webhooks.delivery_enabled {
         tasks.push(tokio::spawn(
             Arc::clone(&state.deliverer).run(state.lifecycle.subscribe()),
+        ));
+    }
+    if state.config.schedule.enabled {
+        tasks.push(tokio::spawn(
+            Arc::clone(&state.scheduler).run(state.lifecycle.subscribe()),
         ));
     }
     if state.config.payments.reconcile.enabled {

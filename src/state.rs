@@ -34,6 +34,9 @@ pub struct App {
     /// The outbound webhook worker (run by `serve` unless
     /// `WEBHOOK_DELIVERY_ENABLED=false`).
     pub deliverer: Arc<crate::operations::deliveries::Deliverer>,
+    /// Timed work: auto-releases, funding deadlines (run by `serve` unless
+    /// `SCHEDULER_ENABLED=false`).
+    pub scheduler: Arc<crate::operations::scheduler::Scheduler>,
 }
 
 impl AppState {

@@ -21,6 +21,7 @@ use serde::Serialize;
 
 mod alerts;
 mod payments;
+mod schedule;
 mod webhooks;
 
 pub use alerts::{AlertChannelsConfig, AlertConfig, Severity};
@@ -28,6 +29,8 @@ use payments::parse_payments;
 pub use payments::{
     FINCRA_LIVE_URL, FINCRA_SANDBOX_URL, GatewayKind, PaymentConfig, ReconcileConfig, SandboxConfig, SandboxOutcome,
 };
+use schedule::parse_schedule;
+pub use schedule::{MAX_INSPECTION_SECONDS, ScheduleConfig};
 pub use webhooks::WebhookConfig;
 use webhooks::parse_webhooks;
 
@@ -210,6 +213,7 @@ pub struct Config {
     pub rate_limit: RateLimitConfig,
     pub payments: PaymentConfig,
     pub webhooks: WebhookConfig,
+    pub schedule: ScheduleConfig,
     pub alerts: AlertConfig,
     pub alerts_channels: AlertChannelsConfig,
     /// Where `amani backup` writes and `/metrics` looks for the newest backup.
@@ -294,6 +298,7 @@ impl Config {
         }
         let payments = parse_payments(&vars, environment)?;
         let webhooks = parse_webhooks(&vars, environment)?;
+        let schedule = parse_schedule(&vars, environment)?;
         if url::Url::parse(&payments.fincra_base_url)
             .map(|u| !matches!(u.scheme(), "http" | "https"))
             .unwrap_or(true)
@@ -437,6 +442,7 @@ impl Config {
             rate_limit,
             payments,
             webhooks,
+            schedule,
             alerts,
             alerts_channels,
             backup_dir: std::path::PathBuf::from(vars.text("BACKUP_DIR", "backups")),

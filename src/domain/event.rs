@@ -69,9 +69,11 @@ event_types! {
     ProjectResolved => "project.resolved", Project, "An admin resolved the dispute (the money moves are escrow.* events).";
     ProjectCancelled => "project.cancelled", Project, "The project was cancelled (refunds are escrow.refunded events).";
     ProjectCompleted => "project.completed", Project, "Every milestone is settled.";
+    ProjectExpired => "project.expired", Project, "The project was not fully funded by its funding deadline and was cancelled by the system (refunds are escrow.refunded events).";
     MilestoneFunded => "milestone.funded", Milestone, "The buyer's money for the milestone is held in escrow.";
     MilestoneSubmitted => "milestone.submitted", Milestone, "The seller delivered the milestone.";
     MilestoneApproved => "milestone.approved", Milestone, "The buyer approved the delivery.";
+    MilestoneAutoReleased => "milestone.auto_released", Milestone, "The buyer did not answer a delivery within its inspection period: the system approved it and released it (milestone.released follows).";
     MilestoneRejected => "milestone.rejected", Milestone, "The buyer rejected the delivery (with a reason).";
     MilestoneReleased => "milestone.released", Milestone, "The milestone's escrow went to the seller.";
     MilestoneRefunded => "milestone.refunded", Milestone, "The milestone's escrow went back to the buyer.";

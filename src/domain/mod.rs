@@ -40,6 +40,7 @@ pub(crate) use string_enum;
 pub mod account;
 pub mod escrow;
 pub mod event;
+pub mod job;
 pub mod kyc;
 pub mod money;
 pub mod payment;

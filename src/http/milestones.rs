@@ -9,7 +9,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, AuthUser, IdPath, Page, PageParams};
-use super::projects::{MilestoneInput, MilestoneView, TAG, optional_text};
+use super::projects::{MilestoneInput, MilestoneView, TAG, inspection_period, optional_text};
 use crate::domain::account::bounded_text;
 use crate::domain::escrow::MilestoneStatus;
 use crate::operations::milestones;
@@ -26,7 +26,8 @@ pub async fn create_milestone(
 ) -> Result<(StatusCode, Json<MilestoneView>), ApiError> {
     let title = bounded_text("milestone title", &body.title, 200)?;
     let description = optional_text("description", body.description.as_deref(), 5000)?;
-    let milestone = milestones::create(&state.db, &user, &id, title, description, body.amount.0).await?;
+    let inspection = inspection_period(&state.config.schedule, body.inspection_period_seconds)?;
+    let milestone = milestones::create(&state.db, &user, &id, title, description, body.amount.0, inspection).await?;
     Ok((StatusCode::CREATED, Json(milestone.into())))
 }
 
@@ -118,7 +119,15 @@ pub async fn submit_milestone(
     };
     let note = request.note.map(|n| bounded_text("note", &n, 5000)).transpose()?;
     Ok(Json(
-        milestones::submit(&state.db, &user, &id, note.as_deref()).await?.into(),
+        milestones::submit(
+            &state.db,
+            &user,
+            &id,
+            note.as_deref(),
+            state.config.schedule.inspection_period,
+        )
+        .await?
+        .into(),
     ))
 }
 

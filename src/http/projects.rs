@@ -10,6 +10,7 @@ use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
 use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, Id, IdPath, Page, PageParams};
+use crate::config::ScheduleConfig;
 use crate::domain::account::{Email, bounded_text};
 use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::domain::money::{Currency, MinorUnits, Money};
@@ -33,6 +34,12 @@ pub struct MilestoneView {
     pub status: MilestoneStatus,
     pub rejection_reason: Option<String>,
     pub submission_note: Option<String>,
+    /// The milestone's own inspection period in seconds; null: its
+    /// project's (or the platform's).
+    pub inspection_period_seconds: Option<i64>,
+    /// While submitted: when the delivery is approved and released if the
+    /// buyer neither approves, rejects nor disputes it first.
+    pub inspection_deadline: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -49,6 +56,8 @@ impl From<Milestone> for MilestoneView {
             status: m.status,
             rejection_reason: m.rejection_reason,
             submission_note: m.submission_note,
+            inspection_period_seconds: m.inspection_period_seconds,
+            inspection_deadline: m.inspection_deadline,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }
@@ -68,6 +77,11 @@ pub struct ProjectView {
     /// Sum of the milestones, in minor units.
     pub total_amount: i64,
     pub milestones: Vec<MilestoneView>,
+    /// The project's inspection period in seconds; null: the platform's.
+    pub inspection_period_seconds: Option<i64>,
+    /// Once sent to the seller: when the project is cancelled (and what is
+    /// held refunded) if not every milestone is funded by then.
+    pub funding_deadline: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -86,6 +100,8 @@ impl From<ProjectDetails> for ProjectView {
             currency: project.currency,
             status: project.status,
             dispute_reason: project.dispute_reason,
+            inspection_period_seconds: project.inspection_period_seconds,
+            funding_deadline: project.funding_deadline,
             created_at: project.created_at,
             updated_at: project.updated_at,
         }
@@ -105,16 +121,29 @@ pub struct MilestoneInput {
     pub description: Option<String>,
     /// Minor units (integer, or a string of digits).
     pub amount: MinorUnits,
+    /// Seconds the buyer has to review a delivery of this milestone before
+    /// it is approved and released; omitted: the project's.
+    #[schema(minimum = 1, maximum = 7776000)]
+    pub inspection_period_seconds: Option<i64>,
 }
 
 impl MilestoneInput {
-    pub(super) fn checked(&self, currency: Currency) -> Result<MilestoneTerms, ApiError> {
+    pub(super) fn checked(&self, currency: Currency, schedule: &ScheduleConfig) -> Result<MilestoneTerms, ApiError> {
         Ok(MilestoneTerms {
             title: bounded_text("milestone title", &self.title, 200)?,
             description: optional_text("description", self.description.as_deref(), 5000)?,
             amount: Money::new(self.amount.0, currency)?.minor,
+            inspection_period_seconds: inspection_period(schedule, self.inspection_period_seconds)?,
         })
     }
+}
+
+/// An inspection period a client set, within the platform's bounds.
+pub(super) fn inspection_period(schedule: &ScheduleConfig, seconds: Option<i64>) -> Result<Option<i64>, ApiError> {
+    seconds
+        .map(|s| schedule.check_inspection_period(s))
+        .transpose()
+        .map_err(ApiError::unprocessable)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -134,6 +163,11 @@ pub struct CreateProject {
     /// 1 to 100.
     #[schema(min_items = 1, max_items = 100)]
     pub milestones: Vec<MilestoneInput>,
+    /// Seconds the buyer has to review each delivery before it is approved
+    /// and released (a milestone may set its own); omitted: the platform's
+    /// `INSPECTION_PERIOD_SECONDS` (7 days unless configured).
+    #[schema(minimum = 1, maximum = 7776000)]
+    pub inspection_period_seconds: Option<i64>,
 }
 
 /// A client creates a draft project with a freelancer and its milestones.
@@ -162,8 +196,9 @@ pub async fn create(
         milestones: body
             .milestones
             .iter()
-            .map(|m| m.checked(body.currency))
+            .map(|m| m.checked(body.currency, &state.config.schedule))
             .collect::<Result<Vec<_>, _>>()?,
+        inspection_period_seconds: inspection_period(&state.config.schedule, body.inspection_period_seconds)?,
     };
     let created = projects::create(&state.db, &buyer, terms).await?;
     Ok((StatusCode::CREATED, Json(created.into())))
@@ -266,7 +301,11 @@ pub async fn send(
     AuthUser(user): AuthUser,
     IdPath(id): IdPath,
 ) -> Result<Json<ProjectView>, ApiError> {
-    Ok(Json(projects::send(&state.db, &user, &id).await?.into()))
+    Ok(Json(
+        projects::send(&state.db, &user, &id, state.config.schedule.funding_deadline)
+            .await?
+            .into(),
+    ))
 }
 
 /// The seller accepts the terms; the buyer can then fund milestones.

@@ -15,7 +15,7 @@ use uuid::Uuid;
 use super::{OperationError, conflict, events};
 
 use crate::domain::DomainError;
-use crate::domain::escrow::{MilestoneStatus, Party};
+use crate::domain::escrow::{MilestoneStatus, Party, ProjectStatus};
 use crate::domain::event::EventType;
 use crate::domain::money::fee_for;
 use crate::domain::payment::{TransactionKind, TransactionStatus};
@@ -150,7 +150,7 @@ pub async fn hold(
         let fee = fee_for(milestone.amount, fee_bps);
         let funded = milestone.status.fund()?;
         let Some(funded) =
-            projects::set_milestone_status(tx, &milestone.id, milestone.status, funded, None, None).await?
+            projects::set_milestone_status(tx, &milestone.id, milestone.status, funded, None, None, None).await?
         else {
             return Err(conflict("the milestone changed while it was being funded; retry"));
         };
@@ -292,23 +292,8 @@ pub async fn release(
         ));
     }
     project.status.check_active("release")?;
-    let released = milestone.status.release()?;
-    let Some(settled) =
-        projects::set_milestone_status(tx, &milestone.id, milestone.status, released, None, None).await?
-    else {
-        return Err(conflict("the milestone was released by another request"));
-    };
-    tx.emit(events::milestone(EventType::MilestoneReleased, &project, &settled));
-    let released = move_escrow(
-        tx,
-        &project,
-        Outflow::Release,
-        Some(&milestone.id),
-        milestone.amount,
-        notes,
-    )
-    .await?;
-    settle_project(tx, &project).await?;
+    milestone.status.release()?;
+    let released = pay_seller(tx, &project, &milestone, None, notes).await?;
     record_audit(
         tx,
         actor,
@@ -319,6 +304,166 @@ pub async fn release(
     )
     .await?;
     Ok(released)
+}
+
+/// Moves a milestone's whole amount to the seller and marks it released
+/// (compare-and-set from its current status); `first` is an event to emit
+/// before `milestone.released` (the auto-release's own).
+async fn pay_seller(
+    tx: &mut Tx,
+    project: &Project,
+    milestone: &Milestone,
+    first: Option<EventType>,
+    notes: Option<&str>,
+) -> Result<EscrowTransaction, OperationError> {
+    let Some(settled) = projects::set_milestone_status(
+        tx,
+        &milestone.id,
+        milestone.status,
+        MilestoneStatus::Released,
+        None,
+        None,
+        None,
+    )
+    .await?
+    else {
+        return Err(conflict("the milestone was released by another request"));
+    };
+    for event in first.into_iter().chain([EventType::MilestoneReleased]) {
+        tx.emit(events::milestone(event, project, &settled));
+    }
+    let released = move_escrow(
+        tx,
+        project,
+        Outflow::Release,
+        Some(&milestone.id),
+        milestone.amount,
+        notes,
+    )
+    .await?;
+    settle_project(tx, project).await?;
+    Ok(released)
+}
+
+/// Why the system acted, in audit records and transaction notes.
+pub const INSPECTION_ELAPSED: &str = "inspection period elapsed";
+pub const FUNDING_DEADLINE_PASSED: &str = "funding deadline passed";
+
+/// Records an action the system took on its own (a scheduled job): no
+/// actor id, `"actor": "system"` and the reason in the details.
+async fn record_system_audit(
+    tx: &mut Tx,
+    action: &str,
+    target_type: &str,
+    target_id: &str,
+    reason: &str,
+    mut details: serde_json::Value,
+) -> Result<(), StoreError> {
+    if let Some(map) = details.as_object_mut() {
+        map.insert("actor".into(), json!("system"));
+        map.insert("reason".into(), json!(reason));
+    }
+    audit::record(
+        tx,
+        AuditEvent {
+            actor_id: None,
+            action,
+            target_type,
+            target_id: Some(target_id),
+            request_id: None,
+            details,
+        },
+    )
+    .await
+}
+
+/// The inspection period of a submission ended without an answer from the
+/// buyer: the system approves the milestone and releases it to the seller.
+/// Only if the milestone is still submitted with this very deadline (an
+/// answer, a dispute or a resubmission since makes this a no-op: false).
+#[tracing::instrument(name = "escrow.auto_release", skip_all, fields(milestone_id = %milestone_id))]
+pub async fn release_after_inspection(
+    tx: &mut Tx,
+    milestone_id: &str,
+    deadline: &str,
+) -> Result<Option<EscrowTransaction>, OperationError> {
+    let Some(project) = projects::lock_for_milestone(tx, milestone_id).await? else {
+        return Ok(None);
+    };
+    let Some(milestone) = projects::find_milestone(tx, milestone_id).await? else {
+        return Ok(None);
+    };
+    if project.status != ProjectStatus::Active
+        || milestone.status != MilestoneStatus::Submitted
+        || milestone.inspection_deadline.as_deref() != Some(deadline)
+    {
+        return Ok(None);
+    }
+    let released = pay_seller(
+        tx,
+        &project,
+        &milestone,
+        Some(EventType::MilestoneAutoReleased),
+        Some(INSPECTION_ELAPSED),
+    )
+    .await?;
+    record_system_audit(
+        tx,
+        "escrow.auto_release",
+        "milestone",
+        &milestone.id,
+        INSPECTION_ELAPSED,
+        json!({ "amount": milestone.amount, "transaction_id": released.id, "deadline": deadline }),
+    )
+    .await?;
+    tracing::info!(
+        milestone_id,
+        amount = milestone.amount,
+        "milestone released after its inspection period"
+    );
+    Ok(Some(released))
+}
+
+/// A project sent to its seller is past its funding deadline: if it is
+/// still not accepted, or accepted but not fully funded and with no work
+/// delivered, the system cancels it and refunds what is held. Returns the
+/// refunds, or None when there was nothing to do (funded in time, work
+/// delivered, already settled).
+#[tracing::instrument(name = "project.expire", skip_all, fields(project_id = %project_id))]
+pub async fn expire_unfunded(tx: &mut Tx, project_id: &str) -> Result<Option<Vec<EscrowTransaction>>, OperationError> {
+    let Some(project) = projects::lock(tx, project_id).await? else {
+        return Ok(None);
+    };
+    let milestones = projects::milestones(tx, project_id).await?;
+    let statuses: Vec<MilestoneStatus> = milestones.iter().map(|m| m.status).collect();
+    let unfunded = statuses.contains(&MilestoneStatus::Pending);
+    let expires = match project.status {
+        ProjectStatus::AwaitingSeller => true,
+        ProjectStatus::Active => unfunded,
+        _ => false,
+    };
+    let Some(next) = expires.then(|| project.status.cancel(&statuses).ok()).flatten() else {
+        return Ok(None);
+    };
+    let mut refunds = Vec::new();
+    for milestone in milestones.iter().filter(|m| m.status.holds_funds()) {
+        refunds.push(refund_milestone(tx, &project, milestone, Some(FUNDING_DEADLINE_PASSED)).await?);
+    }
+    let Some(expired) = projects::set_status(tx, project_id, project.status, next, None).await? else {
+        return Err(conflict("the project changed while it was being expired; retry"));
+    };
+    tx.emit(events::project(EventType::ProjectExpired, &expired));
+    record_system_audit(
+        tx,
+        "project.expired",
+        "project",
+        project_id,
+        FUNDING_DEADLINE_PASSED,
+        json!({ "from": project.status.as_str(), "refunds": refunds.len() }),
+    )
+    .await?;
+    tracing::info!(project_id, refunds = refunds.len(), "project expired unfunded");
+    Ok(Some(refunds))
 }
 
 /// Moves an active project to completed once every milestone is settled.
@@ -346,7 +491,7 @@ async fn refund_milestone(
 ) -> Result<EscrowTransaction, OperationError> {
     let refunded = milestone.status.refund()?;
     let Some(refunded) =
-        projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None).await?
+        projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None, None).await?
     else {
         return Err(conflict("the milestone changed while it was being refunded; retry"));
     };
@@ -486,7 +631,7 @@ pub async fn resolve_dispute(
     };
     for milestone in &held {
         let Some(moved) =
-            projects::set_milestone_status(tx, &milestone.id, milestone.status, settled, None, None).await?
+            projects::set_milestone_status(tx, &milestone.id, milestone.status, settled, None, None, None).await?
         else {
             return Err(conflict("a milestone changed during the resolution; retry"));
         };

@@ -2,18 +2,21 @@
 //! and released one by one. Their money moves in [`super::escrow`]; here
 //! are their terms and their delivery.
 
+use std::time::Duration;
+
 use serde_json::json;
+use time::OffsetDateTime;
 
 use super::escrow::{locked_milestone, locked_project, record_audit};
 use super::projects::{MAX_MILESTONES, MilestoneTerms, check_total, visible};
-use super::{OperationError, conflict, events};
+use super::{OperationError, conflict, events, scheduler};
 use crate::domain::DomainError;
 use crate::domain::escrow::{MilestoneStatus, Party};
 use crate::domain::event::EventType;
 use crate::domain::money::Money;
 use crate::store::projects::{self, Milestone, NewMilestone};
 use crate::store::users::User;
-use crate::store::{Database, DbHandle};
+use crate::store::{Database, DbHandle, jobs, timestamp};
 
 async fn reload(db: &mut impl DbHandle, id: &str) -> Result<Milestone, OperationError> {
     projects::find_milestone(db, id)
@@ -31,6 +34,7 @@ pub async fn create(
     title: String,
     description: Option<String>,
     amount: i64,
+    inspection_period_seconds: Option<i64>,
 ) -> Result<Milestone, OperationError> {
     let mut tx = db.begin().await?;
     let (project, party) = locked_project(&mut tx, user, project_id).await?;
@@ -42,6 +46,7 @@ pub async fn create(
         title,
         description,
         amount: Money::new(amount, project.currency)?.minor,
+        inspection_period_seconds,
     };
     let existing = projects::milestones(&mut tx, project_id).await?;
     if existing.len() >= MAX_MILESTONES {
@@ -57,6 +62,7 @@ pub async fn create(
             title: &terms.title,
             description: terms.description.as_deref(),
             amount: terms.amount,
+            inspection_period_seconds: terms.inspection_period_seconds,
         },
     )
     .await?;
@@ -120,14 +126,17 @@ pub async fn update(
     Ok(milestone)
 }
 
-/// Applies a milestone transition the domain computes.
 /// A milestone step: its event (also its audit action) and, for refusals,
 /// what it is called.
 struct Step<'a> {
     event: EventType,
     verb: &'a str,
+    /// For a submission: the platform's inspection period, which starts
+    /// the clock (unless the milestone or its project has its own).
+    inspection: Option<Duration>,
 }
 
+/// Applies a milestone transition the domain computes.
 async fn transition(
     db: &Database,
     user: &User,
@@ -141,9 +150,21 @@ async fn transition(
     let (project, party, milestone) = locked_milestone(&mut tx, user, id).await?;
     project.status.check_active(step.verb)?;
     let to = next(milestone.status, party)?;
-    let Some(moved) = projects::set_milestone_status(&mut tx, id, milestone.status, to, note, reason).await? else {
+    let deadline = step.inspection.map(|platform| {
+        let seconds = milestone
+            .inspection_period_seconds
+            .or(project.inspection_period_seconds)
+            .map_or(platform, |s| Duration::from_secs(s.unsigned_abs()));
+        timestamp::format(OffsetDateTime::now_utc() + seconds)
+    });
+    let Some(moved) =
+        projects::set_milestone_status(&mut tx, id, milestone.status, to, note, reason, deadline.as_deref()).await?
+    else {
         return Err(conflict("the milestone changed meanwhile; reload it"));
     };
+    if let Some(deadline) = &deadline {
+        jobs::schedule(&mut tx, scheduler::INSPECTION_ELAPSED, id, deadline).await?;
+    }
     tx.emit(events::milestone(step.event, &project, &moved));
     record_audit(
         &mut tx,
@@ -151,16 +172,26 @@ async fn transition(
         step.event.as_str(),
         "milestone",
         id,
-        json!({ "from": milestone.status.as_str(), "to": to.as_str() }),
+        json!({ "from": milestone.status.as_str(), "to": to.as_str(), "inspection_deadline": deadline }),
     )
     .await?;
     tx.commit().await?;
     Ok(moved)
 }
 
-/// The seller delivers a funded (or rejected) milestone.
+/// The seller delivers a funded (or rejected) milestone; the buyer's
+/// inspection period starts (`inspection_period`: the platform's, unless
+/// the milestone or its project has its own). If the buyer neither
+/// approves, rejects nor disputes before it ends, the scheduler releases
+/// the milestone ([`super::escrow::release_after_inspection`]).
 #[tracing::instrument(name = "milestone.submit", skip_all, fields(milestone_id = %id, user_id = %user.id))]
-pub async fn submit(db: &Database, user: &User, id: &str, note: Option<&str>) -> Result<Milestone, OperationError> {
+pub async fn submit(
+    db: &Database,
+    user: &User,
+    id: &str,
+    note: Option<&str>,
+    inspection_period: Duration,
+) -> Result<Milestone, OperationError> {
     transition(
         db,
         user,
@@ -168,6 +199,7 @@ pub async fn submit(db: &Database, user: &User, id: &str, note: Option<&str>) ->
         Step {
             event: EventType::MilestoneSubmitted,
             verb: "submit a milestone",
+            inspection: Some(inspection_period),
         },
         note,
         None,
@@ -204,6 +236,7 @@ pub async fn review(
         Step {
             event,
             verb: "review a milestone",
+            inspection: None,
         },
         None,
         reason,

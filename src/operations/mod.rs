@@ -25,6 +25,7 @@
 //! | [`events`] | what operations emit; the events API |
 //! | [`webhooks`] | outbound webhook endpoints (admin) |
 //! | [`deliveries`] | the worker that delivers events to endpoints |
+//! | [`scheduler`] | the worker that does timed work (auto-release, funding deadlines) |
 //!
 //! Every operation returns an [`OperationError`]; `http::error` maps it to a
 //! problem document.
@@ -39,6 +40,7 @@ pub mod milestones;
 pub mod payments;
 pub mod projects;
 pub mod reconcile;
+pub mod scheduler;
 pub mod webhooks;
 
 use crate::domain::DomainError;

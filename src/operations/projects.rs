@@ -3,10 +3,13 @@
 //! resolved by an admin. Only the parties (and admins) see a project;
 //! anyone else is told it does not exist.
 
+use std::time::Duration;
+
 use serde_json::json;
+use time::OffsetDateTime;
 
 use super::escrow::{self, Resolution, locked_project, party, record_audit};
-use super::{OperationError, conflict, events};
+use super::{OperationError, conflict, events, scheduler};
 use crate::domain::DomainError;
 use crate::domain::account::Role;
 use crate::domain::escrow::{Party, ProjectStatus};
@@ -15,7 +18,7 @@ use crate::domain::money::{Currency, MAX_PROJECT_TOTAL};
 use crate::store::escrow::EscrowTransaction;
 use crate::store::projects::{self, Milestone, NewMilestone, NewProject, Project};
 use crate::store::users::{self, User};
-use crate::store::{Database, DbHandle, Tx};
+use crate::store::{Database, DbHandle, Tx, jobs, timestamp};
 
 /// Most milestones one project may have.
 pub const MAX_MILESTONES: usize = 100;
@@ -45,6 +48,8 @@ pub struct MilestoneTerms {
     pub title: String,
     pub description: Option<String>,
     pub amount: i64,
+    /// Checked against the platform's bounds by the caller.
+    pub inspection_period_seconds: Option<i64>,
 }
 
 /// A draft to create, with text already bounded.
@@ -55,6 +60,8 @@ pub struct NewProjectTerms {
     pub seller: SellerRef,
     pub currency: Currency,
     pub milestones: Vec<MilestoneTerms>,
+    /// Checked against the platform's bounds by the caller.
+    pub inspection_period_seconds: Option<i64>,
 }
 
 /// How a client names the freelancer: by id, or by the email they signed up
@@ -120,6 +127,7 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
             buyer_id: &buyer.id,
             seller_id: &seller.id,
             currency: terms.currency,
+            inspection_period_seconds: terms.inspection_period_seconds,
         },
     )
     .await?;
@@ -131,6 +139,7 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
                 title: &milestone.title,
                 description: milestone.description.as_deref(),
                 amount: milestone.amount,
+                inspection_period_seconds: milestone.inspection_period_seconds,
             },
         )
         .await?;
@@ -241,20 +250,29 @@ pub async fn delete(db: &Database, user: &User, id: &str) -> Result<(), Operatio
 }
 
 /// Applies a status transition the domain computes from the current state.
+/// `funding_deadline`: the project must be fully funded this long from now
+/// (set when it is sent), or the scheduler expires it.
 async fn transition(
     db: &Database,
     user: &User,
     id: &str,
     event: EventType,
     reason: Option<&str>,
+    funding_deadline: Option<Duration>,
     next: impl Fn(&Project, Party) -> Result<ProjectStatus, DomainError>,
 ) -> Result<ProjectDetails, OperationError> {
     let mut tx = db.begin().await?;
     let (project, party) = locked_project(&mut tx, user, id).await?;
     let to = next(&project, party)?;
-    let Some(moved) = projects::set_status(&mut tx, id, project.status, to, reason).await? else {
+    let Some(mut moved) = projects::set_status(&mut tx, id, project.status, to, reason).await? else {
         return Err(conflict("the project changed meanwhile; reload it"));
     };
+    if let Some(after) = funding_deadline {
+        let deadline = timestamp::format(OffsetDateTime::now_utc() + after);
+        projects::set_funding_deadline(&mut tx, id, &deadline).await?;
+        jobs::schedule(&mut tx, scheduler::FUNDING_DEADLINE, id, &deadline).await?;
+        moved.funding_deadline = Some(deadline);
+    }
     tx.emit(events::project(event, &moved));
     record_audit(
         &mut tx,
@@ -270,19 +288,32 @@ async fn transition(
     Ok(changed)
 }
 
-/// The buyer sends the draft to the seller for acceptance.
+/// The buyer sends the draft to the seller for acceptance. The project
+/// must be accepted and fully funded within `funding_deadline`, or the
+/// scheduler cancels it ([`super::escrow::expire_unfunded`]).
 #[tracing::instrument(name = "project.send", skip_all, fields(project_id = %id, user_id = %user.id))]
-pub async fn send(db: &Database, user: &User, id: &str) -> Result<ProjectDetails, OperationError> {
-    transition(db, user, id, EventType::ProjectSent, None, |p, party| {
-        p.status.send(party)
-    })
+pub async fn send(
+    db: &Database,
+    user: &User,
+    id: &str,
+    funding_deadline: Duration,
+) -> Result<ProjectDetails, OperationError> {
+    transition(
+        db,
+        user,
+        id,
+        EventType::ProjectSent,
+        None,
+        Some(funding_deadline),
+        |p, party| p.status.send(party),
+    )
     .await
 }
 
 /// The seller accepts the terms; the buyer can then fund milestones.
 #[tracing::instrument(name = "project.accept", skip_all, fields(project_id = %id, user_id = %user.id))]
 pub async fn accept(db: &Database, user: &User, id: &str) -> Result<ProjectDetails, OperationError> {
-    transition(db, user, id, EventType::ProjectAccepted, None, |p, party| {
+    transition(db, user, id, EventType::ProjectAccepted, None, None, |p, party| {
         p.status.accept(party)
     })
     .await
@@ -292,12 +323,20 @@ pub async fn accept(db: &Database, user: &User, id: &str) -> Result<ProjectDetai
 /// until an admin resolves it.
 #[tracing::instrument(name = "project.dispute", skip_all, fields(project_id = %id, user_id = %user.id))]
 pub async fn dispute(db: &Database, user: &User, id: &str, reason: &str) -> Result<ProjectDetails, OperationError> {
-    transition(db, user, id, EventType::ProjectDisputed, Some(reason), |p, party| {
-        if party == Party::Admin {
-            return Err(DomainError::conflict("a dispute is opened by the buyer or the seller"));
-        }
-        p.status.open_dispute()
-    })
+    transition(
+        db,
+        user,
+        id,
+        EventType::ProjectDisputed,
+        Some(reason),
+        None,
+        |p, party| {
+            if party == Party::Admin {
+                return Err(DomainError::conflict("a dispute is opened by the buyer or the seller"));
+            }
+            p.status.open_dispute()
+        },
+    )
     .await
 }
 

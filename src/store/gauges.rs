@@ -27,7 +27,29 @@ pub async fn refresh(
             .set(held);
     }
     refresh_pending_payments(conn, metrics, stuck_after).await?;
-    refresh_webhooks(conn, metrics).await
+    refresh_webhooks(conn, metrics).await?;
+    refresh_scheduled(conn, metrics).await
+}
+
+/// Scheduled jobs due and not done, and how late the earliest is.
+async fn refresh_scheduled(
+    conn: &mut super::Conn,
+    metrics: &crate::telemetry::metrics::Metrics,
+) -> Result<(), StoreError> {
+    let now = time::OffsetDateTime::now_utc();
+    let (due, earliest) = super::jobs::backlog(conn, &super::timestamp::format(now)).await?;
+    for kind in crate::domain::job::KINDS {
+        let count = due.iter().find(|(k, _)| k == kind).map_or(0, |(_, c)| *c);
+        metrics
+            .scheduled_jobs_due
+            .get_or_create(&crate::telemetry::metrics::KindLabels { kind })
+            .set(count);
+    }
+    let late = earliest
+        .and_then(|at| super::timestamp::parse(&at))
+        .map_or(0, |at| (now - at).whole_seconds().max(0));
+    metrics.scheduled_jobs_late.set(late);
+    Ok(())
 }
 
 /// Outbound webhooks: what waits, how old the oldest waiting event is, and

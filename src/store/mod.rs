@@ -34,6 +34,7 @@ pub mod events;
 pub mod gauges;
 mod handle;
 pub mod idempotency;
+pub mod jobs;
 pub mod kyc;
 pub mod ledger;
 pub mod login_failures;

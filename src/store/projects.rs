@@ -20,6 +20,10 @@ pub struct Project {
     pub dispute_reason: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The project's own inspection period (else the platform's).
+    pub inspection_period_seconds: Option<i64>,
+    /// When the project is cancelled if it is still not fully funded.
+    pub funding_deadline: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -35,12 +39,18 @@ pub struct Milestone {
     pub submission_note: Option<String>,
     pub created_at: String,
     pub updated_at: String,
+    /// The milestone's own inspection period (else its project's).
+    pub inspection_period_seconds: Option<i64>,
+    /// While submitted: when the submission is approved and released if the
+    /// buyer has not answered.
+    pub inspection_deadline: Option<String>,
 }
 
 pub struct NewMilestone<'a> {
     pub title: &'a str,
     pub description: Option<&'a str>,
     pub amount: i64,
+    pub inspection_period_seconds: Option<i64>,
 }
 
 pub struct NewProject<'a> {
@@ -49,6 +59,7 @@ pub struct NewProject<'a> {
     pub buyer_id: &'a str,
     pub seller_id: &'a str,
     pub currency: Currency,
+    pub inspection_period_seconds: Option<i64>,
 }
 
 pub async fn insert(db: &mut impl DbHandle, new: NewProject<'_>) -> Result<String, StoreError> {
@@ -58,8 +69,8 @@ pub async fn insert(db: &mut impl DbHandle, new: NewProject<'_>) -> Result<Strin
     obs.run(
         "projects.insert",
         sqlx::query(
-            "insert into projects (id, title, description, buyer_id, seller_id, currency, status, created_at, updated_at) \
-             values ($1, $2, $3, $4, $5, $6, 'draft', $7, $7)",
+            "insert into projects (id, title, description, buyer_id, seller_id, currency, status, created_at, updated_at, \
+             inspection_period_seconds) values ($1, $2, $3, $4, $5, $6, 'draft', $7, $7, $8)",
         )
         .bind(&id)
         .bind(new.title)
@@ -68,6 +79,7 @@ pub async fn insert(db: &mut impl DbHandle, new: NewProject<'_>) -> Result<Strin
         .bind(new.seller_id)
         .bind(new.currency.code())
         .bind(&now)
+        .bind(new.inspection_period_seconds)
         .execute(conn),
     )
     .await?;
@@ -85,9 +97,10 @@ pub async fn insert_milestone(
     obs.run(
         "milestones.insert",
         sqlx::query(
-            "insert into milestones (id, project_id, position, title, description, amount, status, created_at, updated_at) \
+            "insert into milestones (id, project_id, position, title, description, amount, status, created_at, updated_at, \
+             inspection_period_seconds) \
              values ($1, $2, (select coalesce(max(position), 0) + 1 from milestones where project_id = $2), \
-             $3, $4, $5, 'pending', $6, $6)",
+             $3, $4, $5, 'pending', $6, $6, $7)",
         )
         .bind(&id)
         .bind(project_id)
@@ -95,6 +108,7 @@ pub async fn insert_milestone(
         .bind(new.description)
         .bind(new.amount)
         .bind(&now)
+        .bind(new.inspection_period_seconds)
         .execute(conn),
     )
     .await?;
@@ -390,10 +404,9 @@ pub async fn update_milestone(
     Ok(())
 }
 
-/// Moves a milestone from `from` to `to`, compare-and-set: false when
-/// another request changed it first (the loser of a race sees false).
 /// Moves a milestone from `from` to `to` (compare-and-set) and returns it
-/// as it now is; None if it was no longer in `from`.
+/// as it now is; None if it was no longer in `from`. `inspection_deadline`
+/// is set with a submission and cleared (None) by every other change.
 pub async fn set_milestone_status(
     db: &mut impl DbHandle,
     id: &str,
@@ -401,13 +414,14 @@ pub async fn set_milestone_status(
     to: MilestoneStatus,
     note: Option<&str>,
     rejection_reason: Option<&str>,
+    inspection_deadline: Option<&str>,
 ) -> Result<Option<Milestone>, StoreError> {
     let (conn, obs) = db.parts();
     obs.run(
         "milestones.set_status",
         sqlx::query_as(
             "update milestones set status = $3, submission_note = coalesce($4, submission_note), \
-             rejection_reason = $5, updated_at = $6 where id = $1 and status = $2 returning *",
+             rejection_reason = $5, updated_at = $6, inspection_deadline = $7 where id = $1 and status = $2 returning *",
         )
         .bind(id)
         .bind(from.as_str())
@@ -415,7 +429,22 @@ pub async fn set_milestone_status(
         .bind(note)
         .bind(rejection_reason)
         .bind(timestamp::now())
+        .bind(inspection_deadline)
         .fetch_optional(conn),
     )
     .await
+}
+
+/// Sets when a project sent to its seller expires if not fully funded.
+pub async fn set_funding_deadline(db: &mut impl DbHandle, id: &str, deadline: &str) -> Result<(), StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "projects.set_funding_deadline",
+        sqlx::query("update projects set funding_deadline = $2 where id = $1")
+            .bind(id)
+            .bind(deadline)
+            .execute(conn),
+    )
+    .await?;
+    Ok(())
 }

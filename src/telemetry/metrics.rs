@@ -171,6 +171,12 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct JobLabels {
+    pub kind: &'static str,
+    pub outcome: &'static str,
+}
+
 /// The last payment-gateway call, as `/health` reports it.
 #[derive(Clone, Debug, serde::Serialize, utoipa::ToSchema)]
 pub struct GatewayCall {
@@ -286,6 +292,16 @@ metrics! {
             => "amani_webhook_oldest_undelivered_seconds", "Age of the oldest event still waiting for a delivery, 0 when none (read from the database)";
         webhook_endpoints: Family<StatusLabels, Gauge> = Family::default()
             => "amani_webhook_endpoints", "Outbound webhook endpoints by status (enabled, failing, disabled; read from the database)";
+        scheduled_jobs: Family<JobLabels, Counter> = Family::default()
+            => "amani_scheduled_jobs", "Scheduled jobs run, by kind and outcome (done, obsolete: nothing left to do, failed: retried later)";
+        scheduled_jobs_due: Family<KindLabels, Gauge> = Family::default()
+            => "amani_scheduled_jobs_due", "Scheduled jobs due and not done, by kind (read from the database)";
+        scheduled_jobs_late: Gauge = Gauge::default()
+            => "amani_scheduled_jobs_late_seconds", "How long the earliest due, undone scheduled job has been due, 0 when none (read from the database)";
+        milestones_auto_released: Counter = Counter::default()
+            => "amani_milestones_auto_released", "Milestones the system approved and released because their inspection period elapsed";
+        projects_expired: Counter = Counter::default()
+            => "amani_projects_expired", "Projects the system cancelled because they were not fully funded by their funding deadline";
         alerts_sent: Family<AlertLabels, Counter> = Family::default()
             => "alerts_sent", "Alert deliveries by channel and outcome";
         alerts_dropped: Counter = Counter::default()
@@ -415,6 +431,12 @@ impl Metrics {
         }
         for status in WEBHOOK_ENDPOINT_STATUSES {
             let _ = self.webhook_endpoints.get_or_create(&StatusLabels { status });
+        }
+        for kind in crate::domain::job::KINDS {
+            let _ = self.scheduled_jobs_due.get_or_create(&KindLabels { kind });
+            for outcome in crate::domain::job::OUTCOMES {
+                let _ = self.scheduled_jobs.get_or_create(&JobLabels { kind, outcome });
+            }
         }
         for currency in crate::domain::money::Currency::ALL {
             let _ = self.escrow_held.get_or_create(&CurrencyLabels {

@@ -26,6 +26,7 @@ mod monitoring;
 mod payments;
 mod probes;
 mod readme;
+mod schedule;
 mod service;
 mod speed;
 mod traces;

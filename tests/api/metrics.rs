@@ -102,10 +102,14 @@ async fn metrics_expose_the_seed_names_with_route_templates_as_endpoints(engine:
 
 async fn unknown_paths_and_invented_methods_do_not_create_series(engine: Engine) {
     let db = TestDb::create(engine).await;
-    // The webhook worker's first statements would add their (fixed)
-    // `db_query_duration_seconds` series mid-test: off, as requests are
-    // what this test is about.
-    let app = TestApp::spawn_ready(&db.url, &[("WEBHOOK_DELIVERY_ENABLED", "false")]).await;
+    // The webhook worker's and the scheduler's first statements would add
+    // their (fixed) `db_query_duration_seconds` series mid-test: off, as
+    // requests are what this test is about.
+    let app = TestApp::spawn_ready(
+        &db.url,
+        &[("WEBHOOK_DELIVERY_ENABLED", "false"), ("SCHEDULER_ENABLED", "false")],
+    )
+    .await;
     app.get("/warm-up").await;
     let before = scrape(&app).await.lines().filter(|l| !l.starts_with('#')).count();
 

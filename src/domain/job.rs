@@ -1,0 +1,13 @@
+//! The kinds of scheduled work and how a run can end (the closed sets the
+//! `scheduled_jobs` table and its metrics use; the work is in
+//! `operations::scheduler`).
+
+/// Release a submitted milestone whose buyer did not answer in time
+/// (target: the milestone).
+pub const INSPECTION_ELAPSED: &str = "milestone.inspection_elapsed";
+/// Cancel a project not fully funded by its deadline (target: the project).
+pub const FUNDING_DEADLINE: &str = "project.funding_deadline";
+pub const KINDS: [&str; 2] = [INSPECTION_ELAPSED, FUNDING_DEADLINE];
+/// `done`: the work happened; `obsolete`: nothing was left to do; `failed`:
+/// the attempt failed and will be retried.
+pub const OUTCOMES: [&str; 3] = ["done", "obsolete", "failed"];

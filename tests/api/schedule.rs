@@ -1,0 +1,525 @@
+//! Time in escrow: inspection periods that end in an automatic release,
+//! funding deadlines that expire a project, and the scheduler that does
+//! both once on any number of replicas. The clock is the scheduler's `pass`
+//! argument: tests move it instead of sleeping.
+
+use std::time::Duration;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use time::OffsetDateTime;
+
+use crate::both_engines;
+use crate::escrow::{active_project, assert_books_balance, available, deposit, money_post, post, verified_user};
+use crate::helpers::{Engine, TestApp, TestDb, TestUser, json};
+use crate::metrics::{samples, scrape};
+
+/// The app with its own scheduler off: each test runs passes itself.
+async fn app_without_scheduler(db: &TestDb) -> TestApp {
+    TestApp::spawn_ready(&db.url, &[("SCHEDULER_ENABLED", "false")]).await
+}
+
+struct Deal {
+    buyer: TestUser,
+    seller: TestUser,
+    project: String,
+    milestones: Vec<String>,
+}
+
+/// An active project with every milestone funded.
+async fn funded_deal(app: &TestApp, admin: &TestUser, amounts: &[i64]) -> Deal {
+    let buyer = verified_user(app, "client", admin).await;
+    let seller = verified_user(app, "freelancer", admin).await;
+    deposit(app, &buyer, 1_000_000).await;
+    let (project, milestones) = active_project(app, &buyer, &seller, amounts).await;
+    let (status, held) = money_post(app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project})).await;
+    assert_eq!(status, 201, "{held}");
+    Deal {
+        buyer,
+        seller,
+        project,
+        milestones,
+    }
+}
+
+async fn submit(app: &TestApp, seller: &TestUser, milestone: &str) -> Value {
+    let (status, body) = post(
+        app,
+        seller,
+        &format!("/api/v1/milestones/{milestone}/submit"),
+        json!({}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    body
+}
+
+/// A GET that must answer 200.
+async fn get(app: &TestApp, user: &TestUser, path: &str) -> Value {
+    let (status, body) = json(app.authed(Method::GET, path, &user.token).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{path}: {body}");
+    body
+}
+
+async fn milestone(app: &TestApp, user: &TestUser, id: &str) -> Value {
+    get(app, user, &format!("/api/v1/milestones/{id}")).await
+}
+
+async fn project(app: &TestApp, user: &TestUser, id: &str) -> Value {
+    get(app, user, &format!("/api/v1/projects/{id}")).await
+}
+
+fn at(stamp: &Value) -> OffsetDateTime {
+    amani::timestamp::parse(stamp.as_str().expect("a timestamp")).expect("one of our timestamps")
+}
+
+fn secs(n: i64) -> time::Duration {
+    time::Duration::seconds(n)
+}
+
+/// Release transactions of a milestone, as its seller's history shows them.
+async fn releases_of(app: &TestApp, seller: &TestUser, milestone: &str) -> Vec<Value> {
+    let page = get(app, seller, "/api/v1/escrow/transactions?type=release&page_size=100").await;
+    page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|t| t["milestone_id"] == milestone)
+        .cloned()
+        .collect()
+}
+
+/// The audit rows of `action`: (actor id, details).
+async fn audit_of(app: &TestApp, action: &str) -> Vec<(Option<String>, Value)> {
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let (conn, obs) = amani::store::DbHandle::parts(&mut conn);
+    let rows: Vec<(Option<String>, String)> = obs
+        .run(
+            "test.audit",
+            sqlx::query_as("select actor_id, details from audit_events where action = $1")
+                .bind(action)
+                .fetch_all(conn),
+        )
+        .await
+        .unwrap();
+    rows.into_iter()
+        .map(|(actor, details)| (actor, serde_json::from_str(&details).unwrap()))
+        .collect()
+}
+
+both_engines!(
+    an_unanswered_delivery_is_released_once_when_its_inspection_period_ends,
+    an_answer_a_rejection_or_a_dispute_before_the_deadline_stops_the_clock,
+    two_schedulers_on_one_database_release_each_milestone_once,
+    a_job_whose_replica_died_is_done_once_after_its_lease,
+    a_project_not_funded_by_its_deadline_expires_and_refunds_what_is_held,
+    inspection_periods_are_bounded_and_the_milestones_own_wins,
+    late_scheduled_work_shows_on_metrics,
+);
+
+async fn an_unanswered_delivery_is_released_once_when_its_inspection_period_ends(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let deal = funded_deal(&app, &admin, &[30_000, 10_000]).await;
+    let before = OffsetDateTime::now_utc();
+    let submitted = submit(&app, &deal.seller, &deal.milestones[0]).await;
+    let deadline = at(&submitted["inspection_deadline"]);
+    let week = secs(7 * 86_400);
+    assert!(
+        deadline >= before + week && deadline <= OffsetDateTime::now_utc() + week,
+        "the platform's 7 days from the submission: {deadline}"
+    );
+
+    let early = app.state.scheduler.pass(deadline - secs(1)).await.unwrap();
+    assert_eq!(early.done, 0, "a second early is too early");
+    assert_eq!(
+        milestone(&app, &deal.buyer, &deal.milestones[0]).await["status"],
+        "submitted"
+    );
+
+    let report = app.state.scheduler.pass(deadline + secs(1)).await.unwrap();
+    assert_eq!((report.done, report.obsolete, report.failed), (1, 0, 0));
+    let released = milestone(&app, &deal.buyer, &deal.milestones[0]).await;
+    assert_eq!(released["status"], "released");
+    assert_eq!(released["inspection_deadline"], Value::Null);
+    assert_eq!(available(&app, &deal.seller).await, 30_000);
+    assert_eq!(
+        assert_books_balance(&app).await,
+        10_000,
+        "the other milestone is still held"
+    );
+    let transactions = releases_of(&app, &deal.seller, &deal.milestones[0]).await;
+    assert_eq!(transactions.len(), 1);
+    assert_eq!(transactions[0]["notes"], "inspection period elapsed");
+
+    let again = app.state.scheduler.pass(deadline + secs(3600)).await.unwrap();
+    assert_eq!(again.done + again.obsolete, 0, "nothing left to do");
+    assert_eq!(available(&app, &deal.seller).await, 30_000, "released once");
+
+    let audit = audit_of(&app, "escrow.auto_release").await;
+    assert_eq!(audit.len(), 1);
+    assert_eq!(audit[0].0, None, "no user did it");
+    assert_eq!(audit[0].1["actor"], "system");
+    assert_eq!(audit[0].1["reason"], "inspection period elapsed");
+    assert_eq!(audit[0].1["amount"], 30_000);
+
+    let events = get(
+        &app,
+        &deal.seller,
+        &format!("/api/v1/events?project_id={}", deal.project),
+    )
+    .await;
+    let types: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["object"]["id"] == deal.milestones[0].as_str() || e["type"] == "escrow.released")
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        types,
+        [
+            "milestone.funded",
+            "milestone.submitted",
+            "milestone.auto_released",
+            "milestone.released",
+            "escrow.released"
+        ]
+    );
+    let metrics = scrape(&app).await;
+    assert_eq!(
+        samples(&metrics, "amani_milestones_auto_released_total"),
+        ["amani_milestones_auto_released_total 1"]
+    );
+    assert!(
+        samples(&metrics, "amani_scheduled_jobs_total")
+            .contains(&r#"amani_scheduled_jobs_total{kind="milestone.inspection_elapsed",outcome="done"} 1"#),
+        "{metrics}"
+    );
+}
+
+async fn an_answer_a_rejection_or_a_dispute_before_the_deadline_stops_the_clock(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let deal = funded_deal(&app, &admin, &[10_000, 20_000, 40_000]).await;
+    let [approved, rejected, _] = &deal.milestones[..] else {
+        unreachable!()
+    };
+    let first = at(&submit(&app, &deal.seller, approved).await["inspection_deadline"]);
+    let first_of_rejected = at(&submit(&app, &deal.seller, rejected).await["inspection_deadline"]);
+
+    // The buyer approves (before the deadline, as any answer through the API
+    // is) and releases; the scheduler then finds nothing to do.
+    let (status, _) = post(
+        &app,
+        &deal.buyer,
+        &format!("/api/v1/milestones/{approved}/approve"),
+        json!({"approve": true}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (status, body) = money_post(
+        &app,
+        &deal.buyer,
+        "/api/v1/escrow/release",
+        json!({"milestone_id": approved}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    // A rejection clears the deadline; the resubmission starts a new one.
+    let (status, body) = post(
+        &app,
+        &deal.buyer,
+        &format!("/api/v1/milestones/{rejected}/approve"),
+        json!({"approve": false, "reason": "the logo is missing"}),
+    )
+    .await;
+    assert_eq!((status, &body["inspection_deadline"]), (200, &Value::Null), "{body}");
+
+    let report = app.state.scheduler.pass(first_of_rejected + secs(1)).await.unwrap();
+    assert_eq!((report.done, report.obsolete), (0, 2), "both answered in time");
+    assert_eq!(available(&app, &deal.seller).await, 10_000, "the buyer's release, once");
+    assert_eq!(releases_of(&app, &deal.seller, approved).await.len(), 1);
+
+    let second = at(&submit(&app, &deal.seller, rejected).await["inspection_deadline"]);
+    assert!(second > first);
+    let report = app.state.scheduler.pass(second - secs(1)).await.unwrap();
+    assert_eq!(report.done, 0, "the new clock has not run out");
+    let report = app.state.scheduler.pass(second + secs(1)).await.unwrap();
+    assert_eq!(report.done, 1);
+    assert_eq!(available(&app, &deal.seller).await, 30_000);
+
+    // A dispute freezes the project: its submitted milestone is not released.
+    let third = at(&submit(&app, &deal.seller, &deal.milestones[2]).await["inspection_deadline"]);
+    let (status, _) = post(
+        &app,
+        &deal.buyer,
+        &format!("/api/v1/projects/{}/dispute", deal.project),
+        json!({"reason": "not what we agreed"}),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let report = app.state.scheduler.pass(third + secs(1)).await.unwrap();
+    assert_eq!((report.done, report.obsolete), (0, 1));
+    assert_eq!(
+        milestone(&app, &deal.buyer, &deal.milestones[2]).await["status"],
+        "submitted"
+    );
+    assert_eq!(available(&app, &deal.seller).await, 30_000);
+    assert_eq!(assert_books_balance(&app).await, 40_000);
+}
+
+async fn two_schedulers_on_one_database_release_each_milestone_once(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let first = app_without_scheduler(&db).await;
+    let second = app_without_scheduler(&db).await;
+    let admin = first.admin().await;
+    let amounts = [1_000; 20];
+    let deal = funded_deal(&first, &admin, &amounts).await;
+    let mut latest = OffsetDateTime::UNIX_EPOCH;
+    for id in &deal.milestones {
+        latest = latest.max(at(&submit(&first, &deal.seller, id).await["inspection_deadline"]));
+    }
+    let now = latest + secs(1);
+    let mut passes = Vec::new();
+    for app in [&first, &second, &first, &second] {
+        let scheduler = std::sync::Arc::clone(&app.state.scheduler);
+        passes.push(tokio::spawn(async move { scheduler.pass(now).await.unwrap() }));
+    }
+    let mut done = 0;
+    for pass in passes {
+        let report = pass.await.unwrap();
+        assert_eq!(report.failed, 0, "{report:?}");
+        done += report.done;
+    }
+    assert_eq!(done, 20, "each job done by exactly one pass");
+    assert_eq!(available(&first, &deal.seller).await, 20_000);
+    for id in &deal.milestones {
+        assert_eq!(releases_of(&first, &deal.seller, id).await.len(), 1, "{id}");
+    }
+    assert_eq!(assert_books_balance(&first).await, 0);
+}
+
+async fn a_job_whose_replica_died_is_done_once_after_its_lease(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let deal = funded_deal(&app, &admin, &[5_000]).await;
+    let deadline = at(&submit(&app, &deal.seller, &deal.milestones[0]).await["inspection_deadline"]);
+
+    // A replica takes the job, then is killed before its transaction
+    // commits: what stays in the database is the lease alone.
+    let taken_at = deadline + secs(1);
+    {
+        let mut conn = app.state.db.acquire().await.unwrap();
+        let stamp = amani::timestamp::format(taken_at);
+        let due = amani::store::jobs::due(&mut conn, &stamp, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        let lease = amani::timestamp::format(taken_at + amani::operations::scheduler::LEASE);
+        let claimed = amani::store::jobs::claim(&mut conn, &due[0].id, &stamp, &lease)
+            .await
+            .unwrap();
+        assert!(claimed.is_some());
+    }
+    let lease = time::Duration::try_from(amani::operations::scheduler::LEASE).unwrap();
+    let report = app.state.scheduler.pass(taken_at + lease - secs(1)).await.unwrap();
+    assert_eq!(report.done, 0, "the dead replica's lease still holds");
+    assert_eq!(available(&app, &deal.seller).await, 0);
+    let report = app.state.scheduler.pass(taken_at + lease + secs(1)).await.unwrap();
+    assert_eq!(report.done, 1, "taken again once the lease ran out");
+    assert_eq!(available(&app, &deal.seller).await, 5_000);
+    let report = app.state.scheduler.pass(taken_at + lease * 3).await.unwrap();
+    assert_eq!(report.done + report.obsolete, 0);
+    assert_eq!(releases_of(&app, &deal.seller, &deal.milestones[0]).await.len(), 1);
+    assert_eq!(assert_books_balance(&app).await, 0);
+}
+
+async fn a_project_not_funded_by_its_deadline_expires_and_refunds_what_is_held(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    deposit(&app, &buyer, 1_000_000).await;
+
+    // Sent, never accepted.
+    let (status, created) = post(
+        &app,
+        &buyer,
+        "/api/v1/projects",
+        json!({"title": "Logo", "seller_id": seller.id, "currency": "NGN",
+               "milestones": [{"title": "Logo", "amount": 10_000}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let unaccepted = created["id"].as_str().unwrap().to_owned();
+    let (status, sent) = post(&app, &buyer, &format!("/api/v1/projects/{unaccepted}/send"), json!({})).await;
+    assert_eq!(status, 200, "{sent}");
+    // Accepted and half funded, nothing delivered: refunded and cancelled.
+    let (half, half_milestones) = active_project(&app, &buyer, &seller, &[20_000, 30_000]).await;
+    let (status, _) = money_post(
+        &app,
+        &buyer,
+        "/api/v1/escrow/hold",
+        json!({"project_id": half, "milestone_id": half_milestones[0]}),
+    )
+    .await;
+    assert_eq!(status, 201);
+    // Fully funded: kept.
+    let (full, _) = active_project(&app, &buyer, &seller, &[40_000]).await;
+    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": full})).await;
+    // Half funded but the work delivered: kept (a dispute is the way out).
+    let (delivered, delivered_milestones) = active_project(&app, &buyer, &seller, &[5_000, 6_000]).await;
+    money_post(
+        &app,
+        &buyer,
+        "/api/v1/escrow/hold",
+        json!({"project_id": delivered, "milestone_id": delivered_milestones[0]}),
+    )
+    .await;
+    submit(&app, &seller, &delivered_milestones[0]).await;
+    let buyer_before = available(&app, &buyer).await;
+    let mut latest = OffsetDateTime::UNIX_EPOCH;
+    for id in [&unaccepted, &half, &full, &delivered] {
+        let deadline = at(&project(&app, &buyer, id).await["funding_deadline"]);
+        let month = secs(30 * 86_400);
+        assert!(deadline > OffsetDateTime::now_utc() + month - secs(600), "{deadline}");
+        latest = latest.max(deadline);
+    }
+
+    let report = app.state.scheduler.pass(latest + secs(1)).await.unwrap();
+    assert_eq!(project(&app, &buyer, &unaccepted).await["status"], "cancelled");
+    assert_eq!(project(&app, &buyer, &half).await["status"], "cancelled");
+    assert_eq!(project(&app, &buyer, &full).await["status"], "active");
+    assert_eq!(project(&app, &buyer, &delivered).await["status"], "active");
+    // Done: two expiries, and the delivered milestone's inspection period
+    // (7 days) ran out long before: released.
+    assert_eq!((report.done, report.obsolete, report.failed), (3, 2, 0), "{report:?}");
+    assert_eq!(
+        milestone(&app, &buyer, &delivered_milestones[0]).await["status"],
+        "released"
+    );
+    assert_eq!(
+        available(&app, &buyer).await,
+        buyer_before + 20_000,
+        "the held milestone comes back (the fee does not)"
+    );
+    let refunded = milestone(&app, &buyer, &half_milestones[0]).await;
+    assert_eq!(refunded["status"], "refunded");
+    assert_eq!(assert_books_balance(&app).await, 40_000);
+    let audit = audit_of(&app, "project.expired").await;
+    assert_eq!(audit.len(), 2);
+    assert!(
+        audit
+            .iter()
+            .all(|(actor, d)| actor.is_none() && d["reason"] == "funding deadline passed")
+    );
+    let events = get(&app, &seller, "/api/v1/events?type=project.expired").await;
+    assert_eq!(events["items"].as_array().unwrap().len(), 2, "{events}");
+}
+
+async fn inspection_periods_are_bounded_and_the_milestones_own_wins(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    for (bad, project_level) in [(0, true), (-5, false), (7_776_001, true)] {
+        let mut body = json!({"title": "Logo", "seller_id": seller.id, "currency": "NGN",
+                               "milestones": [{"title": "Logo", "amount": 10_000}]});
+        if project_level {
+            body["inspection_period_seconds"] = json!(bad);
+        } else {
+            body["milestones"][0]["inspection_period_seconds"] = json!(bad);
+        }
+        let (status, problem) = post(&app, &buyer, "/api/v1/projects", body).await;
+        assert_eq!(status, 422, "{problem}");
+        assert!(
+            problem["detail"]
+                .as_str()
+                .unwrap()
+                .contains("inspection_period_seconds must be from 1 to 7776000"),
+            "{problem}"
+        );
+    }
+    deposit(&app, &buyer, 100_000).await;
+    let (status, created) = post(
+        &app,
+        &buyer,
+        "/api/v1/projects",
+        json!({"title": "Site", "seller_id": seller.id, "currency": "NGN", "inspection_period_seconds": 3600,
+               "milestones": [{"title": "Design", "amount": 10_000, "inspection_period_seconds": 60},
+                              {"title": "Build", "amount": 20_000}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["inspection_period_seconds"], 3600);
+    let id = created["id"].as_str().unwrap();
+    for (path, user) in [("send", &buyer), ("accept", &seller)] {
+        let (status, _) = post(&app, user, &format!("/api/v1/projects/{id}/{path}"), json!({})).await;
+        assert_eq!(status, 200);
+    }
+    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": id})).await;
+    for (milestone, period) in created["milestones"].as_array().unwrap().iter().zip([60, 3600]) {
+        let before = OffsetDateTime::now_utc();
+        let submitted = submit(&app, &seller, milestone["id"].as_str().unwrap()).await;
+        let deadline = at(&submitted["inspection_deadline"]);
+        let after = OffsetDateTime::now_utc();
+        assert!(
+            deadline >= before + secs(period) && deadline <= after + secs(period),
+            "{period}: {deadline}"
+        );
+    }
+}
+
+async fn late_scheduled_work_shows_on_metrics(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let deal = funded_deal(&app, &admin, &[1_000]).await;
+    let due_line = r#"amani_scheduled_jobs_due{kind="milestone.inspection_elapsed"}"#;
+    let metrics = scrape(&app).await;
+    assert!(
+        samples(&metrics, "amani_scheduled_jobs_due").contains(&format!("{due_line} 0").as_str()),
+        "{metrics}"
+    );
+    assert_eq!(
+        samples(&metrics, "amani_scheduled_jobs_late_seconds"),
+        ["amani_scheduled_jobs_late_seconds 0"]
+    );
+
+    // A one-second inspection period (allowed outside production) and no
+    // scheduler running: the job is due and grows late.
+    let id = &deal.milestones[0];
+    {
+        let mut conn = app.state.db.acquire().await.unwrap();
+        let (conn, obs) = amani::store::DbHandle::parts(&mut conn);
+        obs.run(
+            "test.shorten",
+            sqlx::query("update milestones set inspection_period_seconds = 1 where id = $1")
+                .bind(id)
+                .execute(conn),
+        )
+        .await
+        .unwrap();
+    }
+    submit(&app, &deal.seller, id).await;
+    let late = crate::server::eventually(Duration::from_secs(20), "the job to show as due and late", async || {
+        let metrics = scrape(&app).await;
+        let due = samples(&metrics, "amani_scheduled_jobs_due").contains(&format!("{due_line} 1").as_str());
+        let late: i64 = samples(&metrics, "amani_scheduled_jobs_late_seconds")
+            .first()?
+            .rsplit(' ')
+            .next()?
+            .parse()
+            .ok()?;
+        (due && late >= 1).then_some(late)
+    })
+    .await;
+    assert!(late < 60, "{late}");
+    let report = app.state.scheduler.pass(OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(report.done, 1);
+    assert_eq!(available(&app, &deal.seller).await, 1_000);
+}
