@@ -23,6 +23,9 @@ pub struct ScheduleConfig {
     /// A project sent to its seller and not fully funded this long after is
     /// cancelled (`PROJECT_FUNDING_DEADLINE_SECONDS`).
     pub funding_deadline: Duration,
+    /// How long the other party has to answer a milestone's dispute before
+    /// it is settled for the party who opened it (`DISPUTE_RESPONSE_SECONDS`).
+    pub dispute_response: Duration,
 }
 
 impl ScheduleConfig {
@@ -57,6 +60,11 @@ pub(super) fn parse_schedule(vars: &Vars, environment: Environment) -> Result<Sc
             "PROJECT_FUNDING_DEADLINE_SECONDS",
             30 * 86_400,
             min..=365 * 86_400,
+        )?),
+        dispute_response: Duration::from_secs(vars.parse_range(
+            "DISPUTE_RESPONSE_SECONDS",
+            3 * 86_400,
+            min..=MAX_INSPECTION_SECONDS,
         )?),
     })
 }

@@ -8,7 +8,10 @@
 //!
 //! Milestone: `pending → funded → submitted → approved → released`; the buyer
 //! may reject a submission (`rejected`, back to the seller, who submits
-//! again); unreleased money goes back to the buyer as `refunded`.
+//! again); unreleased money goes back to the buyer as `refunded`. Part of a
+//! milestone's money may go either way before it settles; a milestone
+//! settled with money to both sides is `split`. Either party may dispute
+//! one milestone (`disputed`) while the others go on.
 
 use super::DomainError;
 
@@ -29,6 +32,8 @@ string_enum!(MilestoneStatus {
     Released => "released",
     Rejected => "rejected",
     Refunded => "refunded",
+    Disputed => "disputed",
+    Split => "split",
 });
 
 /// Who is acting on a project.
@@ -95,6 +100,8 @@ impl ProjectStatus {
                             | MilestoneStatus::Approved
                             | MilestoneStatus::Released
                             | MilestoneStatus::Rejected
+                            | MilestoneStatus::Disputed
+                            | MilestoneStatus::Split
                     )
                 });
                 if worked {
@@ -134,9 +141,7 @@ impl ProjectStatus {
 
     /// An active project whose milestones are all settled is completed.
     pub fn after_settlement(self, milestones: &[MilestoneStatus]) -> ProjectStatus {
-        let settled = milestones
-            .iter()
-            .all(|m| matches!(m, MilestoneStatus::Released | MilestoneStatus::Refunded));
+        let settled = milestones.iter().all(|m| m.is_settled());
         if self == ProjectStatus::Active && settled && !milestones.is_empty() {
             ProjectStatus::Completed
         } else {
@@ -154,7 +159,53 @@ impl MilestoneStatus {
                 | MilestoneStatus::Submitted
                 | MilestoneStatus::Approved
                 | MilestoneStatus::Rejected
+                | MilestoneStatus::Disputed
         )
+    }
+
+    /// Nothing is held any more: its money went to the seller, the buyer, or both.
+    pub fn is_settled(self) -> bool {
+        matches!(
+            self,
+            MilestoneStatus::Released | MilestoneStatus::Refunded | MilestoneStatus::Split
+        )
+    }
+
+    /// What a milestone is called once nothing is held, from what each side
+    /// received: never "released" when the buyer got part back.
+    pub fn settled(released: i64, refunded: i64) -> MilestoneStatus {
+        match (released > 0, refunded > 0) {
+            (true, true) => MilestoneStatus::Split,
+            (true, false) => MilestoneStatus::Released,
+            _ => MilestoneStatus::Refunded,
+        }
+    }
+
+    /// Part of the held money to the seller, by the buyer's choice: any
+    /// time the milestone holds money and is not under dispute.
+    pub fn check_partial_release(self) -> Result<(), DomainError> {
+        match self {
+            MilestoneStatus::Funded
+            | MilestoneStatus::Submitted
+            | MilestoneStatus::Approved
+            | MilestoneStatus::Rejected => Ok(()),
+            other => Err(refuse_milestone("release part of it", other)),
+        }
+    }
+
+    /// Either party disputes a milestone holding money; an admin (or the
+    /// other party's silence) settles it.
+    pub fn open_dispute(self, by: Party) -> Result<MilestoneStatus, DomainError> {
+        if by == Party::Admin {
+            return Err(DomainError::conflict("a dispute is opened by the buyer or the seller"));
+        }
+        match self {
+            MilestoneStatus::Funded
+            | MilestoneStatus::Submitted
+            | MilestoneStatus::Approved
+            | MilestoneStatus::Rejected => Ok(MilestoneStatus::Disputed),
+            other => Err(refuse_milestone("dispute it", other)),
+        }
     }
 
     pub fn fund(self) -> Result<MilestoneStatus, DomainError> {
@@ -203,6 +254,14 @@ impl MilestoneStatus {
             other => Err(refuse_milestone("refund it", other)),
         }
     }
+
+    /// An admin settles a disputed milestone.
+    pub fn check_disputed(self) -> Result<(), DomainError> {
+        match self {
+            MilestoneStatus::Disputed => Ok(()),
+            other => Err(refuse_milestone("resolve its dispute", other)),
+        }
+    }
 }
 
 #[cfg(test)]
@@ -246,5 +305,22 @@ mod tests {
         assert!(P::Completed.cancel(&[]).is_err());
         assert_eq!(P::Active.after_settlement(&[M::Released, M::Refunded]), P::Completed);
         assert_eq!(P::Active.after_settlement(&[M::Released, M::Funded]), P::Active);
+        assert_eq!(P::Active.after_settlement(&[M::Split, M::Refunded]), P::Completed);
+        assert!(P::Active.cancel(&[M::Disputed]).is_err());
+    }
+
+    #[test]
+    fn a_settled_milestone_says_who_got_the_money() {
+        assert_eq!(M::settled(100, 0), M::Released);
+        assert_eq!(M::settled(0, 100), M::Refunded);
+        assert_eq!(M::settled(60, 40), M::Split, "never released for a split");
+        assert!(M::Disputed.holds_funds() && !M::Split.holds_funds());
+        assert_eq!(M::Submitted.open_dispute(Party::Buyer).unwrap(), M::Disputed);
+        assert!(M::Submitted.open_dispute(Party::Admin).is_err());
+        assert!(M::Released.open_dispute(Party::Seller).is_err());
+        assert!(
+            M::Disputed.check_partial_release().is_err(),
+            "a disputed milestone waits for its resolution"
+        );
     }
 }

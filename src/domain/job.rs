@@ -7,7 +7,10 @@
 pub const INSPECTION_ELAPSED: &str = "milestone.inspection_elapsed";
 /// Cancel a project not fully funded by its deadline (target: the project).
 pub const FUNDING_DEADLINE: &str = "project.funding_deadline";
-pub const KINDS: [&str; 2] = [INSPECTION_ELAPSED, FUNDING_DEADLINE];
+/// Settle a milestone's dispute the other party did not answer in time, for
+/// the party who opened it (target: the milestone).
+pub const DISPUTE_UNANSWERED: &str = "milestone.dispute_unanswered";
+pub const KINDS: [&str; 3] = [INSPECTION_ELAPSED, FUNDING_DEADLINE, DISPUTE_UNANSWERED];
 /// `done`: the work happened; `obsolete`: nothing was left to do; `failed`:
 /// the attempt failed and will be retried.
 pub const OUTCOMES: [&str; 3] = ["done", "obsolete", "failed"];

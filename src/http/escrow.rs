@@ -12,6 +12,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ApiQuery, AuthUser, Id, IdPath, Page, PageParams};
 use super::idempotency;
 use crate::domain::account::{Role, bounded_text};
+use crate::domain::money::MinorUnits;
 use crate::domain::payment::{TransactionKind, TransactionStatus};
 use crate::operations::escrow;
 use crate::state::AppState;
@@ -137,12 +138,17 @@ pub struct ReleaseRequest {
     pub project_id: Option<Id>,
     #[schema(value_type = String, format = Uuid)]
     pub milestone_id: Id,
+    /// Minor units: release this part of what the milestone holds (any time
+    /// before it settles, not while disputed). Omitted: the whole
+    /// remainder, once the buyer approved.
+    pub amount: Option<MinorUnits>,
     #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
 
-/// The buyer (or an admin) releases an approved milestone's escrow to the
-/// seller's available balance.
+/// The buyer (or an admin) releases a milestone's escrow to the seller's
+/// available balance: the whole remainder of an approved milestone, or a
+/// part (`amount`). A milestone settles when nothing is left held.
 #[utoipa::path(post, path = "/api/v1/escrow/release", tag = TAG, security(("bearer" = [])), request_body = ReleaseRequest,
     params(("Idempotency-Key" = String, Header)),
     responses((status = 201, body = Transactions), (status = 409, description = "not approved, or already released", body = super::error::Problem)))]
@@ -155,7 +161,14 @@ pub async fn release(
     let notes = notes(&body.notes)?;
     let mut done = Vec::new();
     let result = idempotency::run(&state, &user.id, &headers, "escrow.release", &body, async |tx| {
-        let released = escrow::release(tx, &user, &body.milestone_id, notes.as_deref()).await?;
+        let released = escrow::release(
+            tx,
+            &user,
+            &body.milestone_id,
+            body.amount.map(|a| a.0),
+            notes.as_deref(),
+        )
+        .await?;
         if body
             .project_id
             .as_deref()
@@ -183,6 +196,9 @@ pub struct RefundRequest {
     /// One milestone; omit to refund every milestone holding funds.
     #[schema(value_type = Option<String>, format = Uuid)]
     pub milestone_id: Option<Id>,
+    /// Minor units: refund this part of what `milestone_id` holds. Omitted:
+    /// all of it.
+    pub amount: Option<MinorUnits>,
     #[schema(max_length = 2000)]
     pub notes: Option<String>,
 }
@@ -206,6 +222,7 @@ pub async fn refund(
             &user,
             &body.project_id,
             body.milestone_id.as_deref(),
+            body.amount.map(|a| a.0),
             notes.as_deref(),
         )
         .await?;

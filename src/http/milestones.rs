@@ -4,16 +4,17 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{ApiJson, ApiQuery, AuthUser, IdPath, Page, PageParams};
-use super::projects::{MilestoneInput, MilestoneView, TAG, inspection_period, optional_text};
+use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, IdPath, Page, PageParams};
+use super::projects::{MilestoneInput, MilestoneView, ResolveRequest, TAG, inspection_period, optional_text};
 use crate::domain::account::bounded_text;
 use crate::domain::escrow::MilestoneStatus;
 use crate::operations::milestones;
 use crate::state::AppState;
+use crate::store::escrow::EscrowTransaction;
 
 /// The buyer adds a milestone to a draft.
 #[utoipa::path(post, path = "/api/v1/projects/{id}/milestones", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
@@ -151,4 +152,101 @@ pub async fn review_milestone(
     let reason = optional_text("reason", body.reason.as_deref(), 2000)?;
     let milestone = milestones::review(&state.db, &user, &id, body.approve, reason.as_deref()).await?;
     Ok(Json(milestone.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct MilestoneDisputeRequest {
+    /// What is wrong, for the other party and the admin.
+    #[schema(min_length = 1, max_length = 2000)]
+    pub reason: String,
+    /// Supporting text: what was agreed, what was delivered, links.
+    #[schema(max_length = 10000)]
+    pub evidence: Option<String>,
+}
+
+/// The buyer or the seller disputes one milestone holding money. Its money
+/// stays held and its inspection clock stops; the project's other
+/// milestones go on. The other party may answer until `dispute_respond_by`
+/// (`DISPUTE_RESPONSE_SECONDS`, 3 days by default); unanswered, the dispute
+/// is settled for the party who opened it (a buyer's: refunded; a seller's:
+/// released). Answered, an admin resolves it.
+#[utoipa::path(post, path = "/api/v1/milestones/{id}/dispute", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = MilestoneDisputeRequest, responses((status = 200, body = MilestoneView), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub async fn dispute_milestone(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<MilestoneDisputeRequest>,
+) -> Result<Json<MilestoneView>, ApiError> {
+    let reason = bounded_text("reason", &body.reason, 2000)?;
+    let evidence = optional_text("evidence", body.evidence.as_deref(), 10_000)?;
+    let statement = milestones::DisputeStatement {
+        reason: &reason,
+        evidence: evidence.as_deref(),
+    };
+    let disputed =
+        milestones::dispute(&state.db, &user, &id, statement, state.config.schedule.dispute_response).await?;
+    Ok(Json(disputed.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct DisputeAnswer {
+    /// The other party's side.
+    #[schema(min_length = 1, max_length = 10000)]
+    pub response: String,
+}
+
+/// The other party answers a milestone's dispute before `dispute_respond_by`;
+/// an admin then resolves it.
+#[utoipa::path(post, path = "/api/v1/milestones/{id}/dispute/answer", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = DisputeAnswer, responses((status = 200, body = MilestoneView), (status = 403, body = super::error::Problem), (status = 409, body = super::error::Problem)))]
+pub async fn answer_dispute(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<DisputeAnswer>,
+) -> Result<Json<MilestoneView>, ApiError> {
+    let response = bounded_text("response", &body.response, 10_000)?;
+    Ok(Json(
+        milestones::answer_dispute(&state.db, &user, &id, &response)
+            .await?
+            .into(),
+    ))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct MilestoneResolution {
+    pub milestone: MilestoneView,
+    /// The money moved: the seller's part, then the buyer's.
+    pub transactions: Vec<EscrowTransaction>,
+}
+
+/// Admin: settle one disputed milestone. `release`: everything it holds to
+/// the seller; `refund`: back to the buyer; `split`: `seller_amount` to the
+/// seller and the rest to the buyer. Its status says what happened
+/// (`released`, `refunded` or `split`).
+#[utoipa::path(post, path = "/api/v1/admin/milestones/{id}/resolve", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    request_body = ResolveRequest, responses((status = 200, body = MilestoneResolution), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
+pub async fn resolve_milestone(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    IdPath(id): IdPath,
+    ApiJson(body): ApiJson<ResolveRequest>,
+) -> Result<Json<MilestoneResolution>, ApiError> {
+    let resolution = body.resolution()?;
+    let notes = optional_text("notes", body.notes.as_deref(), 2000)?;
+    let mut tx = state
+        .db
+        .begin()
+        .await
+        .map_err(crate::operations::OperationError::from)?;
+    let (milestone, moved) =
+        crate::operations::escrow::resolve_milestone_dispute(&mut tx, &admin, &id, resolution, notes.as_deref())
+            .await?;
+    tx.commit().await.map_err(crate::operations::OperationError::from)?;
+    super::escrow::count(&state, &moved);
+    Ok(Json(MilestoneResolution {
+        milestone: milestone.into(),
+        transactions: moved,
+    }))
 }

@@ -40,6 +40,21 @@ pub struct MilestoneView {
     /// While submitted: when the delivery is approved and released if the
     /// buyer neither approves, rejects nor disputes it first.
     pub inspection_deadline: Option<String>,
+    /// Paid to the seller so far (minor units).
+    pub released_amount: i64,
+    /// Given back to the buyer so far (minor units).
+    pub refunded_amount: i64,
+    /// Still in escrow for this milestone (minor units).
+    pub held_amount: i64,
+    /// `buyer` or `seller`: who disputed this milestone.
+    pub disputed_by: Option<String>,
+    pub dispute_reason: Option<String>,
+    pub dispute_evidence: Option<String>,
+    /// The other party's answer.
+    pub dispute_response: Option<String>,
+    /// Until then the other party may answer; unanswered, the dispute is
+    /// settled for the party who opened it.
+    pub dispute_respond_by: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -47,6 +62,14 @@ pub struct MilestoneView {
 impl From<Milestone> for MilestoneView {
     fn from(m: Milestone) -> MilestoneView {
         MilestoneView {
+            held_amount: m.held(),
+            released_amount: m.released_amount,
+            refunded_amount: m.refunded_amount,
+            disputed_by: m.disputed_by,
+            dispute_reason: m.dispute_reason,
+            dispute_evidence: m.dispute_evidence,
+            dispute_response: m.dispute_response,
+            dispute_respond_by: m.dispute_respond_by,
             id: m.id,
             project_id: m.project_id,
             position: m.position,
@@ -382,6 +405,17 @@ pub struct ResolveRequest {
     pub notes: Option<String>,
 }
 
+impl ResolveRequest {
+    pub(super) fn resolution(&self) -> Result<Resolution, ApiError> {
+        match (&self.resolution, &self.seller_amount) {
+            (ResolutionKind::Release, _) => Ok(Resolution::ReleaseToSeller),
+            (ResolutionKind::Refund, _) => Ok(Resolution::RefundToBuyer),
+            (ResolutionKind::Split, Some(amount)) => Ok(Resolution::Split { to_seller: amount.0 }),
+            (ResolutionKind::Split, None) => Err(ApiError::unprocessable("seller_amount is required for a split")),
+        }
+    }
+}
+
 /// Admin: settle a disputed project's held money; the project completes.
 #[utoipa::path(post, path = "/api/v1/admin/projects/{id}/resolve", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
     request_body = ResolveRequest, responses((status = 200, body = CancelResult), (status = 409, body = super::error::Problem), (status = 422, body = super::error::Problem)))]
@@ -391,12 +425,7 @@ pub async fn resolve(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<ResolveRequest>,
 ) -> Result<Json<CancelResult>, ApiError> {
-    let resolution = match (body.resolution, body.seller_amount) {
-        (ResolutionKind::Release, _) => Resolution::ReleaseToSeller,
-        (ResolutionKind::Refund, _) => Resolution::RefundToBuyer,
-        (ResolutionKind::Split, Some(amount)) => Resolution::Split { to_seller: amount.0 },
-        (ResolutionKind::Split, None) => return Err(ApiError::unprocessable("seller_amount is required for a split")),
-    };
+    let resolution = body.resolution()?;
     let notes = optional_text("notes", body.notes.as_deref(), 2000)?;
     let (project, moved) = projects::resolve(&state.db, &admin, &id, resolution, notes.as_deref()).await?;
     super::escrow::count(&state, &moved);

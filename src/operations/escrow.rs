@@ -276,13 +276,16 @@ async fn move_escrow(
     Ok(moved)
 }
 
-/// An approved milestone's escrow goes to the seller. The buyer (or an
-/// admin) releases; a second release finds the milestone already released.
+/// A milestone's escrow goes to the seller: with `amount`, that part of
+/// what it holds, at any time before it settles (not while disputed);
+/// without, the whole remainder, once the buyer approved. The buyer (or an
+/// admin) releases; a second release finds nothing left to release.
 #[tracing::instrument(name = "escrow.release", skip_all, fields(milestone_id = %milestone_id, user_id = %actor.id))]
 pub async fn release(
     tx: &mut Tx,
     actor: &User,
     milestone_id: &str,
+    amount: Option<i64>,
     notes: Option<&str>,
 ) -> Result<EscrowTransaction, OperationError> {
     let (project, party, milestone) = locked_milestone(tx, actor, milestone_id).await?;
@@ -292,57 +295,95 @@ pub async fn release(
         ));
     }
     project.status.check_active("release")?;
-    milestone.status.release()?;
-    let released = pay_seller(tx, &project, &milestone, None, notes).await?;
+    let amount = match amount {
+        None => {
+            milestone.status.release()?;
+            milestone.held()
+        }
+        Some(part) => {
+            milestone.status.check_partial_release()?;
+            within_held("amount", part, &milestone)?
+        }
+    };
+    let (_, mut moved) = pay_out(tx, &project, &milestone, amount, 0, None, notes).await?;
+    settle_project(tx, &project).await?;
+    let released = moved.pop().ok_or_else(|| conflict("nothing was released"))?;
     record_audit(
         tx,
         actor,
         "escrow.release",
         "milestone",
         &milestone.id,
-        json!({ "amount": milestone.amount, "transaction_id": released.id }),
+        json!({ "amount": amount, "transaction_id": released.id }),
     )
     .await?;
     Ok(released)
 }
 
-/// Moves a milestone's whole amount to the seller and marks it released
-/// (compare-and-set from its current status); `first` is an event to emit
-/// before `milestone.released` (the auto-release's own).
-async fn pay_seller(
+/// A part of a milestone's escrow a caller named: from 1 to what it holds.
+fn within_held(field: &'static str, part: i64, milestone: &Milestone) -> Result<i64, OperationError> {
+    let held = milestone.held();
+    if (1..=held).contains(&part) {
+        Ok(part)
+    } else {
+        Err(OperationError::Domain(DomainError::invalid(
+            field,
+            format!("must be from 1 to {held} (what the milestone still holds, in minor units)"),
+        )))
+    }
+}
+
+/// Moves `to_seller` and `to_buyer` (either may be 0; together at most what
+/// the milestone holds) out of a milestone's escrow, each part its own
+/// transaction, and settles the milestone when nothing is left held
+/// (`released`, `refunded` or `split`, from what each side received in
+/// all). `first` is an event to emit before the settlement's (the
+/// auto-release's own). Returns the milestone after, and the transactions
+/// (the seller's first). The caller completes the project if it wants
+/// ([`settle_project`]): a cancellation does not.
+async fn pay_out(
     tx: &mut Tx,
     project: &Project,
     milestone: &Milestone,
+    to_seller: i64,
+    to_buyer: i64,
     first: Option<EventType>,
     notes: Option<&str>,
-) -> Result<EscrowTransaction, OperationError> {
-    let Some(settled) = projects::set_milestone_status(
-        tx,
-        &milestone.id,
-        milestone.status,
-        MilestoneStatus::Released,
-        None,
-        None,
-        None,
-    )
-    .await?
-    else {
-        return Err(conflict("the milestone was released by another request"));
+) -> Result<(Milestone, Vec<EscrowTransaction>), OperationError> {
+    let held = milestone.held();
+    let out = to_seller.checked_add(to_buyer).filter(|out| (1..=held).contains(out));
+    let Some(out) = out.filter(|_| to_seller >= 0 && to_buyer >= 0) else {
+        return Err(conflict(format!(
+            "cannot move {to_seller} to the seller and {to_buyer} to the buyer: the milestone holds {held}"
+        )));
     };
-    for event in first.into_iter().chain([EventType::MilestoneReleased]) {
-        tx.emit(events::milestone(event, project, &settled));
+    let next = if out == held {
+        MilestoneStatus::settled(
+            milestone.released_amount + to_seller,
+            milestone.refunded_amount + to_buyer,
+        )
+    } else {
+        milestone.status
+    };
+    let Some(after) = projects::pay_out(tx, &milestone.id, milestone.status, next, to_seller, to_buyer).await? else {
+        return Err(conflict("the milestone changed meanwhile; reload it and retry"));
+    };
+    let settled = match next {
+        _ if next == milestone.status => None,
+        MilestoneStatus::Released => Some(EventType::MilestoneReleased),
+        MilestoneStatus::Split => Some(EventType::MilestoneSplit),
+        _ => Some(EventType::MilestoneRefunded),
+    };
+    for event in first.into_iter().chain(settled) {
+        tx.emit(events::milestone(event, project, &after));
     }
-    let released = move_escrow(
-        tx,
-        project,
-        Outflow::Release,
-        Some(&milestone.id),
-        milestone.amount,
-        notes,
-    )
-    .await?;
-    settle_project(tx, project).await?;
-    Ok(released)
+    let mut moved = Vec::new();
+    for (outflow, amount) in [(Outflow::Release, to_seller), (Outflow::Refund, to_buyer)] {
+        if amount > 0 {
+            moved.push(move_escrow(tx, project, outflow, Some(&milestone.id), amount, notes).await?);
+        }
+    }
+    Ok((after, moved))
 }
 
 /// Why the system acted, in audit records and transaction notes.
@@ -377,6 +418,18 @@ async fn record_system_audit(
     .await
 }
 
+/// Locks a milestone's project for work the system does on its own (no
+/// caller to check), and reads the milestone under the lock; None if either
+/// is gone.
+async fn locked_by_system(tx: &mut Tx, milestone_id: &str) -> Result<Option<(Project, Milestone)>, OperationError> {
+    let Some(project) = projects::lock_for_milestone(tx, milestone_id).await? else {
+        return Ok(None);
+    };
+    Ok(projects::find_milestone(tx, milestone_id)
+        .await?
+        .map(|milestone| (project, milestone)))
+}
+
 /// The inspection period of a submission ended without an answer from the
 /// buyer: the system approves the milestone and releases it to the seller.
 /// Only if the milestone is still submitted with this very deadline (an
@@ -387,10 +440,7 @@ pub async fn release_after_inspection(
     milestone_id: &str,
     deadline: &str,
 ) -> Result<Option<EscrowTransaction>, OperationError> {
-    let Some(project) = projects::lock_for_milestone(tx, milestone_id).await? else {
-        return Ok(None);
-    };
-    let Some(milestone) = projects::find_milestone(tx, milestone_id).await? else {
+    let Some((project, milestone)) = locked_by_system(tx, milestone_id).await? else {
         return Ok(None);
     };
     if project.status != ProjectStatus::Active
@@ -399,28 +449,29 @@ pub async fn release_after_inspection(
     {
         return Ok(None);
     }
-    let released = pay_seller(
+    let amount = milestone.held();
+    let (_, mut moved) = pay_out(
         tx,
         &project,
         &milestone,
+        amount,
+        0,
         Some(EventType::MilestoneAutoReleased),
         Some(INSPECTION_ELAPSED),
     )
     .await?;
+    settle_project(tx, &project).await?;
+    let released = moved.pop().ok_or_else(|| conflict("nothing was released"))?;
     record_system_audit(
         tx,
         "escrow.auto_release",
         "milestone",
         &milestone.id,
         INSPECTION_ELAPSED,
-        json!({ "amount": milestone.amount, "transaction_id": released.id, "deadline": deadline }),
+        json!({ "amount": amount, "transaction_id": released.id, "deadline": deadline }),
     )
     .await?;
-    tracing::info!(
-        milestone_id,
-        amount = milestone.amount,
-        "milestone released after its inspection period"
-    );
+    tracing::info!(milestone_id, amount, "milestone released after its inspection period");
     Ok(Some(released))
 }
 
@@ -447,7 +498,7 @@ pub async fn expire_unfunded(tx: &mut Tx, project_id: &str) -> Result<Option<Vec
     };
     let mut refunds = Vec::new();
     for milestone in milestones.iter().filter(|m| m.status.holds_funds()) {
-        refunds.push(refund_milestone(tx, &project, milestone, Some(FUNDING_DEADLINE_PASSED)).await?);
+        refunds.push(refund_milestone(tx, &project, milestone, None, Some(FUNDING_DEADLINE_PASSED)).await?);
     }
     let Some(expired) = projects::set_status(tx, project_id, project.status, next, None).await? else {
         return Err(conflict("the project changed while it was being expired; retry"));
@@ -482,29 +533,21 @@ async fn settle_project(tx: &mut Tx, project: &Project) -> Result<(), OperationE
     Ok(())
 }
 
-/// Returns one milestone's escrow to the buyer (as `refund`).
+/// Returns what one milestone holds (or `part` of it) to the buyer.
 async fn refund_milestone(
     tx: &mut Tx,
     project: &Project,
     milestone: &Milestone,
+    part: Option<i64>,
     notes: Option<&str>,
 ) -> Result<EscrowTransaction, OperationError> {
-    let refunded = milestone.status.refund()?;
-    let Some(refunded) =
-        projects::set_milestone_status(tx, &milestone.id, milestone.status, refunded, None, None, None).await?
-    else {
-        return Err(conflict("the milestone changed while it was being refunded; retry"));
+    milestone.status.refund()?;
+    let amount = match part {
+        Some(part) => within_held("amount", part, milestone)?,
+        None => milestone.held(),
     };
-    tx.emit(events::milestone(EventType::MilestoneRefunded, project, &refunded));
-    move_escrow(
-        tx,
-        project,
-        Outflow::Refund,
-        Some(&milestone.id),
-        milestone.amount,
-        notes,
-    )
-    .await
+    let (_, mut moved) = pay_out(tx, project, milestone, 0, amount, None, notes).await?;
+    moved.pop().ok_or_else(|| conflict("nothing was refunded"))
 }
 
 /// Unreleased escrow back to the buyer: one milestone, or every milestone
@@ -517,8 +560,15 @@ pub async fn refund(
     actor: &User,
     project_id: &str,
     milestone_id: Option<&str>,
+    amount: Option<i64>,
     notes: Option<&str>,
 ) -> Result<Vec<EscrowTransaction>, OperationError> {
+    if amount.is_some() && milestone_id.is_none() {
+        return Err(OperationError::Domain(DomainError::invalid(
+            "amount",
+            "a partial refund names its milestone_id",
+        )));
+    }
     let (project, party) = locked_project(tx, actor, project_id).await?;
     if !matches!(party, Party::Seller | Party::Admin) {
         return Err(OperationError::Forbidden(
@@ -541,16 +591,17 @@ pub async fn refund(
     }
     let mut done = Vec::new();
     for milestone in targets {
-        done.push(refund_milestone(tx, &project, milestone, notes).await?);
+        let refunded = refund_milestone(tx, &project, milestone, amount, notes).await?;
         record_audit(
             tx,
             actor,
             "escrow.refund",
             "milestone",
             &milestone.id,
-            json!({ "amount": milestone.amount }),
+            json!({ "amount": refunded.amount, "transaction_id": refunded.id }),
         )
         .await?;
+        done.push(refunded);
     }
     settle_project(tx, &project).await?;
     Ok(done)
@@ -565,7 +616,7 @@ pub async fn cancel(tx: &mut Tx, actor: &User, project_id: &str) -> Result<Vec<E
     let next = project.status.cancel(&statuses)?;
     let mut refunds = Vec::new();
     for milestone in milestones.iter().filter(|m| m.status.holds_funds()) {
-        refunds.push(refund_milestone(tx, &project, milestone, Some("project cancelled")).await?);
+        refunds.push(refund_milestone(tx, &project, milestone, None, Some("project cancelled")).await?);
     }
     let Some(cancelled) = projects::set_status(tx, project_id, project.status, next, None).await? else {
         return Err(conflict("the project changed while it was being cancelled; retry"));
@@ -594,6 +645,21 @@ pub enum Resolution {
     },
 }
 
+impl Resolution {
+    /// The seller's share of `total` held.
+    fn to_seller(self, total: i64) -> Result<i64, OperationError> {
+        match self {
+            Resolution::ReleaseToSeller => Ok(total),
+            Resolution::RefundToBuyer => Ok(0),
+            Resolution::Split { to_seller } if (0..=total).contains(&to_seller) => Ok(to_seller),
+            Resolution::Split { .. } => Err(OperationError::Domain(DomainError::invalid(
+                "seller_amount",
+                format!("must be from 0 to {total} (the amount held)"),
+            ))),
+        }
+    }
+}
+
 #[tracing::instrument(name = "dispute.resolve", skip_all, fields(project_id = %project_id, user_id = %admin.id))]
 pub async fn resolve_dispute(
     tx: &mut Tx,
@@ -609,40 +675,29 @@ pub async fn resolve_dispute(
     let next = project.status.resolve_dispute()?;
     let milestones = projects::milestones(tx, project_id).await?;
     let held: Vec<&Milestone> = milestones.iter().filter(|m| m.status.holds_funds()).collect();
-    let total: i64 = held.iter().map(|m| m.amount).sum();
-    let to_seller = match resolution {
-        Resolution::ReleaseToSeller => total,
-        Resolution::RefundToBuyer => 0,
-        Resolution::Split { to_seller } if (0..=total).contains(&to_seller) => to_seller,
-        Resolution::Split { .. } => {
-            return Err(OperationError::Domain(DomainError::invalid(
-                "seller_amount",
-                format!("must be from 0 to {total} (the amount held)"),
-            )));
-        }
-    };
+    let total: i64 = held.iter().map(|m| m.held()).sum();
+    let to_seller = resolution.to_seller(total)?;
     let to_buyer = total - to_seller;
-    // Milestones are settled as a whole: released when the seller receives
-    // anything, refunded otherwise. The exact split is in the transactions.
-    let (settled, event_type) = if to_seller > 0 {
-        (MilestoneStatus::Released, EventType::MilestoneReleased)
-    } else {
-        (MilestoneStatus::Refunded, EventType::MilestoneRefunded)
-    };
-    for milestone in &held {
-        let Some(moved) =
-            projects::set_milestone_status(tx, &milestone.id, milestone.status, settled, None, None, None).await?
-        else {
-            return Err(conflict("a milestone changed during the resolution; retry"));
-        };
-        tx.emit(events::milestone(event_type, &project, &moved));
-    }
+    // The seller's share is taken from the milestones in order, so each
+    // milestone records exactly what each side got from it and is named
+    // for it (released, refunded, or split).
+    let mut seller_left = to_seller;
     let mut done = Vec::new();
-    for (outflow, amount) in [(Outflow::Release, to_seller), (Outflow::Refund, to_buyer)] {
-        if amount > 0 {
-            let notes = Some(notes.unwrap_or("dispute resolution"));
-            done.push(move_escrow(tx, &project, outflow, None, amount, notes).await?);
-        }
+    let notes = Some(notes.unwrap_or("dispute resolution"));
+    for milestone in held {
+        let seller_part = seller_left.min(milestone.held());
+        seller_left -= seller_part;
+        let (_, moved) = pay_out(
+            tx,
+            &project,
+            milestone,
+            seller_part,
+            milestone.held() - seller_part,
+            None,
+            notes,
+        )
+        .await?;
+        done.extend(moved);
     }
     let Some(resolved) = projects::set_status(tx, project_id, project.status, next, None).await? else {
         return Err(conflict("the project changed during the resolution; retry"));
@@ -658,4 +713,88 @@ pub async fn resolve_dispute(
     )
     .await?;
     Ok(done)
+}
+
+/// Why the system settled a dispute.
+pub const DISPUTE_UNANSWERED: &str = "dispute unanswered";
+
+/// An admin settles one disputed milestone: everything it holds to the
+/// seller, back to the buyer, or `seller_amount` to the seller and the rest
+/// to the buyer. The milestone's status says what happened.
+#[tracing::instrument(name = "dispute.resolve_milestone", skip_all, fields(milestone_id = %milestone_id, user_id = %admin.id))]
+pub async fn resolve_milestone_dispute(
+    tx: &mut Tx,
+    admin: &User,
+    milestone_id: &str,
+    resolution: Resolution,
+    notes: Option<&str>,
+) -> Result<(Milestone, Vec<EscrowTransaction>), OperationError> {
+    let (project, party, milestone) = locked_milestone(tx, admin, milestone_id).await?;
+    if party != Party::Admin {
+        return Err(OperationError::Forbidden("only an admin resolves a dispute".into()));
+    }
+    milestone.status.check_disputed()?;
+    let held = milestone.held();
+    let to_seller = resolution.to_seller(held)?;
+    let notes = Some(notes.unwrap_or("dispute resolution"));
+    let (after, moved) = pay_out(tx, &project, &milestone, to_seller, held - to_seller, None, notes).await?;
+    settle_project(tx, &project).await?;
+    record_audit(
+        tx,
+        admin,
+        "dispute.resolved",
+        "milestone",
+        milestone_id,
+        json!({ "to_seller": to_seller, "to_buyer": held - to_seller, "status": after.status.as_str() }),
+    )
+    .await?;
+    Ok((after, moved))
+}
+
+/// The other party did not answer a milestone's dispute by `respond_by`:
+/// the dispute is settled for the party who opened it (a buyer's: refunded;
+/// a seller's: released). None when there is nothing to do (answered,
+/// resolved, or a later dispute with another deadline).
+#[tracing::instrument(name = "dispute.settle_unanswered", skip_all, fields(milestone_id = %milestone_id))]
+pub async fn settle_unanswered_dispute(
+    tx: &mut Tx,
+    milestone_id: &str,
+    respond_by: &str,
+) -> Result<Option<Milestone>, OperationError> {
+    let Some((project, milestone)) = locked_by_system(tx, milestone_id).await? else {
+        return Ok(None);
+    };
+    if project.status != ProjectStatus::Active
+        || milestone.status != MilestoneStatus::Disputed
+        || milestone.dispute_response.is_some()
+        || milestone.dispute_respond_by.as_deref() != Some(respond_by)
+    {
+        return Ok(None);
+    }
+    let held = milestone.held();
+    let (to_seller, to_buyer) = match milestone.disputed_by.as_deref() {
+        Some("seller") => (held, 0),
+        _ => (0, held),
+    };
+    let (after, _) = pay_out(
+        tx,
+        &project,
+        &milestone,
+        to_seller,
+        to_buyer,
+        None,
+        Some(DISPUTE_UNANSWERED),
+    )
+    .await?;
+    settle_project(tx, &project).await?;
+    record_system_audit(
+        tx,
+        "dispute.settled_unanswered",
+        "milestone",
+        milestone_id,
+        DISPUTE_UNANSWERED,
+        json!({ "to_seller": to_seller, "to_buyer": to_buyer, "respond_by": respond_by }),
+    )
+    .await?;
+    Ok(Some(after))
 }

@@ -244,3 +244,95 @@ pub async fn review(
     )
     .await
 }
+
+/// What a party says when disputing a milestone.
+pub struct DisputeStatement<'a> {
+    pub reason: &'a str,
+    pub evidence: Option<&'a str>,
+}
+
+/// The buyer or the seller disputes one milestone holding money: its clock
+/// stops, its money stays held, the project's other milestones go on. The
+/// other party may answer within `response_period`; if they do not, the
+/// scheduler settles the dispute for the party who opened it
+/// ([`super::escrow::settle_unanswered_dispute`]); if they do, an admin
+/// resolves it.
+#[tracing::instrument(name = "milestone.dispute", skip_all, fields(milestone_id = %id, user_id = %user.id))]
+pub async fn dispute(
+    db: &Database,
+    user: &User,
+    id: &str,
+    statement: DisputeStatement<'_>,
+    response_period: Duration,
+) -> Result<Milestone, OperationError> {
+    let mut tx = db.begin().await?;
+    let (project, party, milestone) = locked_milestone(&mut tx, user, id).await?;
+    project.status.check_active("dispute a milestone")?;
+    milestone.status.open_dispute(party)?;
+    let respond_by = timestamp::format(OffsetDateTime::now_utc() + response_period);
+    let by = if party == Party::Buyer { "buyer" } else { "seller" };
+    let dispute = projects::NewDispute {
+        by,
+        reason: statement.reason,
+        evidence: statement.evidence,
+        respond_by: &respond_by,
+    };
+    let Some(disputed) = projects::open_dispute(&mut tx, id, milestone.status, &dispute).await? else {
+        return Err(conflict("the milestone changed meanwhile; reload it"));
+    };
+    jobs::schedule(&mut tx, scheduler::DISPUTE_UNANSWERED, id, &respond_by).await?;
+    tx.emit(events::milestone(EventType::MilestoneDisputed, &project, &disputed));
+    record_audit(
+        &mut tx,
+        user,
+        EventType::MilestoneDisputed.as_str(),
+        "milestone",
+        id,
+        json!({ "from": milestone.status.as_str(), "by": by, "respond_by": respond_by }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(disputed)
+}
+
+/// The other party answers a milestone's dispute (once, before its
+/// deadline): no default outcome any more, an admin resolves it.
+#[tracing::instrument(name = "milestone.answer_dispute", skip_all, fields(milestone_id = %id, user_id = %user.id))]
+pub async fn answer_dispute(db: &Database, user: &User, id: &str, response: &str) -> Result<Milestone, OperationError> {
+    let mut tx = db.begin().await?;
+    let (project, party, milestone) = locked_milestone(&mut tx, user, id).await?;
+    milestone.status.check_disputed()?;
+    let opened_by_buyer = milestone.disputed_by.as_deref() == Some("buyer");
+    let other = if opened_by_buyer { Party::Seller } else { Party::Buyer };
+    if party != other {
+        return Err(OperationError::Forbidden(
+            "only the other party answers a dispute".into(),
+        ));
+    }
+    let late = milestone
+        .dispute_respond_by
+        .as_deref()
+        .is_some_and(|by| by <= timestamp::now().as_str());
+    if late {
+        return Err(conflict("the time to answer this dispute has passed"));
+    }
+    let Some(answered) = projects::answer_dispute(&mut tx, id, response).await? else {
+        return Err(conflict("this dispute has already been answered"));
+    };
+    tx.emit(events::milestone(
+        EventType::MilestoneDisputeAnswered,
+        &project,
+        &answered,
+    ));
+    record_audit(
+        &mut tx,
+        user,
+        EventType::MilestoneDisputeAnswered.as_str(),
+        "milestone",
+        id,
+        json!({}),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(answered)
+}

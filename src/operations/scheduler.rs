@@ -1,5 +1,5 @@
 //! The scheduler: timed work (a milestone whose inspection period elapsed,
-//! a project not funded by its deadline) done through the same operations
+//! a project not funded by its deadline, a dispute left unanswered) done through the same operations
 //! the API uses, so rules, ledger, audit, events and metrics are the same.
 //!
 //! - **Stored**: a job is a row of `scheduled_jobs`, written in the
@@ -27,7 +27,7 @@ use crate::store::jobs::{self, Job};
 use crate::store::{Database, timestamp};
 use crate::telemetry::metrics::{JobLabels, Metrics};
 
-pub use crate::domain::job::{FUNDING_DEADLINE, INSPECTION_ELAPSED, KINDS, OUTCOMES};
+pub use crate::domain::job::{DISPUTE_UNANSWERED, FUNDING_DEADLINE, INSPECTION_ELAPSED, KINDS, OUTCOMES};
 
 /// How often the scheduler looks for due work.
 const TICK: Duration = Duration::from_secs(1);
@@ -123,6 +123,9 @@ impl Scheduler {
                 .await?
                 .is_some(),
             FUNDING_DEADLINE => escrow::expire_unfunded(&mut tx, &job.target_id).await?.is_some(),
+            DISPUTE_UNANSWERED => escrow::settle_unanswered_dispute(&mut tx, &job.target_id, &job.due_at)
+                .await?
+                .is_some(),
             other => {
                 tracing::error!(kind = other, job_id = job.id, "a scheduled job of an unknown kind");
                 false
@@ -135,7 +138,8 @@ impl Scheduler {
         if did {
             match job.kind.as_str() {
                 INSPECTION_ELAPSED => self.metrics.milestones_auto_released.inc(),
-                _ => self.metrics.projects_expired.inc(),
+                FUNDING_DEADLINE => self.metrics.projects_expired.inc(),
+                _ => 0,
             };
         }
         Ok(Some(if did { "done" } else { "obsolete" }))

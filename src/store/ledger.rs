@@ -367,8 +367,9 @@ pub async fn check(db: &mut impl DbHandle) -> Result<LedgerReport, StoreError> {
             "ledger.check_escrow",
             sqlx::query_as(
                 "select p.id, p.currency, coalesce(a.balance, 0), \
-                   cast(coalesce((select sum(m.amount) from milestones m where m.project_id = p.id \
-                     and m.status in ('funded', 'submitted', 'approved', 'rejected')), 0) as bigint) \
+                   cast(coalesce((select sum(m.amount - m.released_amount - m.refunded_amount) from milestones m \
+                     where m.project_id = p.id \
+                     and m.status in ('funded', 'submitted', 'approved', 'rejected', 'disputed')), 0) as bigint) \
                  from projects p left join ledger_accounts a \
                    on a.kind = 'project_escrow' and a.owner_id = p.id and a.currency = p.currency",
             )

@@ -44,6 +44,30 @@ pub struct Milestone {
     /// While submitted: when the submission is approved and released if the
     /// buyer has not answered.
     pub inspection_deadline: Option<String>,
+    /// Paid to the seller so far (minor units).
+    pub released_amount: i64,
+    /// Given back to the buyer so far (minor units).
+    pub refunded_amount: i64,
+    /// `buyer` or `seller`, while or after a dispute over this milestone.
+    pub disputed_by: Option<String>,
+    pub dispute_reason: Option<String>,
+    pub dispute_evidence: Option<String>,
+    /// The other party's answer.
+    pub dispute_response: Option<String>,
+    /// Until then the other party may answer; unanswered, the dispute is
+    /// settled for the party who opened it.
+    pub dispute_respond_by: Option<String>,
+}
+
+impl Milestone {
+    /// What is still in escrow for this milestone.
+    pub fn held(&self) -> i64 {
+        if self.status.holds_funds() {
+            self.amount - self.released_amount - self.refunded_amount
+        } else {
+            0
+        }
+    }
 }
 
 pub struct NewMilestone<'a> {
@@ -447,4 +471,90 @@ pub async fn set_funding_deadline(db: &mut impl DbHandle, id: &str, deadline: &s
     )
     .await?;
     Ok(())
+}
+
+/// Moves `to_seller` and `to_buyer` of a milestone's escrow out (adding them
+/// to what each side received) and sets its status, compare-and-set from
+/// `from`; None if it changed meanwhile or the sums would pass its amount.
+/// A change of status clears the inspection deadline.
+pub async fn pay_out(
+    db: &mut impl DbHandle,
+    id: &str,
+    from: MilestoneStatus,
+    to: MilestoneStatus,
+    to_seller: i64,
+    to_buyer: i64,
+) -> Result<Option<Milestone>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "milestones.pay_out",
+        sqlx::query_as(
+            "update milestones set status = $3, released_amount = released_amount + $4, \
+             refunded_amount = refunded_amount + $5, updated_at = $6, \
+             inspection_deadline = case when status = $3 then inspection_deadline else null end \
+             where id = $1 and status = $2 and released_amount + refunded_amount + $4 + $5 <= amount returning *",
+        )
+        .bind(id)
+        .bind(from.as_str())
+        .bind(to.as_str())
+        .bind(to_seller)
+        .bind(to_buyer)
+        .bind(timestamp::now())
+        .fetch_optional(conn),
+    )
+    .await
+}
+
+/// A dispute opened on one milestone.
+pub struct NewDispute<'a> {
+    pub by: &'a str,
+    pub reason: &'a str,
+    pub evidence: Option<&'a str>,
+    pub respond_by: &'a str,
+}
+
+/// Marks a milestone disputed (compare-and-set from `from`); its inspection
+/// clock stops.
+pub async fn open_dispute(
+    db: &mut impl DbHandle,
+    id: &str,
+    from: MilestoneStatus,
+    dispute: &NewDispute<'_>,
+) -> Result<Option<Milestone>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "milestones.open_dispute",
+        sqlx::query_as(
+            "update milestones set status = 'disputed', disputed_by = $3, dispute_reason = $4, dispute_evidence = $5, \
+             dispute_response = null, dispute_respond_by = $6, inspection_deadline = null, updated_at = $7 \
+             where id = $1 and status = $2 returning *",
+        )
+        .bind(id)
+        .bind(from.as_str())
+        .bind(dispute.by)
+        .bind(dispute.reason)
+        .bind(dispute.evidence)
+        .bind(dispute.respond_by)
+        .bind(timestamp::now())
+        .fetch_optional(conn),
+    )
+    .await
+}
+
+/// Records the other party's answer to a milestone's dispute; None if it is
+/// not disputed or already answered.
+pub async fn answer_dispute(db: &mut impl DbHandle, id: &str, response: &str) -> Result<Option<Milestone>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "milestones.answer_dispute",
+        sqlx::query_as(
+            "update milestones set dispute_response = $2, updated_at = $3 \
+             where id = $1 and status = 'disputed' and dispute_response is null returning *",
+        )
+        .bind(id)
+        .bind(response)
+        .bind(timestamp::now())
+        .fetch_optional(conn),
+    )
+    .await
 }
