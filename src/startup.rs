@@ -90,6 +90,7 @@ impl Application {
         let scheduler = Arc::new(crate::operations::scheduler::Scheduler::new(
             Arc::clone(&db),
             Arc::clone(&metrics),
+            config.schedule.lease,
         ));
         let state = AppState::new(App {
             payments,

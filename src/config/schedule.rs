@@ -26,6 +26,9 @@ pub struct ScheduleConfig {
     /// How long the other party has to answer a milestone's dispute before
     /// it is settled for the party who opened it (`DISPUTE_RESPONSE_SECONDS`).
     pub dispute_response: Duration,
+    /// How long a replica owns a job it took; a job whose replica died is
+    /// taken by another after this (`SCHEDULER_LEASE_SECONDS`).
+    pub lease: Duration,
 }
 
 impl ScheduleConfig {
@@ -66,5 +69,6 @@ pub(super) fn parse_schedule(vars: &Vars, environment: Environment) -> Result<Sc
             3 * 86_400,
             min..=MAX_INSPECTION_SECONDS,
         )?),
+        lease: Duration::from_secs(vars.parse_range("SCHEDULER_LEASE_SECONDS", 60, 1..=3_600)?),
     })
 }

@@ -78,6 +78,7 @@ event_types! {
     MilestoneReleased => "milestone.released", Milestone, "The milestone's escrow went to the seller.";
     MilestoneRefunded => "milestone.refunded", Milestone, "The milestone's escrow went back to the buyer.";
     MilestoneSplit => "milestone.split", Milestone, "The milestone settled with part of its escrow to each side (released_amount and refunded_amount say how much).";
+    MilestoneOverdue => "milestone.overdue", Milestone, "The milestone passed its due_date undelivered (pending, funded or rejected); written once.";
     MilestoneDisputed => "milestone.disputed", Milestone, "A party disputed this milestone (the others go on); the other party may answer until dispute_respond_by.";
     MilestoneDisputeAnswered => "milestone.dispute_answered", Milestone, "The other party answered a milestone's dispute: an admin resolves it.";
     EscrowHeld => "escrow.held", Transaction, "Money moved from the buyer's balance into escrow (with the fee).";

@@ -10,7 +10,10 @@ pub const FUNDING_DEADLINE: &str = "project.funding_deadline";
 /// Settle a milestone's dispute the other party did not answer in time, for
 /// the party who opened it (target: the milestone).
 pub const DISPUTE_UNANSWERED: &str = "milestone.dispute_unanswered";
-pub const KINDS: [&str; 3] = [INSPECTION_ELAPSED, FUNDING_DEADLINE, DISPUTE_UNANSWERED];
+/// Announce a milestone still undelivered at its due date (target: the
+/// milestone).
+pub const MILESTONE_DUE: &str = "milestone.due_date";
+pub const KINDS: [&str; 4] = [INSPECTION_ELAPSED, FUNDING_DEADLINE, DISPUTE_UNANSWERED, MILESTONE_DUE];
 /// `done`: the work happened; `obsolete`: nothing was left to do; `failed`:
 /// the attempt failed and will be retried.
 pub const OUTCOMES: [&str; 3] = ["done", "obsolete", "failed"];

@@ -13,6 +13,7 @@ use super::projects::{MilestoneInput, MilestoneView, ResolveRequest, TAG, inspec
 use crate::domain::account::bounded_text;
 use crate::domain::escrow::MilestoneStatus;
 use crate::operations::milestones;
+use crate::operations::projects::MilestoneTerms;
 use crate::state::AppState;
 use crate::store::escrow::EscrowTransaction;
 
@@ -25,10 +26,15 @@ pub async fn create_milestone(
     IdPath(id): IdPath,
     ApiJson(body): ApiJson<MilestoneInput>,
 ) -> Result<(StatusCode, Json<MilestoneView>), ApiError> {
-    let title = bounded_text("milestone title", &body.title, 200)?;
-    let description = optional_text("description", body.description.as_deref(), 5000)?;
-    let inspection = inspection_period(&state.config.schedule, body.inspection_period_seconds)?;
-    let milestone = milestones::create(&state.db, &user, &id, title, description, body.amount.0, inspection).await?;
+    // The amount's currency is the project's: checked by the operation.
+    let terms = MilestoneTerms {
+        title: bounded_text("milestone title", &body.title, 200)?,
+        description: optional_text("description", body.description.as_deref(), 5000)?,
+        amount: body.amount.0,
+        inspection_period_seconds: inspection_period(&state.config.schedule, body.inspection_period_seconds)?,
+        due_date: super::escrow::parse_time("due_date", body.due_date.as_deref())?,
+    };
+    let milestone = milestones::create(&state.db, &user, &id, terms).await?;
     Ok((StatusCode::CREATED, Json(milestone.into())))
 }
 
@@ -36,6 +42,9 @@ pub async fn create_milestone(
 #[into_params(parameter_in = Query)]
 pub struct MilestoneFilter {
     pub status: Option<String>,
+    /// true: only milestones past their due date and undelivered; false:
+    /// only the others.
+    pub overdue: Option<bool>,
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{id}/milestones", tag = TAG, security(("bearer" = [])),
@@ -53,7 +62,7 @@ pub async fn list_milestones(
         .map(str::parse::<MilestoneStatus>)
         .transpose()?;
     let (page, page_size, limit, offset) = page.resolve()?;
-    let all = milestones::list(&state.db, &user, &id, status).await?;
+    let all = milestones::list(&state.db, &user, &id, status, filter.overdue).await?;
     let total = all.len() as i64;
     let items = all
         .into_iter()
@@ -79,6 +88,9 @@ pub struct UpdateMilestone {
     pub title: Option<String>,
     pub description: Option<String>,
     pub amount: Option<crate::domain::money::MinorUnits>,
+    /// RFC 3339.
+    #[schema(format = DateTime)]
+    pub due_date: Option<String>,
 }
 
 /// The buyer edits a milestone of a draft.
@@ -93,7 +105,17 @@ pub async fn update_milestone(
     let title = optional_text("title", body.title.as_deref(), 200)?;
     let description = optional_text("description", body.description.as_deref(), 5000)?;
     let amount = body.amount.map(|a| a.0);
-    let milestone = milestones::update(&state.db, &user, &id, title.as_deref(), description.as_deref(), amount).await?;
+    let due_date = super::escrow::parse_time("due_date", body.due_date.as_deref())?;
+    let milestone = milestones::update(
+        &state.db,
+        &user,
+        &id,
+        title.as_deref(),
+        description.as_deref(),
+        amount,
+        due_date.as_deref(),
+    )
+    .await?;
     Ok(Json(milestone.into()))
 }
 

@@ -46,6 +46,10 @@ pub struct MilestoneView {
     pub refunded_amount: i64,
     /// Still in escrow for this milestone (minor units).
     pub held_amount: i64,
+    /// When the seller should deliver it.
+    pub due_date: Option<String>,
+    /// Past `due_date` and not delivered (pending, funded or rejected).
+    pub overdue: bool,
     /// `buyer` or `seller`: who disputed this milestone.
     pub disputed_by: Option<String>,
     pub dispute_reason: Option<String>,
@@ -63,6 +67,8 @@ impl From<Milestone> for MilestoneView {
     fn from(m: Milestone) -> MilestoneView {
         MilestoneView {
             held_amount: m.held(),
+            overdue: m.is_overdue(&crate::timestamp::now()),
+            due_date: m.due_date,
             released_amount: m.released_amount,
             refunded_amount: m.refunded_amount,
             disputed_by: m.disputed_by,
@@ -105,6 +111,8 @@ pub struct ProjectView {
     /// Once sent to the seller: when the project is cancelled (and what is
     /// held refunded) if not every milestone is funded by then.
     pub funding_deadline: Option<String>,
+    /// When the buyer wants the project done (informational).
+    pub due_date: Option<String>,
     pub created_at: String,
     pub updated_at: String,
 }
@@ -125,6 +133,7 @@ impl From<ProjectDetails> for ProjectView {
             dispute_reason: project.dispute_reason,
             inspection_period_seconds: project.inspection_period_seconds,
             funding_deadline: project.funding_deadline,
+            due_date: project.due_date,
             created_at: project.created_at,
             updated_at: project.updated_at,
         }
@@ -148,6 +157,11 @@ pub struct MilestoneInput {
     /// it is approved and released; omitted: the project's.
     #[schema(minimum = 1, maximum = 7776000)]
     pub inspection_period_seconds: Option<i64>,
+    /// When the seller should deliver it (RFC 3339). Undelivered after it,
+    /// the milestone is overdue (`overdue=true` in listings, a
+    /// `milestone.overdue` event once).
+    #[schema(format = DateTime)]
+    pub due_date: Option<String>,
 }
 
 impl MilestoneInput {
@@ -157,6 +171,7 @@ impl MilestoneInput {
             description: optional_text("description", self.description.as_deref(), 5000)?,
             amount: Money::new(self.amount.0, currency)?.minor,
             inspection_period_seconds: inspection_period(schedule, self.inspection_period_seconds)?,
+            due_date: super::escrow::parse_time("due_date", self.due_date.as_deref())?,
         })
     }
 }
@@ -191,6 +206,9 @@ pub struct CreateProject {
     /// `INSPECTION_PERIOD_SECONDS` (7 days unless configured).
     #[schema(minimum = 1, maximum = 7776000)]
     pub inspection_period_seconds: Option<i64>,
+    /// When the project should be done (RFC 3339; informational).
+    #[schema(format = DateTime)]
+    pub due_date: Option<String>,
 }
 
 /// A client creates a draft project with a freelancer and its milestones.
@@ -222,6 +240,7 @@ pub async fn create(
             .map(|m| m.checked(body.currency, &state.config.schedule))
             .collect::<Result<Vec<_>, _>>()?,
         inspection_period_seconds: inspection_period(&state.config.schedule, body.inspection_period_seconds)?,
+        due_date: super::escrow::parse_time("due_date", body.due_date.as_deref())?,
     };
     let created = projects::create(&state.db, &buyer, terms).await?;
     Ok((StatusCode::CREATED, Json(created.into())))

@@ -16,7 +16,7 @@ use crate::domain::event::EventType;
 use crate::domain::money::Money;
 use crate::store::projects::{self, Milestone, NewMilestone};
 use crate::store::users::User;
-use crate::store::{Database, DbHandle, jobs, timestamp};
+use crate::store::{Database, DbHandle, Tx, jobs, timestamp};
 
 async fn reload(db: &mut impl DbHandle, id: &str) -> Result<Milestone, OperationError> {
     projects::find_milestone(db, id)
@@ -24,17 +24,14 @@ async fn reload(db: &mut impl DbHandle, id: &str) -> Result<Milestone, Operation
         .ok_or(OperationError::NotFound("milestone"))
 }
 
-/// The buyer adds a milestone to a draft. `amount` is checked against the
-/// project's currency here, since only the project knows it.
+/// The buyer adds a milestone to a draft. `terms.amount` is checked
+/// against the project's currency here, since only the project knows it.
 #[tracing::instrument(name = "milestone.create", skip_all, fields(project_id = %project_id, user_id = %user.id))]
 pub async fn create(
     db: &Database,
     user: &User,
     project_id: &str,
-    title: String,
-    description: Option<String>,
-    amount: i64,
-    inspection_period_seconds: Option<i64>,
+    terms: MilestoneTerms,
 ) -> Result<Milestone, OperationError> {
     let mut tx = db.begin().await?;
     let (project, party) = locked_project(&mut tx, user, project_id).await?;
@@ -43,10 +40,8 @@ pub async fn create(
     }
     project.status.check_editable()?;
     let terms = MilestoneTerms {
-        title,
-        description,
-        amount: Money::new(amount, project.currency)?.minor,
-        inspection_period_seconds,
+        amount: Money::new(terms.amount, project.currency)?.minor,
+        ..terms
     };
     let existing = projects::milestones(&mut tx, project_id).await?;
     if existing.len() >= MAX_MILESTONES {
@@ -55,36 +50,64 @@ pub async fn create(
         )));
     }
     check_total(existing.iter().map(|m| m.amount).chain([terms.amount]))?;
-    let id = projects::insert_milestone(
-        &mut tx,
+    let id = insert(&mut tx, project_id, &terms).await?;
+    let milestone = reload(&mut tx, &id).await?;
+    tx.commit().await?;
+    Ok(milestone)
+}
+
+/// Inserts a milestone of a draft.
+pub(super) async fn insert(tx: &mut Tx, project_id: &str, terms: &MilestoneTerms) -> Result<String, OperationError> {
+    Ok(projects::insert_milestone(
+        tx,
         project_id,
         &NewMilestone {
             title: &terms.title,
             description: terms.description.as_deref(),
             amount: terms.amount,
             inspection_period_seconds: terms.inspection_period_seconds,
+            due_date: terms.due_date.as_deref(),
         },
     )
-    .await?;
-    let milestone = reload(&mut tx, &id).await?;
-    tx.commit().await?;
-    Ok(milestone)
+    .await?)
 }
 
-/// A project's milestones the caller may see, filtered by status.
+/// A project's milestones the caller may see, filtered by status and by
+/// being overdue (or not).
 pub async fn list(
     db: &Database,
     user: &User,
     project_id: &str,
     status: Option<MilestoneStatus>,
+    overdue: Option<bool>,
 ) -> Result<Vec<Milestone>, OperationError> {
     let mut conn = db.acquire().await?;
     visible(&mut conn, user, project_id).await?;
+    let now = timestamp::now();
     Ok(projects::milestones(&mut conn, project_id)
         .await?
         .into_iter()
         .filter(|m| status.is_none_or(|s| m.status == s))
+        .filter(|m| overdue.is_none_or(|o| m.is_overdue(&now) == o))
         .collect())
+}
+
+/// A milestone's due date passed: if it is still undelivered on an active
+/// project (and was not announced before), it is marked overdue and a
+/// `milestone.overdue` event written, once. None otherwise.
+#[tracing::instrument(name = "milestone.overdue", skip_all, fields(milestone_id = %id))]
+pub async fn mark_overdue(tx: &mut Tx, id: &str, due_date: &str) -> Result<Option<Milestone>, OperationError> {
+    let Some(project) = projects::lock_for_milestone(tx, id).await? else {
+        return Ok(None);
+    };
+    if project.status != crate::domain::escrow::ProjectStatus::Active {
+        return Ok(None);
+    }
+    let Some(overdue) = projects::mark_overdue(tx, id, due_date).await? else {
+        return Ok(None);
+    };
+    tx.emit(events::milestone(EventType::MilestoneOverdue, &project, &overdue));
+    Ok(Some(overdue))
 }
 
 pub async fn get(db: &Database, user: &User, id: &str) -> Result<Milestone, OperationError> {
@@ -105,6 +128,7 @@ pub async fn update(
     title: Option<&str>,
     description: Option<&str>,
     amount: Option<i64>,
+    due_date: Option<&str>,
 ) -> Result<Milestone, OperationError> {
     let mut tx = db.begin().await?;
     let (project, party, _) = locked_milestone(&mut tx, user, id).await?;
@@ -120,7 +144,7 @@ pub async fn update(
         let others = projects::milestones(&mut tx, &project.id).await?;
         check_total(others.iter().filter(|m| m.id != id).map(|m| m.amount).chain([amount]))?;
     }
-    projects::update_milestone(&mut tx, id, title, description, amount).await?;
+    projects::update_milestone(&mut tx, id, title, description, amount, due_date).await?;
     let milestone = reload(&mut tx, id).await?;
     tx.commit().await?;
     Ok(milestone)

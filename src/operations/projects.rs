@@ -16,7 +16,7 @@ use crate::domain::escrow::{Party, ProjectStatus};
 use crate::domain::event::EventType;
 use crate::domain::money::{Currency, MAX_PROJECT_TOTAL};
 use crate::store::escrow::EscrowTransaction;
-use crate::store::projects::{self, Milestone, NewMilestone, NewProject, Project};
+use crate::store::projects::{self, Milestone, NewProject, Project};
 use crate::store::users::{self, User};
 use crate::store::{Database, DbHandle, Tx, jobs, timestamp};
 
@@ -50,6 +50,8 @@ pub struct MilestoneTerms {
     pub amount: i64,
     /// Checked against the platform's bounds by the caller.
     pub inspection_period_seconds: Option<i64>,
+    /// A stored timestamp.
+    pub due_date: Option<String>,
 }
 
 /// A draft to create, with text already bounded.
@@ -62,6 +64,8 @@ pub struct NewProjectTerms {
     pub milestones: Vec<MilestoneTerms>,
     /// Checked against the platform's bounds by the caller.
     pub inspection_period_seconds: Option<i64>,
+    /// A stored timestamp.
+    pub due_date: Option<String>,
 }
 
 /// How a client names the freelancer: by id, or by the email they signed up
@@ -128,21 +132,12 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
             seller_id: &seller.id,
             currency: terms.currency,
             inspection_period_seconds: terms.inspection_period_seconds,
+            due_date: terms.due_date.as_deref(),
         },
     )
     .await?;
     for milestone in &terms.milestones {
-        projects::insert_milestone(
-            &mut tx,
-            &id,
-            &NewMilestone {
-                title: &milestone.title,
-                description: milestone.description.as_deref(),
-                amount: milestone.amount,
-                inspection_period_seconds: milestone.inspection_period_seconds,
-            },
-        )
-        .await?;
+        super::milestones::insert(&mut tx, &id, milestone).await?;
     }
     record_audit(
         &mut tx,
@@ -267,6 +262,15 @@ async fn transition(
     let Some(mut moved) = projects::set_status(&mut tx, id, project.status, to, reason).await? else {
         return Err(conflict("the project changed meanwhile; reload it"));
     };
+    if to == ProjectStatus::Active {
+        // From now on the milestones' due dates are watched (a draft's
+        // could still change).
+        for milestone in projects::milestones(&mut tx, id).await? {
+            if let Some(due) = &milestone.due_date {
+                jobs::schedule(&mut tx, scheduler::MILESTONE_DUE, &milestone.id, due).await?;
+            }
+        }
+    }
     if let Some(after) = funding_deadline {
         let deadline = timestamp::format(OffsetDateTime::now_utc() + after);
         projects::set_funding_deadline(&mut tx, id, &deadline).await?;

@@ -1,5 +1,6 @@
 //! The scheduler: timed work (a milestone whose inspection period elapsed,
-//! a project not funded by its deadline, a dispute left unanswered) done through the same operations
+//! a project not funded by its deadline, a dispute left unanswered, a
+//! milestone past its due date) done through the same operations
 //! the API uses, so rules, ledger, audit, events and metrics are the same.
 //!
 //! - **Stored**: a job is a row of `scheduled_jobs`, written in the
@@ -11,7 +12,8 @@
 //!   under the project's lock (a buyer who answered one second before the
 //!   deadline wins; the job ends `obsolete`).
 //! - **kill -9**: a transaction cut short commits nothing; a lease whose
-//!   replica died runs out after [`LEASE`] and the job is taken again.
+//!   replica died runs out (`SCHEDULER_LEASE_SECONDS`, a minute) and the
+//!   job is taken again.
 //! - **Failures**: a job whose work fails is retried after a backoff (5 s,
 //!   doubling, at most 10 min), counted as `failed`, and shows as late.
 //! - **A controllable clock**: [`Scheduler::pass`] takes the time to act
@@ -22,26 +24,27 @@ use std::time::Duration;
 
 use time::OffsetDateTime;
 
-use super::{OperationError, escrow};
+use super::{OperationError, escrow, milestones};
 use crate::store::jobs::{self, Job};
 use crate::store::{Database, timestamp};
 use crate::telemetry::metrics::{JobLabels, Metrics};
 
-pub use crate::domain::job::{DISPUTE_UNANSWERED, FUNDING_DEADLINE, INSPECTION_ELAPSED, KINDS, OUTCOMES};
+pub use crate::domain::job::{
+    DISPUTE_UNANSWERED, FUNDING_DEADLINE, INSPECTION_ELAPSED, KINDS, MILESTONE_DUE, OUTCOMES,
+};
 
 /// How often the scheduler looks for due work.
 const TICK: Duration = Duration::from_secs(1);
 /// Jobs taken per pass.
 const BATCH: i64 = 100;
-/// How long a replica owns a job it took; after that (its replica died),
-/// another takes it.
-pub const LEASE: Duration = Duration::from_secs(60);
 const FIRST_RETRY: Duration = Duration::from_secs(5);
 const MAX_RETRY: Duration = Duration::from_secs(600);
 
 pub struct Scheduler {
     db: Arc<Database>,
     metrics: Arc<Metrics>,
+    /// How long this replica owns a job it took (`SCHEDULER_LEASE_SECONDS`).
+    lease: Duration,
 }
 
 /// What one pass did.
@@ -53,8 +56,8 @@ pub struct PassReport {
 }
 
 impl Scheduler {
-    pub fn new(db: Arc<Database>, metrics: Arc<Metrics>) -> Scheduler {
-        Scheduler { db, metrics }
+    pub fn new(db: Arc<Database>, metrics: Arc<Metrics>, lease: Duration) -> Scheduler {
+        Scheduler { db, metrics, lease }
     }
 
     /// Runs a pass every second until `stop` changes.
@@ -74,7 +77,7 @@ impl Scheduler {
     /// and counts what happened. A job another replica holds is skipped.
     pub async fn pass(&self, now: OffsetDateTime) -> Result<PassReport, OperationError> {
         let stamp = timestamp::format(now);
-        let lease_until = timestamp::format(now + LEASE);
+        let lease_until = timestamp::format(now + self.lease);
         let due = {
             let mut conn = self.db.acquire().await?;
             jobs::due(&mut conn, &stamp, BATCH).await?
@@ -124,6 +127,9 @@ impl Scheduler {
                 .is_some(),
             FUNDING_DEADLINE => escrow::expire_unfunded(&mut tx, &job.target_id).await?.is_some(),
             DISPUTE_UNANSWERED => escrow::settle_unanswered_dispute(&mut tx, &job.target_id, &job.due_at)
+                .await?
+                .is_some(),
+            MILESTONE_DUE => milestones::mark_overdue(&mut tx, &job.target_id, &job.due_at)
                 .await?
                 .is_some(),
             other => {

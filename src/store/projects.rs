@@ -24,6 +24,8 @@ pub struct Project {
     pub inspection_period_seconds: Option<i64>,
     /// When the project is cancelled if it is still not fully funded.
     pub funding_deadline: Option<String>,
+    /// When the buyer wants it done (informational).
+    pub due_date: Option<String>,
 }
 
 #[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
@@ -57,9 +59,23 @@ pub struct Milestone {
     /// Until then the other party may answer; unanswered, the dispute is
     /// settled for the party who opened it.
     pub dispute_respond_by: Option<String>,
+    /// When the seller should have delivered it.
+    pub due_date: Option<String>,
+    /// When it was first found overdue (and its event written).
+    pub overdue_at: Option<String>,
 }
 
 impl Milestone {
+    /// Past its due date (`now`, a stored timestamp) and not delivered:
+    /// still pending, funded, or rejected.
+    pub fn is_overdue(&self, now: &str) -> bool {
+        self.due_date.as_deref().is_some_and(|due| due <= now)
+            && matches!(
+                self.status,
+                MilestoneStatus::Pending | MilestoneStatus::Funded | MilestoneStatus::Rejected
+            )
+    }
+
     /// What is still in escrow for this milestone.
     pub fn held(&self) -> i64 {
         if self.status.holds_funds() {
@@ -75,6 +91,7 @@ pub struct NewMilestone<'a> {
     pub description: Option<&'a str>,
     pub amount: i64,
     pub inspection_period_seconds: Option<i64>,
+    pub due_date: Option<&'a str>,
 }
 
 pub struct NewProject<'a> {
@@ -84,6 +101,7 @@ pub struct NewProject<'a> {
     pub seller_id: &'a str,
     pub currency: Currency,
     pub inspection_period_seconds: Option<i64>,
+    pub due_date: Option<&'a str>,
 }
 
 pub async fn insert(db: &mut impl DbHandle, new: NewProject<'_>) -> Result<String, StoreError> {
@@ -94,7 +112,7 @@ pub async fn insert(db: &mut impl DbHandle, new: NewProject<'_>) -> Result<Strin
         "projects.insert",
         sqlx::query(
             "insert into projects (id, title, description, buyer_id, seller_id, currency, status, created_at, updated_at, \
-             inspection_period_seconds) values ($1, $2, $3, $4, $5, $6, 'draft', $7, $7, $8)",
+             inspection_period_seconds, due_date) values ($1, $2, $3, $4, $5, $6, 'draft', $7, $7, $8, $9)",
         )
         .bind(&id)
         .bind(new.title)
@@ -104,6 +122,7 @@ pub async fn insert(db: &mut impl DbHandle, new: NewProject<'_>) -> Result<Strin
         .bind(new.currency.code())
         .bind(&now)
         .bind(new.inspection_period_seconds)
+        .bind(new.due_date)
         .execute(conn),
     )
     .await?;
@@ -122,9 +141,9 @@ pub async fn insert_milestone(
         "milestones.insert",
         sqlx::query(
             "insert into milestones (id, project_id, position, title, description, amount, status, created_at, updated_at, \
-             inspection_period_seconds) \
+             inspection_period_seconds, due_date) \
              values ($1, $2, (select coalesce(max(position), 0) + 1 from milestones where project_id = $2), \
-             $3, $4, $5, 'pending', $6, $6, $7)",
+             $3, $4, $5, 'pending', $6, $6, $7, $8)",
         )
         .bind(&id)
         .bind(project_id)
@@ -133,6 +152,7 @@ pub async fn insert_milestone(
         .bind(new.amount)
         .bind(&now)
         .bind(new.inspection_period_seconds)
+        .bind(new.due_date)
         .execute(conn),
     )
     .await?;
@@ -409,19 +429,21 @@ pub async fn update_milestone(
     title: Option<&str>,
     description: Option<&str>,
     amount: Option<i64>,
+    due_date: Option<&str>,
 ) -> Result<(), StoreError> {
     let (conn, obs) = db.parts();
     obs.run(
         "milestones.update",
         sqlx::query(
             "update milestones set title = coalesce($2, title), description = coalesce($3, description), \
-             amount = coalesce($4, amount), updated_at = $5 where id = $1",
+             amount = coalesce($4, amount), updated_at = $5, due_date = coalesce($6, due_date) where id = $1",
         )
         .bind(id)
         .bind(title)
         .bind(description)
         .bind(amount)
         .bind(timestamp::now())
+        .bind(due_date)
         .execute(conn),
     )
     .await?;
@@ -553,6 +575,24 @@ pub async fn answer_dispute(db: &mut impl DbHandle, id: &str, response: &str) ->
         )
         .bind(id)
         .bind(response)
+        .bind(timestamp::now())
+        .fetch_optional(conn),
+    )
+    .await
+}
+
+/// Marks a milestone overdue once: still undelivered past `due_date` (its
+/// current due date) and not marked before. None otherwise.
+pub async fn mark_overdue(db: &mut impl DbHandle, id: &str, due_date: &str) -> Result<Option<Milestone>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "milestones.mark_overdue",
+        sqlx::query_as(
+            "update milestones set overdue_at = $3 where id = $1 and due_date = $2 and overdue_at is null \
+             and status in ('pending', 'funded', 'rejected') returning *",
+        )
+        .bind(id)
+        .bind(due_date)
         .bind(timestamp::now())
         .fetch_optional(conn),
     )

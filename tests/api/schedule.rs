@@ -317,13 +317,13 @@ async fn a_job_whose_replica_died_is_done_once_after_its_lease(engine: Engine) {
         let stamp = amani::timestamp::format(taken_at);
         let due = amani::store::jobs::due(&mut conn, &stamp, 10).await.unwrap();
         assert_eq!(due.len(), 1);
-        let lease = amani::timestamp::format(taken_at + amani::operations::scheduler::LEASE);
+        let lease = amani::timestamp::format(taken_at + app.state.config.schedule.lease);
         let claimed = amani::store::jobs::claim(&mut conn, &due[0].id, &stamp, &lease)
             .await
             .unwrap();
         assert!(claimed.is_some());
     }
-    let lease = time::Duration::try_from(amani::operations::scheduler::LEASE).unwrap();
+    let lease = time::Duration::try_from(app.state.config.schedule.lease).unwrap();
     let report = app.state.scheduler.pass(taken_at + lease - secs(1)).await.unwrap();
     assert_eq!(report.done, 0, "the dead replica's lease still holds");
     assert_eq!(available(&app, &deal.seller).await, 0);
@@ -778,4 +778,205 @@ async fn an_unanswered_dispute_is_settled_for_the_party_who_opened_it(engine: En
             .iter()
             .all(|(actor, d)| actor.is_none() && d["reason"] == "dispute unanswered")
     );
+}
+
+both_engines!(a_milestone_past_its_due_date_is_listed_overdue_and_announced_once);
+
+async fn a_milestone_past_its_due_date_is_listed_overdue_and_announced_once(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    deposit(&app, &buyer, 100_000).await;
+    let (status, problem) = post(
+        &app,
+        &buyer,
+        "/api/v1/projects",
+        json!({"title": "Site", "seller_id": seller.id, "currency": "NGN",
+               "milestones": [{"title": "Late", "amount": 1_000, "due_date": "next week"}]}),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+    let (status, created) = post(
+        &app,
+        &buyer,
+        "/api/v1/projects",
+        json!({"title": "Site", "seller_id": seller.id, "currency": "NGN", "due_date": "2100-01-01T00:00:00Z",
+               "milestones": [{"title": "Late", "amount": 1_000, "due_date": "2020-01-01T00:00:00Z"},
+                              {"title": "Later", "amount": 2_000, "due_date": "2100-01-01T00:00:00+01:00"},
+                              {"title": "Delivered", "amount": 3_000, "due_date": "2020-01-01T00:00:00Z"}]}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    assert_eq!(created["due_date"], "2100-01-01T00:00:00.000000Z");
+    let id = created["id"].as_str().unwrap();
+    let ids: Vec<&str> = created["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(created["milestones"][1]["due_date"], "2099-12-31T23:00:00.000000Z");
+    // A draft's milestones are not watched yet.
+    let report = app.state.scheduler.pass(OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(report.done + report.obsolete, 0);
+    for (path, user) in [("send", &buyer), ("accept", &seller)] {
+        let (status, _) = post(&app, user, &format!("/api/v1/projects/{id}/{path}"), json!({})).await;
+        assert_eq!(status, 200);
+    }
+    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": id})).await;
+    submit(&app, &seller, ids[2]).await;
+
+    let listed = |overdue: bool| {
+        let path = format!("/api/v1/projects/{id}/milestones?overdue={overdue}");
+        let (app, buyer) = (&app, &buyer);
+        async move {
+            let page = get(app, buyer, &path).await;
+            page["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["title"].as_str().unwrap().to_owned())
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(true).await, ["Late"]);
+    assert_eq!(listed(false).await, ["Later", "Delivered"]);
+    assert_eq!(milestone(&app, &buyer, ids[0]).await["overdue"], true);
+
+    let report = app.state.scheduler.pass(OffsetDateTime::now_utc()).await.unwrap();
+    assert_eq!(
+        (report.done, report.obsolete),
+        (1, 1),
+        "Late announced; Delivered was delivered"
+    );
+    let report = app
+        .state
+        .scheduler
+        .pass(OffsetDateTime::now_utc() + secs(86_400))
+        .await
+        .unwrap();
+    assert_eq!(report.done + report.obsolete, 0, "announced once");
+    let events = get(
+        &app,
+        &seller,
+        &format!("/api/v1/events?project_id={id}&type=milestone.overdue"),
+    )
+    .await;
+    let announced: Vec<&str> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["object"]["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(announced, [ids[0]]);
+}
+
+/// Real processes on one PostgreSQL: a replica killed (SIGKILL) in the
+/// middle of a scheduled release, its job transaction open and blocked,
+/// commits nothing; two replicas started after it release that milestone and
+/// ten more, each exactly once.
+#[tokio::test]
+async fn replicas_killed_mid_release_or_running_side_by_side_release_each_milestone_once() {
+    use sqlx::Connection;
+    let db = TestDb::create(Engine::Postgres).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    deposit(&app, &buyer, 1_000_000).await;
+    let milestones: Vec<Value> = (0..11)
+        .map(|i| json!({"title": format!("Part {i}"), "amount": 1_000}))
+        .collect();
+    let (status, created) = post(
+        &app,
+        &buyer,
+        "/api/v1/projects",
+        json!({"title": "Site", "seller_id": seller.id, "currency": "NGN",
+               "inspection_period_seconds": 1, "milestones": milestones}),
+    )
+    .await;
+    assert_eq!(status, 201, "{created}");
+    let project_id = created["id"].as_str().unwrap().to_owned();
+    for (path, user) in [("send", &buyer), ("accept", &seller)] {
+        let (status, _) = post(&app, user, &format!("/api/v1/projects/{project_id}/{path}"), json!({})).await;
+        assert_eq!(status, 200);
+    }
+    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project_id})).await;
+    let ids: Vec<String> = created["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect();
+
+    // The test holds the project's row lock, so a replica's release blocks
+    // inside its transaction (the job already marked done there).
+    submit(&app, &seller, &ids[0]).await;
+    let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("begin").execute(&mut blocker).await.unwrap();
+    sqlx::query("select id from projects where id = $1 for update")
+        .bind(&project_id)
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let replica = || {
+        crate::server::Server::start(&[
+            ("DATABASE_URL", db.url.as_str()),
+            ("SCHEDULER_LEASE_SECONDS", "2"),
+            ("WEBHOOK_DELIVERY_ENABLED", "false"),
+            ("RECONCILE_ENABLED", "false"),
+        ])
+    };
+    let doomed = replica();
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    crate::server::eventually(
+        Duration::from_secs(30),
+        "the replica to block mid-release",
+        async || {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "select count(*) from pg_stat_activity where datname = current_database() \
+             and wait_event_type = 'Lock' and query like 'update projects%'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .ok()?;
+            (waiting == 1).then_some(())
+        },
+    )
+    .await;
+    drop(doomed); // SIGKILL, its transaction open
+    sqlx::raw_sql("rollback").execute(&mut blocker).await.unwrap();
+    let (done, attempts): (Option<String>, i64) =
+        sqlx::query_as("select done_at, attempts from scheduled_jobs where target_id = $1")
+            .bind(&ids[0])
+            .fetch_one(&mut watcher)
+            .await
+            .unwrap();
+    assert_eq!((done, attempts), (None, 1), "taken once, finished never");
+    assert_eq!(milestone(&app, &buyer, &ids[0]).await["status"], "submitted");
+    assert_eq!(available(&app, &seller).await, 0, "the killed release moved nothing");
+
+    let first = replica();
+    let second = replica();
+    for id in &ids[1..] {
+        submit(&app, &seller, id).await;
+    }
+    crate::server::eventually(Duration::from_secs(60), "every milestone released", async || {
+        (available(&app, &seller).await == 11_000).then_some(())
+    })
+    .await;
+    for id in &ids {
+        assert_eq!(releases_of(&app, &seller, id).await.len(), 1, "{id}");
+    }
+    let outcomes: Vec<(String, i64)> = sqlx::query_as(
+        "select outcome, count(*) from scheduled_jobs where kind = 'milestone.inspection_elapsed' group by outcome",
+    )
+    .fetch_all(&mut watcher)
+    .await
+    .unwrap();
+    assert_eq!(outcomes, [("done".to_owned(), 11)]);
+    assert_eq!(assert_books_balance(&app).await, 0);
+    drop((first, second));
 }
