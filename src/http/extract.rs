@@ -157,6 +157,26 @@ impl<S: Send + Sync> FromRequestParts<S> for IdPath {
     }
 }
 
+/// Two ids in a path (`/milestones/{id}/dispute/files/{file_id}`), each
+/// checked like [`IdPath`]'s.
+pub struct IdPair(pub String, pub String);
+
+impl<S: Send + Sync> FromRequestParts<S> for IdPair {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        let axum::extract::Path((first, second)) =
+            axum::extract::Path::<(String, String)>::from_request_parts(parts, state).await?;
+        match (Id::parse(&first), Id::parse(&second)) {
+            (Some(first), Some(second)) => Ok(IdPair(first.into_string(), second.into_string())),
+            _ => Err(ApiError::not_found(format!(
+                "nothing has this id: the path must name {}",
+                Id::RULE
+            ))),
+        }
+    }
+}
+
 /// Query parameters whose rejection (a wrong type, a missing value) is a
 /// 422 problem naming the parameter, not axum's plain "bad request".
 pub struct ApiQuery<T>(pub T);

@@ -4,24 +4,20 @@
 
 use axum::Json;
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
 use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, IdPath, Page, PageParams};
 use crate::domain::account::bounded_text;
-use crate::domain::kyc::{Decision, DocumentType, IdNumber, KycKind, KycStatus, MAX_DOCUMENT_BYTES};
+use crate::domain::kyc::{Decision, IdNumber, KycKind, KycStatus};
 use crate::operations::kyc::{Kyc, KycForm};
 use crate::state::AppState;
 use crate::store::kyc::{self, Submission};
 
 pub const TAG: &str = "kyc";
-
-/// The request body limit of the multipart KYC routes: the largest document
-/// plus room for the other fields and the multipart framing.
-pub const MULTIPART_LIMIT: usize = MAX_DOCUMENT_BYTES + 64 * 1024;
 
 #[derive(Serialize, ToSchema)]
 pub struct SubmissionView {
@@ -99,28 +95,7 @@ async fn read_form(mut multipart: Multipart) -> Result<KycForm, ApiError> {
             Some("nin_or_passport") => {
                 id_number = Some(field.text().await.map_err(|e| ApiError::bad_request(e.body_text()))?)
             }
-            Some("document") => {
-                let bytes = field
-                    .bytes()
-                    .await
-                    .map_err(|e| ApiError::from_status(e.status(), e.body_text()))?;
-                if bytes.len() > MAX_DOCUMENT_BYTES {
-                    return Err(ApiError::from_status(
-                        StatusCode::PAYLOAD_TOO_LARGE,
-                        format!("document must be at most {} MiB", MAX_DOCUMENT_BYTES / 1024 / 1024),
-                    ));
-                }
-                if !bytes.is_empty() {
-                    let kind = DocumentType::sniff(&bytes).ok_or_else(|| {
-                        ApiError::new(
-                            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-                            "unsupported-media-type",
-                            "document must be a PNG, JPEG or PDF file (checked by its content, not its name)",
-                        )
-                    })?;
-                    document = Some((kind, bytes.to_vec()));
-                }
-            }
+            Some("document") => document = super::files::read(field, "document").await?,
             _ => {}
         }
     }
@@ -292,27 +267,5 @@ pub async fn document(
         .ok_or_else(|| ApiError::not_found("the document is missing"))?;
     drop(conn);
     let bytes = state.sealer.open(&sealed).map_err(ApiError::internal)?;
-    let extension = match content_type.as_str() {
-        "application/pdf" => "pdf",
-        "image/png" => "png",
-        _ => "jpg",
-    };
-    let content_type = HeaderValue::from_str(&content_type).map_err(ApiError::internal)?;
-    // Downloaded, never rendered in the API's origin: an uploaded file must
-    // not run as a page of ours, whatever it contains.
-    let disposition =
-        HeaderValue::from_str(&format!("attachment; filename=\"kyc-{id}.{extension}\"")).map_err(ApiError::internal)?;
-    Ok((
-        [
-            (header::CONTENT_TYPE, content_type),
-            (header::CONTENT_DISPOSITION, disposition),
-            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-            (
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static("default-src 'none'; sandbox"),
-            ),
-        ],
-        bytes,
-    )
-        .into_response())
+    super::files::download(&content_type, bytes, &format!("kyc-{id}"))
 }

@@ -2,19 +2,21 @@
 //! operation in [`crate::operations::milestones`], and render.
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Multipart, State};
 use axum::http::StatusCode;
+use axum::response::Response;
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::error::ApiError;
-use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, IdPath, Page, PageParams};
+use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, IdPair, IdPath, Page, PageParams};
 use super::projects::{MilestoneInput, MilestoneView, ResolveRequest, TAG, inspection_period, optional_text};
 use crate::domain::account::bounded_text;
 use crate::domain::escrow::MilestoneStatus;
 use crate::operations::milestones;
 use crate::operations::projects::MilestoneTerms;
 use crate::state::AppState;
+use crate::store::dispute_files::DisputeFile;
 use crate::store::escrow::EscrowTransaction;
 
 /// The buyer adds a milestone to a draft.
@@ -271,4 +273,81 @@ pub async fn resolve_milestone(
         milestone: milestone.into(),
         transactions: moved,
     }))
+}
+
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct EvidenceForm {
+    /// A PNG, JPEG or PDF up to 5 MiB, recognised by its content.
+    #[schema(format = Binary, value_type = String)]
+    file: Vec<u8>,
+}
+
+/// A party (or an admin) attaches a file to a milestone's open dispute
+/// (multipart field `file`; at most 10 per dispute). Stored sealed; the
+/// parties and admins download it.
+#[utoipa::path(post, path = "/api/v1/milestones/{id}/dispute/files", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    request_body(content = EvidenceForm, content_type = "multipart/form-data"), responses(
+        (status = 201, body = DisputeFile),
+        (status = 409, description = "not disputed, or 10 files already", body = super::error::Problem),
+        (status = 413, description = "file over 5 MiB", body = super::error::Problem),
+        (status = 415, description = "file is not a PNG, JPEG or PDF", body = super::error::Problem),
+        (status = 422, body = super::error::Problem),
+    ))]
+pub async fn add_evidence(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    IdPath(id): IdPath,
+    mut multipart: Multipart,
+) -> Result<(StatusCode, Json<DisputeFile>), ApiError> {
+    let mut file = None;
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| ApiError::from_status(e.status(), e.body_text()))?
+    {
+        if field.name() == Some("file") {
+            file = super::files::read(field, "file").await?;
+        }
+    }
+    let (kind, bytes) =
+        file.ok_or_else(|| ApiError::unprocessable("file is required (a multipart field named file)"))?;
+    let sealed = state.sealer.seal(&bytes).map_err(ApiError::internal)?;
+    let size = i64::try_from(bytes.len()).map_err(ApiError::internal)?;
+    let stored = milestones::attach_evidence(&state.db, &user, &id, kind.content_type(), size, &sealed).await?;
+    Ok((StatusCode::CREATED, Json(stored)))
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct EvidenceList {
+    pub items: Vec<DisputeFile>,
+}
+
+/// The files attached to a milestone's dispute (descriptions, not bytes).
+#[utoipa::path(get, path = "/api/v1/milestones/{id}/dispute/files", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),
+    responses((status = 200, body = EvidenceList), (status = 404, body = super::error::Problem)))]
+pub async fn list_evidence(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    IdPath(id): IdPath,
+) -> Result<Json<EvidenceList>, ApiError> {
+    Ok(Json(EvidenceList {
+        items: milestones::evidence(&state.db, &user, &id).await?,
+    }))
+}
+
+/// One evidence file, as uploaded (a download, never rendered).
+#[utoipa::path(get, path = "/api/v1/milestones/{id}/dispute/files/{file_id}", tag = TAG, security(("bearer" = [])),
+    params(("id" = String, Path), ("file_id" = String, Path)), responses(
+        (status = 200, description = "the file's bytes", content_type = "application/octet-stream"),
+        (status = 404, body = super::error::Problem),
+    ))]
+pub async fn evidence_file(
+    State(state): State<AppState>,
+    AuthUser(user): AuthUser,
+    IdPair(id, file_id): IdPair,
+) -> Result<Response, ApiError> {
+    let (content_type, sealed) = milestones::evidence_file(&state.db, &user, &id, &file_id).await?;
+    let bytes = state.sealer.open(&sealed).map_err(ApiError::internal)?;
+    super::files::download(&content_type, bytes, &format!("evidence-{file_id}"))
 }

@@ -10,6 +10,7 @@ pub mod error;
 pub mod escrow;
 pub mod events;
 pub mod extract;
+mod files;
 pub mod idempotency;
 pub mod kyc;
 pub mod metrics;
@@ -138,6 +139,7 @@ fn api_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(milestones::dispute_milestone))
         .routes(routes!(milestones::answer_dispute))
         .routes(routes!(milestones::resolve_milestone))
+        .routes(routes!(milestones::evidence_file))
         .routes(routes!(escrow::hold))
         .routes(routes!(escrow::release))
         .routes(routes!(escrow::refund))
@@ -166,7 +168,8 @@ fn api_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
             OpenApiRouter::new()
                 .routes(routes!(kyc::submit))
                 .routes(routes!(kyc::resubmit))
-                .layer(DefaultBodyLimit::max(kyc::MULTIPART_LIMIT)),
+                .routes(routes!(milestones::add_evidence, milestones::list_evidence))
+                .layer(DefaultBodyLimit::max(files::MULTIPART_LIMIT)),
         )
         .split_for_parts()
 }

@@ -14,6 +14,7 @@ use crate::domain::DomainError;
 use crate::domain::escrow::{MilestoneStatus, Party};
 use crate::domain::event::EventType;
 use crate::domain::money::Money;
+use crate::store::dispute_files::{self, DisputeFile};
 use crate::store::projects::{self, Milestone, NewMilestone};
 use crate::store::users::User;
 use crate::store::{Database, DbHandle, Tx, jobs, timestamp};
@@ -359,4 +360,75 @@ pub async fn answer_dispute(db: &Database, user: &User, id: &str, response: &str
     .await?;
     tx.commit().await?;
     Ok(answered)
+}
+
+/// At most this many evidence files per disputed milestone.
+pub const MAX_DISPUTE_FILES: usize = 10;
+
+/// A party (or an admin) attaches a file to a milestone's open dispute. The
+/// file is already checked (type by content, size) and sealed.
+#[tracing::instrument(name = "milestone.dispute_file", skip_all, fields(milestone_id = %id, user_id = %user.id))]
+pub async fn attach_evidence(
+    db: &Database,
+    user: &User,
+    id: &str,
+    content_type: &str,
+    size_bytes: i64,
+    sealed: &str,
+) -> Result<DisputeFile, OperationError> {
+    let mut tx = db.begin().await?;
+    let (_, _, milestone) = locked_milestone(&mut tx, user, id).await?;
+    milestone.status.check_disputed()?;
+    if dispute_files::list(&mut tx, id).await?.len() >= MAX_DISPUTE_FILES {
+        return Err(conflict(format!("a dispute holds at most {MAX_DISPUTE_FILES} files")));
+    }
+    let file = dispute_files::insert(
+        &mut tx,
+        &dispute_files::NewFile {
+            milestone_id: id,
+            uploaded_by: &user.id,
+            content_type,
+            size_bytes,
+            sealed,
+        },
+    )
+    .await?;
+    record_audit(
+        &mut tx,
+        user,
+        "milestone.dispute_file_added",
+        "milestone",
+        id,
+        json!({ "file_id": file.id, "content_type": content_type, "size_bytes": size_bytes }),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(file)
+}
+
+/// The evidence files of a milestone the caller may see.
+pub async fn evidence(db: &Database, user: &User, id: &str) -> Result<Vec<DisputeFile>, OperationError> {
+    let mut conn = db.acquire().await?;
+    let milestone = reload(&mut conn, id).await?;
+    visible(&mut conn, user, &milestone.project_id)
+        .await
+        .map_err(|_| OperationError::NotFound("milestone"))?;
+    Ok(dispute_files::list(&mut conn, id).await?)
+}
+
+/// One evidence file: its content type and sealed bytes.
+pub async fn evidence_file(
+    db: &Database,
+    user: &User,
+    id: &str,
+    file_id: &str,
+) -> Result<(String, String), OperationError> {
+    let mut conn = db.acquire().await?;
+    let milestone = reload(&mut conn, id).await?;
+    visible(&mut conn, user, &milestone.project_id)
+        .await
+        .map_err(|_| OperationError::NotFound("milestone"))?;
+    dispute_files::sealed(&mut conn, id, file_id)
+        .await?
+        .ok_or(OperationError::NotFound("file"))
 }

@@ -28,6 +28,7 @@ mod codec;
 mod database;
 pub mod deliveries;
 pub mod destinations;
+pub mod dispute_files;
 mod error;
 pub mod escrow;
 pub mod events;

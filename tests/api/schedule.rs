@@ -980,3 +980,101 @@ async fn replicas_killed_mid_release_or_running_side_by_side_release_each_milest
     assert_eq!(assert_books_balance(&app).await, 0);
     drop((first, second));
 }
+
+both_engines!(dispute_files_are_checked_by_content_bounded_and_shown_to_the_parties_only);
+
+async fn upload(app: &TestApp, user: &TestUser, milestone: &str, bytes: Vec<u8>, name: &str) -> (u16, Value) {
+    let part = reqwest::multipart::Part::bytes(bytes)
+        .file_name(name.to_owned())
+        .mime_str("image/png")
+        .unwrap();
+    json(
+        app.authed(
+            Method::POST,
+            &format!("/api/v1/milestones/{milestone}/dispute/files"),
+            &user.token,
+        )
+        .multipart(reqwest::multipart::Form::new().part("file", part))
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await
+}
+
+async fn dispute_files_are_checked_by_content_bounded_and_shown_to_the_parties_only(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_without_scheduler(&db).await;
+    let admin = app.admin().await;
+    let deal = funded_deal(&app, &admin, &[10_000, 5_000]).await;
+    let id = &deal.milestones[0];
+    let png = [b"\x89PNG\r\n\x1a\n".as_slice(), b"screenshot of the brief"].concat();
+    let (status, _) = upload(&app, &deal.buyer, id, png.clone(), "brief.png").await;
+    assert_eq!(status, 409, "only a disputed milestone takes evidence");
+    dispute(&app, &deal.buyer, id).await;
+
+    let (status, problem) = upload(&app, &deal.buyer, id, b"<script>alert(1)</script>".to_vec(), "x.png").await;
+    assert_eq!(status, 415, "{problem}");
+    let (status, _) = upload(&app, &deal.buyer, id, vec![0xFF; 5 * 1024 * 1024 + 1], "big.jpg").await;
+    assert_eq!(status, 413);
+    let (status, stored) = upload(&app, &deal.buyer, id, png.clone(), "brief.png").await;
+    assert_eq!(status, 201, "{stored}");
+    assert_eq!(
+        (&stored["content_type"], &stored["size_bytes"], &stored["uploaded_by"]),
+        (&json!("image/png"), &json!(png.len()), &json!(deal.buyer.id))
+    );
+    let (status, _) = upload(
+        &app,
+        &deal.seller,
+        id,
+        b"%PDF-1.7 the delivery".to_vec(),
+        "delivery.pdf",
+    )
+    .await;
+    assert_eq!(status, 201, "the other party answers with files too");
+
+    let listed = get(&app, &deal.seller, &format!("/api/v1/milestones/{id}/dispute/files")).await;
+    assert_eq!(listed["items"].as_array().unwrap().len(), 2);
+    let file_id = stored["id"].as_str().unwrap();
+    let path = format!("/api/v1/milestones/{id}/dispute/files/{file_id}");
+    let download = app.authed(Method::GET, &path, &admin.token).send().await.unwrap();
+    assert_eq!(download.status(), 200);
+    assert!(
+        download.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    assert!(
+        download.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("sandbox")
+    );
+    assert_eq!(
+        download.bytes().await.unwrap().as_ref(),
+        png.as_slice(),
+        "the bytes as uploaded"
+    );
+
+    let stranger = app.user("client").await;
+    for path in [path.clone(), format!("/api/v1/milestones/{id}/dispute/files")] {
+        let response = app.authed(Method::GET, &path, &stranger.token).send().await.unwrap();
+        assert_eq!(response.status(), 404, "{path}");
+    }
+    let elsewhere = format!("/api/v1/milestones/{}/dispute/files/{file_id}", deal.milestones[1]);
+    let response = app
+        .authed(Method::GET, &elsewhere, &deal.buyer.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404, "a file is reached through its own milestone");
+
+    for n in 2..10 {
+        let (status, _) = upload(&app, &deal.buyer, id, png.clone(), &format!("{n}.png")).await;
+        assert_eq!(status, 201);
+    }
+    let (status, problem) = upload(&app, &deal.buyer, id, png, "11.png").await;
+    assert_eq!(status, 409, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("at most 10 files"));
+}
