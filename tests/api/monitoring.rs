@@ -312,6 +312,57 @@ async fn a_real_prometheus_scrapes_amani_and_sees_requests_by_route_template() {
     assert_eq!(body["data"]["result"][0]["metric"]["endpoint"], "/api/v1/ping");
 }
 
+/// MONITORING.md promises that the dashboard never shows "no data": a real
+/// Prometheus with the shipped rules, scraping a healthy Amani that has
+/// served a few requests (no 5xx), has a value for every panel's expression
+/// and every recording rule.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_dashboard_panel_and_recording_rule_has_data_for_a_healthy_service() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = TestApp::spawn(&db).await;
+    let rules = std::fs::read_to_string(Path::new(ROOT).join("config/alert_rules.yml")).unwrap();
+    let prometheus = Prometheus::start(&app.addr.to_string(), Some(&rules), None).await;
+    // Light, steady traffic (a 404 among it, never a 5xx) while it scrapes.
+    let base = app.url("");
+    let traffic = tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        for n in 0.. {
+            let path = ["/api/v1/ping", "/api/v1/", "/api/v1/health", "/api/v1/no-such-thing"][n % 4];
+            let _ = client.get(format!("{base}{path}")).send().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    });
+    prometheus
+        .wait_for_series(
+            r#"rate(http_requests_total{job="amani"}[5m]) > 0"#,
+            Duration::from_secs(30),
+        )
+        .await;
+
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(Path::new(ROOT).join("config/grafana/dashboards/amani.json")).unwrap(),
+    )
+    .unwrap();
+    let mut queries: Vec<String> = dashboard["panels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|panel| panel["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|target| target["expr"].as_str().map(str::to_owned))
+        .collect();
+    let recorded: Vec<String> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("- record:"))
+        .map(|name| name.trim().to_owned())
+        .collect();
+    assert!(queries.len() > 20 && recorded.len() >= 14, "{queries:?} {recorded:?}");
+    queries.extend(recorded);
+    for query in queries {
+        prometheus.wait_for_series(&query, Duration::from_secs(20)).await;
+    }
+    traffic.abort();
+}
+
 /// A slow bucket on the dashboard links to a trace: Prometheus, scraping
 /// OpenMetrics with exemplar storage on, stores the request's trace id.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
