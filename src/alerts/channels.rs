@@ -1,5 +1,7 @@
-//! The two alert channels: a Slack incoming webhook and the PagerDuty
-//! Events API v2. Neither URL nor key ever reaches a log line.
+//! The alert channels: a Slack incoming webhook and the PagerDuty Events
+//! API v2, or, when `ALERTMANAGER_URL` is set, Alertmanager alone (which
+//! then pages and posts for the service as it does for Prometheus). Neither
+//! URL nor key ever reaches a log line.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,6 +34,11 @@ pub struct Failure {
 pub trait Channel: Send + Sync {
     fn name(&self) -> &'static str;
     fn deliver<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<Delivery, Failure>>;
+    /// Every reminder of a firing alert, not one per quiet period (a
+    /// channel that dedups itself and expires what is not re-sent).
+    fn wants_reminders(&self) -> bool {
+        false
+    }
 }
 
 /// Where an alert came from, on every message.
@@ -54,6 +61,23 @@ pub fn from_config(config: &Config) -> Vec<Arc<dyn Channel>> {
         host: hostname(),
     };
     let mut channels: Vec<Arc<dyn Channel>> = Vec::new();
+    if let Some(url) = &config.alerts_channels.alertmanager_url {
+        // One path to the pager: Alertmanager groups the service's alerts
+        // with Prometheus's for the same condition (one incident, one
+        // page), and its silences and inhibitions apply to both.
+        if config.alerts_channels.slack_webhook_url.is_some() || config.alerts_channels.pagerduty_routing_key.is_some()
+        {
+            tracing::info!(
+                "ALERTMANAGER_URL is set: alerts go to Alertmanager; Slack and PagerDuty are not called directly"
+            );
+        }
+        channels.push(Arc::new(Alertmanager {
+            client,
+            url: format!("{url}/api/v2/alerts"),
+            environment: origin.environment,
+        }));
+        return channels;
+    }
     if let Some(url) = &config.alerts_channels.slack_webhook_url {
         channels.push(Arc::new(Slack {
             client: client.clone(),
@@ -213,6 +237,75 @@ impl PagerDuty {
 impl Channel for PagerDuty {
     fn name(&self) -> &'static str {
         "pagerduty"
+    }
+
+    fn deliver<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<Delivery, Failure>> {
+        Box::pin(async move { post(&self.client, &self.url, &self.payload(alert)).await })
+    }
+}
+
+/// Alertmanager's API v2: the service's alerts become alerts of its own,
+/// labelled like the rules' (`alertname`, `job="amani"` as the shipped
+/// Prometheus job is named, `severity`), so `group_by: [alertname, job]` puts
+/// the watchdog's and Prometheus's alert for one condition in one group: one
+/// notification, one PagerDuty incident (its dedup key is the group's).
+/// A firing alert is re-sent at every check (Alertmanager ends an alert not
+/// re-sent within its `resolve_timeout`, so a dead replica's alert resolves
+/// by itself); a resolve sends `endsAt`.
+pub struct Alertmanager {
+    client: reqwest::Client,
+    url: String,
+    environment: String,
+}
+
+/// The alert rule watching the same condition as a service alert of
+/// another name (so both land in one group).
+pub fn rule_twin(name: &str) -> &str {
+    match name {
+        "DatabaseUnreachable" => "DatabaseConnectionIssues",
+        other => other,
+    }
+}
+
+impl Alertmanager {
+    pub fn payload(&self, alert: &Alert) -> Value {
+        let description = alert
+            .details
+            .iter()
+            .map(|(k, v)| format!("{k}: {v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        let mut item = json!({
+            "labels": {
+                "alertname": rule_twin(&alert.name),
+                "job": "amani",
+                "severity": alert.severity.as_str(),
+                "environment": self.environment,
+                "source": "amani-watchdog",
+            },
+            "annotations": {
+                "summary": alert.summary,
+                "description": description,
+            },
+        });
+        if alert.action == Action::Resolve {
+            item["endsAt"] = json!(
+                time::OffsetDateTime::now_utc()
+                    .format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            );
+        }
+        json!([item])
+    }
+}
+
+impl Channel for Alertmanager {
+    fn name(&self) -> &'static str {
+        "alertmanager"
+    }
+
+    fn wants_reminders(&self) -> bool {
+        true
     }
 
     fn deliver<'a>(&'a self, alert: &'a Alert) -> BoxFuture<'a, Result<Delivery, Failure>> {

@@ -1,5 +1,6 @@
 //! Alerts the service sends itself, for what it sees first-hand: Slack
-//! (incoming webhook) and PagerDuty (Events API v2).
+//! (incoming webhook) and PagerDuty (Events API v2), or Alertmanager alone
+//! when `ALERTMANAGER_URL` is set (see [`channels::Alertmanager`]).
 //!
 //! Sending is off the request path: [`Dispatcher::send`] only enqueues, on a
 //! bounded queue that drops the oldest alert when full (and counts it in
@@ -157,6 +158,9 @@ impl Dispatcher {
 
     /// Whether a trigger for this key was sent within the quiet period.
     fn in_quiet_period(&self, alert: &Alert) -> bool {
+        if self.channels.iter().any(|c| c.wants_reminders()) {
+            return false;
+        }
         let Ok(mut last_sent) = self.last_sent.lock() else {
             return false;
         };
@@ -189,6 +193,8 @@ impl Dispatcher {
         for channel in &self.channels {
             let minimum = match channel.name() {
                 "pagerduty" => self.config.min_severity_pagerduty,
+                // Alertmanager routes by severity itself.
+                "alertmanager" => Severity::Info,
                 _ => self.config.min_severity_slack,
             };
             if alert.severity < minimum {

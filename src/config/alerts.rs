@@ -58,6 +58,9 @@ pub struct AlertChannelsConfig {
     /// Kept from the original's settings; Events API v2 does not need it.
     pub pagerduty_service_id: Option<String>,
     pub pagerduty_events_url: String,
+    /// When set, the service's own alerts go to this Alertmanager (API v2)
+    /// and not to Slack or PagerDuty directly (`ALERTMANAGER_URL`).
+    pub alertmanager_url: Option<String>,
     pub watchdog_interval: Duration,
     pub ledger_check_interval: Duration,
     /// 5xx responses in one watchdog interval that make an ErrorBurst.

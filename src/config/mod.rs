@@ -326,6 +326,7 @@ impl Config {
                 .get("PAGERDUTY_EVENTS_URL")
                 .unwrap_or("https://events.pagerduty.com/v2/enqueue")
                 .to_owned(),
+            alertmanager_url: vars.get("ALERTMANAGER_URL").map(|u| u.trim_end_matches('/').to_owned()),
             watchdog_interval: Duration::from_secs(vars.parse_range("WATCHDOG_INTERVAL_SECONDS", 15, 1..=3600)?),
             ledger_check_interval: Duration::from_secs(vars.parse_range(
                 "LEDGER_CHECK_INTERVAL_SECONDS",
@@ -347,6 +348,7 @@ impl Config {
                 "PAGERDUTY_EVENTS_URL",
                 Some(alerts_channels.pagerduty_events_url.clone()),
             ),
+            ("ALERTMANAGER_URL", alerts_channels.alertmanager_url.clone()),
         ] {
             if let Some(url) = url
                 && url::Url::parse(&url)

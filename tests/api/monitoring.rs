@@ -28,6 +28,46 @@ fn alertmanager_config_passes_amtool() {
     assert!(ok, "{output}");
 }
 
+/// Every severity the rules use reaches a person (`error` once matched no
+/// route and went to the null receiver).
+#[test]
+fn every_severity_the_rules_use_is_routed_to_a_receiver() {
+    let rules = std::fs::read_to_string(Path::new(ROOT).join("config/alert_rules.yml")).unwrap();
+    let severities: BTreeSet<&str> = rules
+        .lines()
+        .filter_map(|line| line.trim().strip_prefix("severity: "))
+        .collect();
+    assert!(
+        severities.contains("error") && severities.contains("critical"),
+        "{severities:?}"
+    );
+    for severity in severities {
+        let (ok, output) = run_tool(
+            "amtool",
+            &[
+                "config",
+                "routes",
+                "test",
+                "--config.file=config/alertmanager.yml",
+                &format!("severity={severity}"),
+            ],
+            None,
+        );
+        assert!(ok, "{output}");
+        let receiver = output
+            .lines()
+            .find(|l| !l.starts_with("Warning"))
+            .unwrap_or_default()
+            .trim();
+        let expected = match severity {
+            "critical" => "pagerduty-and-slack",
+            "info" => "null",
+            _ => "slack",
+        };
+        assert_eq!(receiver, expected, "severity {severity}");
+    }
+}
+
 #[test]
 fn every_alert_in_the_rules_has_a_unit_test() {
     let rules = std::fs::read_to_string(Path::new(ROOT).join("config/alert_rules.yml")).unwrap();
@@ -676,4 +716,95 @@ fn every_runbook_link_opens_a_heading_that_exists() {
         "links to headings that do not exist:\n{}",
         dead.join("\n")
     );
+}
+
+/// One incident, one page: a real database outage seen by the service's
+/// watchdog (within a second) and by Prometheus (the shipped rule,
+/// `for:` cut to 2 s) reaches a real Alertmanager with the shipped routing
+/// as two alerts of one group (the watchdog's under the rule's name,
+/// `ALERTMANAGER_URL` set), so PagerDuty gets one dedup key: one incident,
+/// opened once and resolved once. The service's direct PagerDuty channel,
+/// configured too, stands down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_watchdog_and_prometheus_open_one_incident_for_one_outage() {
+    use wiremock::matchers::method;
+    use wiremock::{Mock, MockServer, ResponseTemplate};
+    let slack = MockServer::start().await;
+    let pagerduty = MockServer::start().await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(200))
+        .mount(&slack)
+        .await;
+    Mock::given(method("POST"))
+        .respond_with(ResponseTemplate::new(202))
+        .mount(&pagerduty)
+        .await;
+    let alertmanager = Alertmanager::start(&alertmanager_config(&slack.uri(), &pagerduty.uri())).await;
+
+    let db = TestDb::create(Engine::Postgres).await;
+    let proxy = crate::proxy::TcpProxy::start(db.server.unwrap()).await;
+    let alertmanager_url = format!("http://{}", alertmanager.address);
+    let pagerduty_url = format!("{}/v2/enqueue", pagerduty.uri());
+    let app = TestApp::spawn_ready(
+        &db.url_via(&proxy),
+        &[
+            ("ALERTMANAGER_URL", alertmanager_url.as_str()),
+            ("PAGERDUTY_API_KEY", "direct-key"),
+            ("PAGERDUTY_EVENTS_URL", pagerduty_url.as_str()),
+            ("WATCHDOG_INTERVAL_SECONDS", "1"),
+        ],
+    )
+    .await;
+    let prometheus = Prometheus::start(&app.addr.to_string(), Some(&fast_rules()), Some(&alertmanager.address)).await;
+    prometheus
+        .wait_for_series(r#"amani_database_up{job="amani"} == 1"#, Duration::from_secs(20))
+        .await;
+
+    proxy.cut();
+    let groups_url = format!("{alertmanager_url}/api/v2/alerts/groups");
+    crate::server::eventually(Duration::from_secs(40), "both alerts in one group", async || {
+        let groups: serde_json::Value = reqwest::get(&groups_url).await.ok()?.json().await.ok()?;
+        groups.as_array()?.iter().find(|g| {
+            g["labels"]["alertname"] == "DatabaseConnectionIssues"
+                && g["alerts"].as_array().is_some_and(|alerts| {
+                    alerts.len() == 2 && alerts.iter().any(|a| a["labels"]["source"] == "amani-watchdog")
+                })
+        })?;
+        Some(())
+    })
+    .await;
+    let events = || async {
+        received(&pagerduty)
+            .await
+            .iter()
+            .map(|body| serde_json::from_str::<serde_json::Value>(body).unwrap())
+            .collect::<Vec<_>>()
+    };
+    crate::server::eventually(Duration::from_secs(20), "a page", async || {
+        events()
+            .await
+            .iter()
+            .any(|e| e["event_action"] == "trigger")
+            .then_some(())
+    })
+    .await;
+
+    proxy.restore();
+    crate::server::eventually(Duration::from_secs(60), "the resolve", async || {
+        events()
+            .await
+            .iter()
+            .any(|e| e["event_action"] == "resolve")
+            .then_some(())
+    })
+    .await;
+    let events = events().await;
+    let keys: BTreeSet<&str> = events.iter().map(|e| e["dedup_key"].as_str().unwrap()).collect();
+    assert_eq!(keys.len(), 1, "one incident: {events:#?}");
+    assert!(
+        events.iter().all(|e| e["routing_key"] == "test-routing-key"),
+        "every page came through Alertmanager, none directly: {events:#?}"
+    );
+    let resolves = events.iter().filter(|e| e["event_action"] == "resolve").count();
+    assert_eq!(resolves, 1, "resolved once: {events:#?}");
 }
