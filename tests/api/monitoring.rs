@@ -568,13 +568,9 @@ fn alertmanager_config(slack: &str, pagerduty: &str) -> String {
         .replace("group_interval: 5m", "group_interval: 1s")
 }
 
-/// The whole path: a real condition on a running Amani → the shipped rules
-/// in a real Prometheus → the shipped routing in a real Alertmanager → the
-/// fake Slack and PagerDuty. A 4xx flood fires HighClientErrorRate (a
-/// warning: Slack only); stopping Amani fires ApplicationDown (critical:
-/// PagerDuty too).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn real_conditions_reach_slack_and_pagerduty_through_prometheus_and_alertmanager() {
+/// A fake Slack (answers 200) and PagerDuty (202), and a real Alertmanager
+/// with the shipped routing pointed at them.
+async fn alerting_path() -> (wiremock::MockServer, wiremock::MockServer, Alertmanager) {
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let slack = MockServer::start().await;
@@ -588,6 +584,17 @@ async fn real_conditions_reach_slack_and_pagerduty_through_prometheus_and_alertm
         .mount(&pagerduty)
         .await;
     let alertmanager = Alertmanager::start(&alertmanager_config(&slack.uri(), &pagerduty.uri())).await;
+    (slack, pagerduty, alertmanager)
+}
+
+/// The whole path: a real condition on a running Amani → the shipped rules
+/// in a real Prometheus → the shipped routing in a real Alertmanager → the
+/// fake Slack and PagerDuty. A 4xx flood fires HighClientErrorRate (a
+/// warning: Slack only); stopping Amani fires ApplicationDown (critical:
+/// PagerDuty too).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn real_conditions_reach_slack_and_pagerduty_through_prometheus_and_alertmanager() {
+    let (slack, pagerduty, alertmanager) = alerting_path().await;
 
     let db = TestDb::create(Engine::Sqlite).await;
     let app = TestApp::spawn(&db).await;
@@ -727,19 +734,7 @@ fn every_runbook_link_opens_a_heading_that_exists() {
 /// configured too, stands down.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_watchdog_and_prometheus_open_one_incident_for_one_outage() {
-    use wiremock::matchers::method;
-    use wiremock::{Mock, MockServer, ResponseTemplate};
-    let slack = MockServer::start().await;
-    let pagerduty = MockServer::start().await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(200))
-        .mount(&slack)
-        .await;
-    Mock::given(method("POST"))
-        .respond_with(ResponseTemplate::new(202))
-        .mount(&pagerduty)
-        .await;
-    let alertmanager = Alertmanager::start(&alertmanager_config(&slack.uri(), &pagerduty.uri())).await;
+    let (_slack, pagerduty, alertmanager) = alerting_path().await;
 
     let db = TestDb::create(Engine::Postgres).await;
     let proxy = crate::proxy::TcpProxy::start(db.server.unwrap()).await;
