@@ -250,19 +250,39 @@ impl Prometheus {
     /// Starts Prometheus scraping `target` every second, with `rules` (a
     /// rules file's text) and optionally an Alertmanager.
     pub async fn start(target: &str, rules: Option<&str>, alertmanager: Option<&str>) -> Prometheus {
-        let dir = tempfile::tempdir().unwrap();
-        let port = free_port();
         let mut config = format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n  - job_name: amani\n    static_configs:\n      - targets: [\"{target}\"]\n"
         );
-        if let Some(rules) = rules {
-            std::fs::write(dir.path().join("rules.yml"), rules).unwrap();
+        if rules.is_some() {
             config.push_str("rule_files: [rules.yml]\n");
         }
         if let Some(am) = alertmanager {
             config.push_str(&format!(
                 "alerting:\n  alertmanagers:\n    - static_configs:\n        - targets: [\"{am}\"]\n"
             ));
+        }
+        let files: Vec<(&str, &str)> = rules.map(|r| ("rules.yml", r)).into_iter().collect();
+        Prometheus::launch(free_port(), &config, &files).await
+    }
+
+    /// The shipped `config/prometheus.yml` (its intervals) and rules, aimed
+    /// at `target` and `alertmanager` instead of the compose services.
+    pub async fn shipped(target: &str, alertmanager: &str) -> Prometheus {
+        let port = free_port();
+        let config = std::fs::read_to_string(Path::new(ROOT).join("config/prometheus.yml"))
+            .unwrap()
+            .replace("amani:8000", target)
+            .replace("alertmanager:9093", alertmanager)
+            .replace("localhost:9090", &format!("127.0.0.1:{port}"));
+        let rules = std::fs::read_to_string(Path::new(ROOT).join("config/alert_rules.yml")).unwrap();
+        Prometheus::launch(port, &config, &[("alert_rules.yml", &rules)]).await
+    }
+
+    /// Runs Prometheus on `port` with `config` and the files it names.
+    async fn launch(port: u16, config: &str, files: &[(&str, &str)]) -> Prometheus {
+        let dir = tempfile::tempdir().unwrap();
+        for (name, text) in files {
+            std::fs::write(dir.path().join(name), text).unwrap();
         }
         std::fs::write(dir.path().join("prometheus.yml"), config).unwrap();
         let child = Command::new("prometheus")
@@ -550,11 +570,11 @@ fn fast_rules() -> String {
         .join("\n")
 }
 
-/// The shipped Alertmanager routing (critical → PagerDuty and Slack,
-/// warning → Slack), pointed at local fakes, with short timers.
-fn alertmanager_config(slack: &str, pagerduty: &str) -> String {
-    let shipped = std::fs::read_to_string(Path::new(ROOT).join("config/alertmanager.yml")).unwrap();
-    shipped
+/// The shipped Alertmanager configuration, routing and timers as shipped,
+/// with its receivers pointed at local fakes.
+fn shipped_alertmanager_config(slack: &str, pagerduty: &str) -> String {
+    std::fs::read_to_string(Path::new(ROOT).join("config/alertmanager.yml"))
+        .unwrap()
         .replace(
             "api_url_file: /etc/alertmanager/secrets/slack_webhook_url",
             &format!("api_url: {slack}/hook"),
@@ -563,14 +583,27 @@ fn alertmanager_config(slack: &str, pagerduty: &str) -> String {
             "routing_key_file: /etc/alertmanager/secrets/pagerduty_routing_key",
             &format!("routing_key: test-routing-key\n        url: {pagerduty}/v2/enqueue"),
         )
+}
+
+/// The shipped Alertmanager routing (critical → PagerDuty and Slack,
+/// warning → Slack), pointed at local fakes, with short timers.
+fn alertmanager_config(slack: &str, pagerduty: &str) -> String {
+    shipped_alertmanager_config(slack, pagerduty)
         .replace("group_wait: 30s", "group_wait: 1s")
-        .replace("group_wait: 10s", "group_wait: 1s")
+        .replace("group_wait: 5s", "group_wait: 1s")
         .replace("group_interval: 5m", "group_interval: 1s")
+        .replace("group_interval: 30s", "group_interval: 1s")
 }
 
 /// A fake Slack (answers 200) and PagerDuty (202), and a real Alertmanager
-/// with the shipped routing pointed at them.
+/// with the shipped routing pointed at them (short timers).
 async fn alerting_path() -> (wiremock::MockServer, wiremock::MockServer, Alertmanager) {
+    alerting_path_with(alertmanager_config).await
+}
+
+async fn alerting_path_with(
+    config: fn(&str, &str) -> String,
+) -> (wiremock::MockServer, wiremock::MockServer, Alertmanager) {
     use wiremock::matchers::method;
     use wiremock::{Mock, MockServer, ResponseTemplate};
     let slack = MockServer::start().await;
@@ -583,7 +616,7 @@ async fn alerting_path() -> (wiremock::MockServer, wiremock::MockServer, Alertma
         .respond_with(ResponseTemplate::new(202))
         .mount(&pagerduty)
         .await;
-    let alertmanager = Alertmanager::start(&alertmanager_config(&slack.uri(), &pagerduty.uri())).await;
+    let alertmanager = Alertmanager::start(&config(&slack.uri(), &pagerduty.uri())).await;
     (slack, pagerduty, alertmanager)
 }
 
@@ -802,4 +835,64 @@ async fn the_watchdog_and_prometheus_open_one_incident_for_one_outage() {
     );
     let resolves = events.iter().filter(|e| e["event_action"] == "resolve").count();
     assert_eq!(resolves, 1, "resolved once: {events:#?}");
+}
+
+/// Time to page and time to resolve with the shipped settings (scrape and
+/// evaluation every 10 s, `for: 30s`, Alertmanager's group_wait 5 s and
+/// group_interval 30 s for pages), nothing shortened: a real Prometheus and
+/// Alertmanager, the service behind a proxy that refuses connections like
+/// a stopped process (ApplicationDown), then its PostgreSQL behind another
+/// (DatabaseConnectionIssues). Each must reach the fake PagerDuty within
+/// 60 s of the outage and resolve within 60 s of recovery.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_the_shipped_settings_an_outage_pages_within_60_s_and_resolves_within_60_s() {
+    let (_slack, pagerduty, alertmanager) = alerting_path_with(shipped_alertmanager_config).await;
+    let db = TestDb::create(Engine::Postgres).await;
+    let database = crate::proxy::TcpProxy::start(db.server.unwrap()).await;
+    let app = TestApp::spawn_ready(&db.url_via(&database), &[]).await;
+    let service = crate::proxy::TcpProxy::start(app.addr).await;
+    let prometheus = Prometheus::shipped(&service.addr().to_string(), &alertmanager.address).await;
+    prometheus
+        .wait_for_series(r#"amani_database_up{job="amani"} == 1"#, Duration::from_secs(40))
+        .await;
+    let events = || async {
+        received(&pagerduty)
+            .await
+            .iter()
+            .map(|body| serde_json::from_str::<serde_json::Value>(body).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let limit = Duration::from_secs(60);
+    for (alertname, outage) in [("ApplicationDown", &service), ("DatabaseConnectionIssues", &database)] {
+        let about = |e: &serde_json::Value| {
+            e["payload"]["summary"]
+                .as_str()
+                .is_some_and(|s| s.starts_with(&format!("{alertname}:")))
+        };
+        let down = Instant::now();
+        outage.cut();
+        let page = crate::server::eventually(limit + Duration::from_secs(30), "the page", async || {
+            events()
+                .await
+                .into_iter()
+                .find(|e| e["event_action"] == "trigger" && about(e))
+        })
+        .await;
+        let to_page = down.elapsed();
+        outage.restore();
+        let up = Instant::now();
+        let key = page["dedup_key"].clone();
+        crate::server::eventually(limit + Duration::from_secs(30), "the resolve", async || {
+            events()
+                .await
+                .iter()
+                .any(|e| e["event_action"] == "resolve" && e["dedup_key"] == key)
+                .then_some(())
+        })
+        .await;
+        let to_resolve = up.elapsed();
+        println!("{alertname}: paged {to_page:.1?} after the outage began, resolved {to_resolve:.1?} after it ended");
+        assert!(to_page <= limit, "{alertname} paged after {to_page:?}");
+        assert!(to_resolve <= limit, "{alertname} resolved after {to_resolve:?}");
+    }
 }
