@@ -259,15 +259,7 @@ pub async fn resolve_milestone(
 ) -> Result<Json<MilestoneResolution>, ApiError> {
     let resolution = body.resolution()?;
     let notes = optional_text("notes", body.notes.as_deref(), 2000)?;
-    let mut tx = state
-        .db
-        .begin()
-        .await
-        .map_err(crate::operations::OperationError::from)?;
-    let (milestone, moved) =
-        crate::operations::escrow::resolve_milestone_dispute(&mut tx, &admin, &id, resolution, notes.as_deref())
-            .await?;
-    tx.commit().await.map_err(crate::operations::OperationError::from)?;
+    let (milestone, moved) = milestones::resolve_dispute(&state.db, &admin, &id, resolution, notes.as_deref()).await?;
     super::escrow::count(&state, &moved);
     Ok(Json(MilestoneResolution {
         milestone: milestone.into(),

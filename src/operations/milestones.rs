@@ -432,3 +432,18 @@ pub async fn evidence_file(
         .await?
         .ok_or(OperationError::NotFound("file"))
 }
+
+/// An admin settles one disputed milestone
+/// ([`super::escrow::resolve_milestone_dispute`]) in its own transaction.
+pub async fn resolve_dispute(
+    db: &Database,
+    admin: &User,
+    id: &str,
+    resolution: super::escrow::Resolution,
+    notes: Option<&str>,
+) -> Result<(Milestone, Vec<crate::store::escrow::EscrowTransaction>), OperationError> {
+    let mut tx = db.begin().await?;
+    let resolved = super::escrow::resolve_milestone_dispute(&mut tx, admin, id, resolution, notes).await?;
+    tx.commit().await?;
+    Ok(resolved)
+}
