@@ -130,6 +130,9 @@ pub enum OtlpProtocol {
 pub struct TracingConfig {
     /// Export spans (`TRACING_ENABLED`). Trace ids exist either way.
     pub enabled: bool,
+    /// Export log records over OTLP too, to the same collector
+    /// (`OTLP_LOGS_ENABLED`); stdout keeps its JSON lines either way.
+    pub logs_enabled: bool,
     pub exporter: TracingExporter,
     pub protocol: OtlpProtocol,
     pub endpoint: String,
@@ -538,6 +541,7 @@ fn parse_tracing(vars: &Vars, environment: Environment) -> Result<TracingConfig,
     }
     Ok(TracingConfig {
         enabled,
+        logs_enabled: vars.parse_bool("OTLP_LOGS_ENABLED", false)?,
         exporter,
         protocol,
         endpoint,

@@ -16,7 +16,7 @@ use tracing_subscriber::Layer;
 use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::layer::Context;
-use tracing_subscriber::registry::LookupSpan;
+use tracing_subscriber::registry::{LookupSpan, Scope};
 
 /// Span fields copied onto every log line emitted inside the span.
 const CORRELATION_FIELDS: [&str; 6] = ["request_id", "trace_id", "span_id", "user_id", "method", "route"];
@@ -100,28 +100,41 @@ where
         line.insert("timestamp".into(), Value::from(crate::timestamp::now()));
         line.insert("level".into(), Value::from(metadata.level().as_str()));
         line.insert("target".into(), Value::from(metadata.target()));
-        if let Some(scope) = ctx.event_scope() {
-            for span in scope.from_root() {
-                if let Some(fields) = span.extensions().get::<SpanCorrelation>() {
-                    for (key, value) in &fields.0 {
-                        line.insert(key.clone(), value.clone());
-                    }
-                }
-            }
-        }
-        event.record(&mut EventVisitor(&mut line));
-        // Every line has a message; events from other crates may carry only
-        // fields (sqlx's query log has a `summary`).
-        if !line.contains_key("message") {
-            let message = line
-                .get("summary")
-                .cloned()
-                .unwrap_or_else(|| Value::from(metadata.name()));
-            line.insert("message".into(), message);
-        }
+        line.extend(event_fields(ctx.event_scope(), event));
         let text = serde_json::to_string(&line).map_err(|_| fmt::Error)?;
         writeln!(writer, "{text}")
     }
+}
+
+/// What a log line says besides its time, level and target: the
+/// correlation fields of the spans it happened in, the event's own fields
+/// (secret-looking ones redacted) and a `message`. The JSON line and the
+/// OTLP log record ([`super::logs`]) are both made from it.
+pub(super) fn event_fields<'a, R>(scope: Option<Scope<'a, R>>, event: &Event<'_>) -> Map<String, Value>
+where
+    R: LookupSpan<'a>,
+{
+    let mut line = Map::new();
+    if let Some(scope) = scope {
+        for span in scope.from_root() {
+            if let Some(fields) = span.extensions().get::<SpanCorrelation>() {
+                for (key, value) in &fields.0 {
+                    line.insert(key.clone(), value.clone());
+                }
+            }
+        }
+    }
+    event.record(&mut EventVisitor(&mut line));
+    // Every line has a message; events from other crates may carry only
+    // fields (sqlx's query log has a `summary`).
+    if !line.contains_key("message") {
+        let message = line
+            .get("summary")
+            .cloned()
+            .unwrap_or_else(|| Value::from(event.metadata().name()));
+        line.insert("message".into(), message);
+    }
+    line
 }
 
 struct EventVisitor<'a>(&'a mut Map<String, Value>);

@@ -8,12 +8,14 @@
 //!   `RUST_LOG`/`LOG_LEVEL`;
 //! - OpenTelemetry ([`traces`]), which sees the service's own spans whatever
 //!   the log level, so a quiet log never means missing traces;
+//! - log records over OTLP ([`logs`]) when `OTLP_LOGS_ENABLED` is set;
 //! - Sentry breadcrumbs ([`error_tracking`]) when `SENTRY_DSN` is set.
 //!
 //! It returns a guard that flushes the span exporter when dropped.
 
 pub mod error_tracking;
 pub mod json;
+pub mod logs;
 pub mod metrics;
 mod process;
 pub mod request_id;
@@ -34,12 +36,16 @@ use crate::config::{Config, LogFormat};
 #[must_use = "dropping the guard stops telemetry"]
 pub struct TelemetryGuard {
     tracer_provider: SdkTracerProvider,
+    logger_provider: Option<opentelemetry_sdk::logs::SdkLoggerProvider>,
 }
 
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         if let Err(err) = self.tracer_provider.shutdown() {
             eprintln!("telemetry: flushing spans failed: {err}");
+        }
+        if let Some(Err(err)) = self.logger_provider.as_ref().map(|p| p.shutdown()) {
+            eprintln!("telemetry: flushing log records failed: {err}");
         }
     }
 }
@@ -110,6 +116,12 @@ pub fn init(config: &Config, output: LogOutput) -> Result<TelemetryGuard, traces
     let otel = tracing_opentelemetry::layer()
         .with_tracer(traces::tracer(&tracer_provider))
         .with_filter(ours());
+    let logger_provider = logs::provider(config)?;
+    // Log records follow the log filter, as the JSON lines do.
+    let otel_logs = logger_provider.as_ref().map(|provider| {
+        logs::OtlpLogs::new(provider)
+            .with_filter(EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info")))
+    });
     let breadcrumbs = config
         .sentry
         .dsn
@@ -120,6 +132,7 @@ pub fn init(config: &Config, output: LogOutput) -> Result<TelemetryGuard, traces
         .with(json)
         .with(pretty)
         .with(otel)
+        .with(otel_logs)
         .with(breadcrumbs)
         .try_init();
     if let Err(err) = result {
@@ -128,5 +141,8 @@ pub fn init(config: &Config, output: LogOutput) -> Result<TelemetryGuard, traces
     if let (true, crate::config::TracingExporter::Unknown(name)) = (config.tracing.enabled, &config.tracing.exporter) {
         tracing::warn!(exporter = %name, "unknown TRACING_EXPORTER: spans will not be exported");
     }
-    Ok(TelemetryGuard { tracer_provider })
+    Ok(TelemetryGuard {
+        tracer_provider,
+        logger_provider,
+    })
 }

@@ -26,23 +26,20 @@ use crate::config::{Config, OtlpProtocol, TracingExporter};
 #[error("tracing exporter: {0}")]
 pub struct TracingError(String);
 
+impl TracingError {
+    pub fn new(message: String) -> TracingError {
+        TracingError(message)
+    }
+}
+
 /// Builds the tracer provider for this process.
 ///
 /// Must run inside the Tokio runtime: the gRPC exporter's channel is bound
 /// to it.
 pub fn provider(config: &Config) -> Result<SdkTracerProvider, TracingError> {
-    let resource = Resource::builder()
-        .with_service_name(config.app_name.to_ascii_lowercase())
-        .with_attributes([
-            KeyValue::new("service.version", config.app_version.clone()),
-            KeyValue::new("deployment.environment", config.environment.as_str()),
-            KeyValue::new("deployment.environment.name", config.environment.as_str()),
-        ])
-        .build();
+    let builder = SdkTracerProvider::builder().with_resource(resource(config));
     let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(config.tracing.sample_ratio)));
-    let builder = SdkTracerProvider::builder()
-        .with_resource(resource)
-        .with_sampler(sampler);
+    let builder = builder.with_sampler(sampler);
     if !config.tracing.enabled {
         return Ok(builder.build());
     }
@@ -59,7 +56,27 @@ pub fn provider(config: &Config) -> Result<SdkTracerProvider, TracingError> {
     Ok(builder.build())
 }
 
+/// Who is sending: the same resource on spans and log records.
+pub(super) fn resource(config: &Config) -> Resource {
+    Resource::builder()
+        .with_service_name(config.app_name.to_ascii_lowercase())
+        .with_attributes([
+            KeyValue::new("service.version", config.app_version.clone()),
+            KeyValue::new("deployment.environment", config.environment.as_str()),
+            KeyValue::new("deployment.environment.name", config.environment.as_str()),
+        ])
+        .build()
+}
+
 fn grpc_exporter(config: &Config) -> Result<opentelemetry_otlp::SpanExporter, TracingError> {
+    grpc(opentelemetry_otlp::SpanExporter::builder().with_tonic(), config)?
+        .build()
+        .map_err(|e| TracingError(e.to_string()))
+}
+
+/// An OTLP gRPC exporter's settings (endpoint, headers as metadata, TLS for
+/// https), shared by spans and log records.
+pub(super) fn grpc<B: WithTonicConfig + WithExportConfig>(builder: B, config: &Config) -> Result<B, TracingError> {
     let mut metadata = tonic::metadata::MetadataMap::new();
     for (key, value) in &config.tracing.headers {
         let key = tonic::metadata::MetadataKey::from_bytes(key.as_bytes())
@@ -69,31 +86,39 @@ fn grpc_exporter(config: &Config) -> Result<opentelemetry_otlp::SpanExporter, Tr
             .map_err(|_| TracingError("OTLP_HEADERS: invalid header value".into()))?;
         metadata.insert(key, value);
     }
-    let mut builder = opentelemetry_otlp::SpanExporter::builder()
-        .with_tonic()
+    let mut builder = builder
         .with_endpoint(config.tracing.endpoint.clone())
         .with_timeout(Duration::from_secs(10))
         .with_metadata(metadata);
     if config.tracing.endpoint.starts_with("https://") {
         builder = builder.with_tls_config(tonic::transport::ClientTlsConfig::new().with_webpki_roots());
     }
-    builder.build().map_err(|e| TracingError(e.to_string()))
+    Ok(builder)
 }
 
 fn http_exporter(config: &Config) -> Result<opentelemetry_otlp::SpanExporter, TracingError> {
+    http(
+        opentelemetry_otlp::SpanExporter::builder().with_http(),
+        config,
+        "/v1/traces",
+    )
+    .build()
+    .map_err(|e| TracingError(e.to_string()))
+}
+
+/// An OTLP HTTP/protobuf exporter's settings: the collector's `path` for the
+/// signal, and the headers.
+pub(super) fn http<B: WithHttpConfig + WithExportConfig>(builder: B, config: &Config, path: &str) -> B {
     let endpoint = config.tracing.endpoint.trim_end_matches('/');
-    let endpoint = if endpoint.ends_with("/v1/traces") {
+    let endpoint = if endpoint.ends_with(path) {
         endpoint.to_owned()
     } else {
-        format!("{endpoint}/v1/traces")
+        format!("{endpoint}{path}")
     };
-    opentelemetry_otlp::SpanExporter::builder()
-        .with_http()
+    builder
         .with_endpoint(endpoint)
         .with_timeout(Duration::from_secs(10))
         .with_headers(config.tracing.headers.iter().cloned().collect::<HashMap<_, _>>())
-        .build()
-        .map_err(|e| TracingError(e.to_string()))
 }
 
 pub fn install_propagator() {

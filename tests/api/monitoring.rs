@@ -225,7 +225,16 @@ fn the_compose_stack_mounts_files_that_exist_and_prometheus_targets_its_services
         .filter(|l| l.starts_with("  ") && !l.starts_with("   ") && l.trim_end().ends_with(':'))
         .map(|l| l.trim().trim_end_matches(':'))
         .collect();
-    for service in ["amani", "postgres", "prometheus", "alertmanager", "grafana", "jaeger"] {
+    for service in [
+        "amani",
+        "postgres",
+        "prometheus",
+        "alertmanager",
+        "grafana",
+        "jaeger",
+        "otel-collector",
+        "loki",
+    ] {
         assert!(
             services.contains(service),
             "compose service {service} missing: {services:?}"
@@ -237,6 +246,41 @@ fn the_compose_stack_mounts_files_that_exist_and_prometheus_targets_its_services
         let host = target.split(':').next().unwrap();
         assert!(services.contains(host));
     }
+    // Amani sends spans and log records to the collector, which passes them
+    // to services that exist, through pipelines that name what it defines.
+    assert!(compose.contains("OTLP_ENDPOINT: http://otel-collector:4317"));
+    assert!(compose.contains("OTLP_LOGS_ENABLED: \"true\""));
+    assert!(compose.contains("ALERTMANAGER_URL: http://alertmanager:9093"));
+    let collector = std::fs::read_to_string(Path::new(ROOT).join("config/otel-collector.yml")).unwrap();
+    assert!(
+        collector.contains("endpoint: 0.0.0.0:4317"),
+        "the collector receives OTLP gRPC on 4317"
+    );
+    for (exporter, host) in [
+        ("otlp/jaeger:", "jaeger:4317"),
+        ("otlphttp/loki:", "http://loki:3100/otlp"),
+    ] {
+        assert!(
+            collector.contains(exporter) && collector.contains(host),
+            "{exporter} {host}"
+        );
+        let service = host.trim_start_matches("http://").split(':').next().unwrap();
+        assert!(services.contains(service), "{service}");
+    }
+    for pipeline in [
+        "exporters: [otlp/jaeger]",
+        "exporters: [otlphttp/loki]",
+        "receivers: [otlp]",
+    ] {
+        assert!(collector.contains(pipeline), "{pipeline}");
+    }
+    let datasources =
+        std::fs::read_to_string(Path::new(ROOT).join("config/grafana/provisioning/datasources/loki.yml")).unwrap();
+    assert!(datasources.contains("uid: loki") && datasources.contains("datasourceUid: jaeger"));
+    let jaeger =
+        std::fs::read_to_string(Path::new(ROOT).join("config/grafana/provisioning/datasources/prometheus.yml"))
+            .unwrap();
+    assert!(jaeger.contains("tracesToLogsV2") && jaeger.contains("datasourceUid: loki"));
 }
 
 /// A real Prometheus on loopback, killed when dropped.

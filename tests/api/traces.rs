@@ -372,3 +372,88 @@ async fn a_webhook_delivery_links_to_the_request_that_caused_its_event() {
     assert_eq!(linked.name, "project.create");
     assert_eq!(linked.parent_span_id, request_span.span_id);
 }
+
+/// Log records received over OTLP gRPC (spans are accepted and dropped).
+#[derive(Clone, Default)]
+struct ReceivedLogs(Arc<Mutex<Vec<opentelemetry_proto::tonic::logs::v1::LogRecord>>>);
+
+#[tonic::async_trait]
+impl opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsService for ReceivedLogs {
+    async fn export(
+        &self,
+        request: tonic::Request<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest>,
+    ) -> Result<
+        tonic::Response<opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse>,
+        tonic::Status,
+    > {
+        let mut records = self.0.lock().unwrap();
+        for resource in request.into_inner().resource_logs {
+            for scope in resource.scope_logs {
+                records.extend(scope.log_records);
+            }
+        }
+        Ok(tonic::Response::new(Default::default()))
+    }
+}
+
+fn log_attribute(record: &opentelemetry_proto::tonic::logs::v1::LogRecord, key: &str) -> Option<String> {
+    record.attributes.iter().find(|kv| kv.key == key).and_then(|kv| {
+        kv.value.as_ref().and_then(|v| match &v.value {
+            Some(Value::StringValue(s)) => Some(s.clone()),
+            _ => None,
+        })
+    })
+}
+
+/// With `OTLP_LOGS_ENABLED`, the log records of one request reach the
+/// collector with its request id, trace id and span id as attributes (and
+/// OTLP's own trace context), so a trace view can list them.
+#[tokio::test]
+async fn log_records_are_exported_over_otlp_with_the_requests_ids() {
+    use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::LogsServiceServer;
+    let logs = ReceivedLogs::default();
+    let port = free_port();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(TraceServiceServer::new(Received::default()))
+            .add_service(LogsServiceServer::new(logs.clone()))
+            .serve(([127, 0, 0, 1], port).into()),
+    );
+    let endpoint = format!("http://127.0.0.1:{port}");
+    let server = Server::start(&[
+        ("TRACING_ENABLED", "true"),
+        ("OTLP_LOGS_ENABLED", "true"),
+        ("OTLP_PROTOCOL", "grpc"),
+        ("OTLP_ENDPOINT", &endpoint),
+    ]);
+    server.wait_until_ready().await;
+    let response = reqwest::Client::new()
+        .get(server.url("/api/v1/no-such-page"))
+        .header("traceparent", format!("00-{CALLER_TRACE}-{CALLER_SPAN}-01"))
+        .header("x-request-id", "logs-test-1")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 404);
+    let record = eventually(Duration::from_secs(20), "the request's log record", async || {
+        logs.0
+            .lock()
+            .unwrap()
+            .iter()
+            .find(|r| log_attribute(r, "request_id").as_deref() == Some("logs-test-1"))
+            .cloned()
+    })
+    .await;
+    assert_eq!(log_attribute(&record, "trace_id").as_deref(), Some(CALLER_TRACE));
+    let span_id = log_attribute(&record, "span_id").unwrap_or_default();
+    assert_eq!(span_id.len(), 16, "{record:?}");
+    assert_ne!(span_id, CALLER_SPAN, "the service's own span, a child of the caller's");
+    assert_eq!(hex(&record.trace_id), CALLER_TRACE, "OTLP's trace context too");
+    assert!(!record.severity_text.is_empty());
+    // The same line is still on stdout as JSON.
+    let json_line = server
+        .logs()
+        .into_iter()
+        .any(|l| l["request_id"] == "logs-test-1" && l["trace_id"] == CALLER_TRACE);
+    assert!(json_line);
+}
