@@ -27,6 +27,10 @@ use tracing_subscriber::registry::LookupSpan;
 use super::traces::{TracingError, grpc, http, resource};
 use crate::config::{Config, OtlpProtocol};
 
+/// Crates on the export path (gRPC, HTTP, the SDK): their events are not
+/// exported, or exporting would feed itself.
+pub const EXPORTER_TARGETS: [&str; 6] = ["opentelemetry", "tonic", "h2", "hyper", "tower", "reqwest"];
+
 /// The logger provider, when log export is on.
 pub fn provider(config: &Config) -> Result<Option<SdkLoggerProvider>, TracingError> {
     if !config.tracing.logs_enabled {

@@ -117,10 +117,16 @@ pub fn init(config: &Config, output: LogOutput) -> Result<TelemetryGuard, traces
         .with_tracer(traces::tracer(&tracer_provider))
         .with_filter(ours());
     let logger_provider = logs::provider(config)?;
-    // Log records follow the log filter, as the JSON lines do.
+    // Log records follow the log filter, as the JSON lines do, except the
+    // exporter's own stack: its events would be exported by the exporter.
     let otel_logs = logger_provider.as_ref().map(|provider| {
         logs::OtlpLogs::new(provider)
             .with_filter(EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info")))
+            .with_filter(tracing_subscriber::filter::filter_fn(|metadata| {
+                !logs::EXPORTER_TARGETS
+                    .iter()
+                    .any(|target| metadata.target().starts_with(target))
+            }))
     });
     let breadcrumbs = config
         .sentry
