@@ -122,14 +122,18 @@ pub struct Filter<'a> {
     /// Inclusive bounds on `created_at`, in the stored timestamp format.
     pub from: Option<&'a str>,
     pub to: Option<&'a str>,
+    /// Only transactions after this one in the list's order (a cursor).
+    pub after: Option<&'a str>,
 }
 
+/// A page of transactions, newest first, and how many match in all (not
+/// counted when paging by cursor: None).
 pub async fn list(
     db: &mut impl DbHandle,
     filter: &Filter<'_>,
     limit: i64,
     offset: i64,
-) -> Result<(Vec<EscrowTransaction>, i64), StoreError> {
+) -> Result<(Vec<EscrowTransaction>, Option<i64>), StoreError> {
     let (conn, obs) = db.parts();
     let rows: Vec<EscrowTransaction> = obs
         .run(
@@ -140,6 +144,7 @@ pub async fn list(
                 " from escrow_transactions where ($1 is null or user_id = $1 or counterparty_id = $1) \
                  and ($2 is null or project_id = $2) and ($3 is null or type = $3) and ($4 is null or status = $4) \
                  and ($5 is null or created_at >= $5) and ($6 is null or created_at <= $6) \
+                 and ($9 is null or (created_at, id) < (select created_at, id from escrow_transactions where id = $9)) \
                  order by created_at desc, id desc limit $7 offset $8"
             ))
             .bind(filter.party)
@@ -150,9 +155,13 @@ pub async fn list(
             .bind(filter.to)
             .bind(limit)
             .bind(offset)
+            .bind(filter.after)
             .fetch_all(conn),
         )
         .await?;
+    if filter.after.is_some() {
+        return Ok((rows, None));
+    }
     let (conn, obs) = db.parts();
     let (total,): (i64,) = obs
         .run(
@@ -171,7 +180,7 @@ pub async fn list(
             .fetch_one(conn),
         )
         .await?;
-    Ok((rows, total))
+    Ok((rows, Some(total)))
 }
 
 /// Settles a pending gateway record (compare-and-set from `pending`): the

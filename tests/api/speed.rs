@@ -246,3 +246,62 @@ async fn a_deal_from_hold_to_release_stays_within_its_statement_budget(engine: E
     assert!(detail.contains("89750 NGN available, 102500 needed"), "{detail}");
     assert_eq!(crate::escrow::available(&app, &buyer).await, available, "nothing moved");
 }
+
+both_engines!(a_cursor_walks_the_transaction_history_exactly);
+
+/// `after` on the transaction history: pages of the same order as `page`,
+/// without a count, to the end; another user's transactions never appear.
+async fn a_cursor_walks_the_transaction_history_exactly(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let user = app.user("client").await;
+    let other = app.user("client").await;
+    for amount in 1..=25 {
+        crate::escrow::deposit(&app, &user, 1_000 + amount).await;
+    }
+    crate::escrow::deposit(&app, &other, 5_000).await;
+    let get = async |path: &str| {
+        let (status, body) =
+            crate::helpers::json(app.authed(Method::GET, path, &user.token).send().await.unwrap()).await;
+        assert_eq!(status, 200, "{path}: {body}");
+        body
+    };
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let everything = get("/api/v1/escrow/transactions?page_size=100").await;
+    assert_eq!(everything["total"], 25);
+    let expected = ids(&everything);
+
+    let mut walked = Vec::new();
+    let mut page = get("/api/v1/escrow/transactions?page_size=10").await;
+    let mut sizes = vec![ids(&page).len()];
+    walked.extend(ids(&page));
+    while let Some(cursor) = page["next_cursor"].as_str().map(str::to_owned) {
+        page = get(&format!("/api/v1/escrow/transactions?page_size=10&after={cursor}")).await;
+        assert_eq!(page["total"], Value::Null, "a cursor page is not counted");
+        sizes.push(ids(&page).len());
+        walked.extend(ids(&page));
+    }
+    assert_eq!(sizes, [10, 10, 5]);
+    assert_eq!(page["has_more"], false);
+    assert_eq!(walked, expected, "the same transactions in the same order");
+
+    let (status, problem) = crate::helpers::json(
+        app.authed(
+            Method::GET,
+            &format!("/api/v1/escrow/transactions?page=2&after={}", expected[0]),
+            &user.token,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 422, "{problem}");
+}
