@@ -67,7 +67,8 @@ impl From<Milestone> for MilestoneView {
     fn from(m: Milestone) -> MilestoneView {
         MilestoneView {
             held_amount: m.held(),
-            overdue: m.is_overdue(&crate::timestamp::now()),
+            // The clock is read only for a milestone with a due date.
+            overdue: m.due_date.is_some() && m.is_overdue(&crate::timestamp::now()),
             due_date: m.due_date,
             released_amount: m.released_amount,
             refunded_amount: m.refunded_amount,

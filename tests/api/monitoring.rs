@@ -543,6 +543,28 @@ async fn received(server: &wiremock::MockServer) -> Vec<String> {
         .collect()
 }
 
+/// The events the fake PagerDuty received, in order.
+async fn pagerduty_events(pagerduty: &wiremock::MockServer) -> Vec<serde_json::Value> {
+    received(pagerduty)
+        .await
+        .iter()
+        .map(|body| serde_json::from_str(body).unwrap())
+        .collect()
+}
+
+/// Waits up to `limit` for the fake PagerDuty's first event that is `wanted`.
+async fn pagerduty_event(
+    pagerduty: &wiremock::MockServer,
+    limit: Duration,
+    what: &str,
+    wanted: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    crate::server::eventually(limit, what, async || {
+        pagerduty_events(pagerduty).await.into_iter().find(|e| wanted(e))
+    })
+    .await
+}
+
 /// A real Alertmanager on loopback, killed when dropped.
 pub struct Alertmanager {
     pub address: String,
@@ -845,32 +867,16 @@ async fn the_watchdog_and_prometheus_open_one_incident_for_one_outage() {
         Some(())
     })
     .await;
-    let events = || async {
-        received(&pagerduty)
-            .await
-            .iter()
-            .map(|body| serde_json::from_str::<serde_json::Value>(body).unwrap())
-            .collect::<Vec<_>>()
-    };
-    crate::server::eventually(Duration::from_secs(20), "a page", async || {
-        events()
-            .await
-            .iter()
-            .any(|e| e["event_action"] == "trigger")
-            .then_some(())
+    pagerduty_event(&pagerduty, Duration::from_secs(20), "a page", |e| {
+        e["event_action"] == "trigger"
     })
     .await;
-
     proxy.restore();
-    crate::server::eventually(Duration::from_secs(60), "the resolve", async || {
-        events()
-            .await
-            .iter()
-            .any(|e| e["event_action"] == "resolve")
-            .then_some(())
+    pagerduty_event(&pagerduty, Duration::from_secs(60), "the resolve", |e| {
+        e["event_action"] == "resolve"
     })
     .await;
-    let events = events().await;
+    let events = pagerduty_events(&pagerduty).await;
     let keys: BTreeSet<&str> = events.iter().map(|e| e["dedup_key"].as_str().unwrap()).collect();
     assert_eq!(keys.len(), 1, "one incident: {events:#?}");
     assert!(
@@ -899,13 +905,6 @@ async fn with_the_shipped_settings_an_outage_pages_within_60_s_and_resolves_with
     prometheus
         .wait_for_series(r#"amani_database_up{job="amani"} == 1"#, Duration::from_secs(40))
         .await;
-    let events = || async {
-        received(&pagerduty)
-            .await
-            .iter()
-            .map(|body| serde_json::from_str::<serde_json::Value>(body).unwrap())
-            .collect::<Vec<_>>()
-    };
     let limit = Duration::from_secs(60);
     for (alertname, outage) in [("ApplicationDown", &service), ("DatabaseConnectionIssues", &database)] {
         let about = |e: &serde_json::Value| {
@@ -915,23 +914,16 @@ async fn with_the_shipped_settings_an_outage_pages_within_60_s_and_resolves_with
         };
         let down = Instant::now();
         outage.cut();
-        let page = crate::server::eventually(limit + Duration::from_secs(30), "the page", async || {
-            events()
-                .await
-                .into_iter()
-                .find(|e| e["event_action"] == "trigger" && about(e))
+        let page = pagerduty_event(&pagerduty, limit + Duration::from_secs(30), "the page", |e| {
+            e["event_action"] == "trigger" && about(e)
         })
         .await;
         let to_page = down.elapsed();
         outage.restore();
         let up = Instant::now();
         let key = page["dedup_key"].clone();
-        crate::server::eventually(limit + Duration::from_secs(30), "the resolve", async || {
-            events()
-                .await
-                .iter()
-                .any(|e| e["event_action"] == "resolve" && e["dedup_key"] == key)
-                .then_some(())
+        pagerduty_event(&pagerduty, limit + Duration::from_secs(30), "the resolve", |e| {
+            e["event_action"] == "resolve" && e["dedup_key"] == key
         })
         .await;
         let to_resolve = up.elapsed();

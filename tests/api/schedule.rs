@@ -42,6 +42,26 @@ async fn funded_deal(app: &TestApp, admin: &TestUser, amounts: &[i64]) -> Deal {
     }
 }
 
+/// Sends a draft, has the seller accept it, and funds every milestone.
+async fn accept_and_fund(app: &TestApp, buyer: &TestUser, seller: &TestUser, project: &str) {
+    for (path, user) in [("send", buyer), ("accept", seller)] {
+        let (status, body) = post(app, user, &format!("/api/v1/projects/{project}/{path}"), json!({})).await;
+        assert_eq!(status, 200, "{path}: {body}");
+    }
+    let (status, held) = money_post(app, buyer, "/api/v1/escrow/hold", json!({"project_id": project})).await;
+    assert_eq!(status, 201, "{held}");
+}
+
+/// The ids of a created project's milestones, in order.
+fn milestone_ids(project: &Value) -> Vec<String> {
+    project["milestones"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["id"].as_str().unwrap().to_owned())
+        .collect()
+}
+
 async fn submit(app: &TestApp, seller: &TestUser, milestone: &str) -> Value {
     let (status, body) = post(
         app,
@@ -456,15 +476,10 @@ async fn inspection_periods_are_bounded_and_the_milestones_own_wins(engine: Engi
     .await;
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["inspection_period_seconds"], 3600);
-    let id = created["id"].as_str().unwrap();
-    for (path, user) in [("send", &buyer), ("accept", &seller)] {
-        let (status, _) = post(&app, user, &format!("/api/v1/projects/{id}/{path}"), json!({})).await;
-        assert_eq!(status, 200);
-    }
-    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": id})).await;
-    for (milestone, period) in created["milestones"].as_array().unwrap().iter().zip([60, 3600]) {
+    accept_and_fund(&app, &buyer, &seller, created["id"].as_str().unwrap()).await;
+    for (milestone, period) in milestone_ids(&created).iter().zip([60, 3600]) {
         let before = OffsetDateTime::now_utc();
-        let submitted = submit(&app, &seller, milestone["id"].as_str().unwrap()).await;
+        let submitted = submit(&app, &seller, milestone).await;
         let deadline = at(&submitted["inspection_deadline"]);
         let after = OffsetDateTime::now_utc();
         assert!(
@@ -811,22 +826,13 @@ async fn a_milestone_past_its_due_date_is_listed_overdue_and_announced_once(engi
     assert_eq!(status, 201, "{created}");
     assert_eq!(created["due_date"], "2100-01-01T00:00:00.000000Z");
     let id = created["id"].as_str().unwrap();
-    let ids: Vec<&str> = created["milestones"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap())
-        .collect();
+    let ids = milestone_ids(&created);
     assert_eq!(created["milestones"][1]["due_date"], "2099-12-31T23:00:00.000000Z");
     // A draft's milestones are not watched yet.
     let report = app.state.scheduler.pass(OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!(report.done + report.obsolete, 0);
-    for (path, user) in [("send", &buyer), ("accept", &seller)] {
-        let (status, _) = post(&app, user, &format!("/api/v1/projects/{id}/{path}"), json!({})).await;
-        assert_eq!(status, 200);
-    }
-    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": id})).await;
-    submit(&app, &seller, ids[2]).await;
+    accept_and_fund(&app, &buyer, &seller, id).await;
+    submit(&app, &seller, &ids[2]).await;
 
     let listed = |overdue: bool| {
         let path = format!("/api/v1/projects/{id}/milestones?overdue={overdue}");
@@ -843,7 +849,7 @@ async fn a_milestone_past_its_due_date_is_listed_overdue_and_announced_once(engi
     };
     assert_eq!(listed(true).await, ["Late"]);
     assert_eq!(listed(false).await, ["Later", "Delivered"]);
-    assert_eq!(milestone(&app, &buyer, ids[0]).await["overdue"], true);
+    assert_eq!(milestone(&app, &buyer, &ids[0]).await["overdue"], true);
 
     let report = app.state.scheduler.pass(OffsetDateTime::now_utc()).await.unwrap();
     assert_eq!(
@@ -870,7 +876,7 @@ async fn a_milestone_past_its_due_date_is_listed_overdue_and_announced_once(engi
         .iter()
         .map(|e| e["object"]["id"].as_str().unwrap())
         .collect();
-    assert_eq!(announced, [ids[0]]);
+    assert_eq!(announced, [ids[0].as_str()]);
 }
 
 /// Real processes on one PostgreSQL: a replica killed (SIGKILL) in the
@@ -899,17 +905,8 @@ async fn replicas_killed_mid_release_or_running_side_by_side_release_each_milest
     .await;
     assert_eq!(status, 201, "{created}");
     let project_id = created["id"].as_str().unwrap().to_owned();
-    for (path, user) in [("send", &buyer), ("accept", &seller)] {
-        let (status, _) = post(&app, user, &format!("/api/v1/projects/{project_id}/{path}"), json!({})).await;
-        assert_eq!(status, 200);
-    }
-    money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project_id})).await;
-    let ids: Vec<String> = created["milestones"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|m| m["id"].as_str().unwrap().to_owned())
-        .collect();
+    accept_and_fund(&app, &buyer, &seller, &project_id).await;
+    let ids = milestone_ids(&created);
 
     // The test holds the project's row lock, so a replica's release blocks
     // inside its transaction (the job already marked done there).
