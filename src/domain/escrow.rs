@@ -24,6 +24,9 @@ string_enum!(ProjectStatus {
     Disputed => "disputed",
 });
 
+/// Most milestones one project may have.
+pub const MAX_MILESTONES: usize = 100;
+
 string_enum!(MilestoneStatus {
     Pending => "pending",
     Funded => "funded",
@@ -136,16 +139,6 @@ impl ProjectStatus {
         match self {
             ProjectStatus::Disputed => Ok(ProjectStatus::Completed),
             other => Err(refuse("resolve a dispute", other.as_str())),
-        }
-    }
-
-    /// An active project whose milestones are all settled is completed.
-    pub fn after_settlement(self, milestones: &[MilestoneStatus]) -> ProjectStatus {
-        let settled = milestones.iter().all(|m| m.is_settled());
-        if self == ProjectStatus::Active && settled && !milestones.is_empty() {
-            ProjectStatus::Completed
-        } else {
-            self
         }
     }
 }
@@ -303,9 +296,6 @@ mod tests {
         assert_eq!(P::Active.cancel(&[M::Funded, M::Pending]).unwrap(), P::Cancelled);
         assert!(P::Active.cancel(&[M::Submitted]).is_err());
         assert!(P::Completed.cancel(&[]).is_err());
-        assert_eq!(P::Active.after_settlement(&[M::Released, M::Refunded]), P::Completed);
-        assert_eq!(P::Active.after_settlement(&[M::Released, M::Funded]), P::Active);
-        assert_eq!(P::Active.after_settlement(&[M::Split, M::Refunded]), P::Completed);
         assert!(P::Active.cancel(&[M::Disputed]).is_err());
     }
 

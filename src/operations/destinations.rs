@@ -46,7 +46,7 @@ impl Payments {
     pub async fn add_destination(&self, user: &User, new: NewDestination) -> Result<Destination, OperationError> {
         {
             let mut conn = self.db.acquire().await?;
-            if !kyc::is_verified(&mut conn, &user.id).await? {
+            if !kyc::is_verified_user(&mut conn, user).await? {
                 return Err(OperationError::Forbidden(
                     "an approved KYC is required to register a payout destination".into(),
                 ));

@@ -110,7 +110,7 @@ pub async fn hold(
         return Err(OperationError::Forbidden("only the project's buyer funds it".into()));
     }
     project.status.check_active("fund milestones")?;
-    if !kyc::is_verified(tx, &buyer.id).await? {
+    if !kyc::is_verified_user(tx, buyer).await? {
         return Err(OperationError::Forbidden(
             "an approved KYC is required to fund escrow; submit it at /api/v1/kyc/submit".into(),
         ));
@@ -137,15 +137,11 @@ pub async fn hold(
     // what the balance cannot cover. Only then is the balance read, to say
     // by how much (the caller's transaction is dropped on the error).
     let needed: i64 = to_fund.iter().map(|m| m.amount + fee_for(m.amount, fee_bps)).sum();
-    let mut debited = 0;
-    let insufficient = async |tx: &mut Tx, debited: i64| -> Result<OperationError, OperationError> {
-        let available = ledger::balance(tx, &Account::available(&buyer.id, project.currency)).await? + debited;
-        Ok(conflict(format!(
-            "insufficient available balance: {available} {} available, {needed} needed (amounts and fees in minor units)",
-            project.currency
-        )))
-    };
+    let buyer_account = Account::available(&buyer.id, project.currency);
+    let escrow_account = Account::escrow(&project.id, project.currency);
+    let fees_account = Account::fees(project.currency);
     let mut done = Vec::new();
+    let mut ids = Vec::new();
     for milestone in to_fund {
         let fee = fee_for(milestone.amount, fee_bps);
         let funded = milestone.status.fund()?;
@@ -174,27 +170,6 @@ pub async fn hold(
             },
         )
         .await?;
-        let buyer_account = Account::available(&buyer.id, project.currency);
-        let escrow_account = Account::escrow(&project.id, project.currency);
-        let fees_account = Account::fees(project.currency);
-        let mut transfers = vec![("hold", &escrow_account, milestone.amount)];
-        if fee > 0 {
-            transfers.push(("fee", &fees_account, fee));
-        }
-        for (kind, credit, amount) in transfers {
-            let transfer = Transfer {
-                kind,
-                debit: &buyer_account,
-                credit,
-                amount,
-                escrow_transaction_id: Some(&id),
-            };
-            match ledger::transfer(tx, transfer).await {
-                Err(StoreError::InsufficientFunds(_)) => return Err(insufficient(tx, debited).await?),
-                moved => moved?,
-            }
-            debited += amount;
-        }
         record_audit(
             tx,
             buyer,
@@ -206,7 +181,40 @@ pub async fn hold(
         .await?;
         tx.emit(events::milestone(EventType::MilestoneFunded, &project, &funded));
         tx.emit(events::transaction(EventType::EscrowHeld, &held));
+        ids.push((id, milestone.amount, fee));
         done.push(held);
+    }
+    // The whole hold's money moves in one posting: for each milestone, its
+    // amount to escrow and its fee to the platform.
+    let mut transfers = Vec::new();
+    for (id, amount, fee) in &ids {
+        transfers.push(Transfer {
+            kind: "hold",
+            debit: &buyer_account,
+            credit: &escrow_account,
+            amount: *amount,
+            escrow_transaction_id: Some(id),
+        });
+        if *fee > 0 {
+            transfers.push(Transfer {
+                kind: "fee",
+                debit: &buyer_account,
+                credit: &fees_account,
+                amount: *fee,
+                escrow_transaction_id: Some(id),
+            });
+        }
+    }
+    match ledger::post(tx, &transfers).await {
+        Err(StoreError::InsufficientFunds(account)) if account == buyer_account.id() => {
+            // Refused whole: the buyer's balance is as it was.
+            let available = ledger::balance(tx, &buyer_account).await?;
+            return Err(conflict(format!(
+                "insufficient available balance: {available} {} available, {needed} needed (amounts and fees in minor units)",
+                project.currency
+            )));
+        }
+        posted => posted?,
     }
     tracing::info!(project_id, funded = done.len(), "escrow hold");
     Ok(done)
@@ -519,14 +527,8 @@ pub async fn expire_unfunded(tx: &mut Tx, project_id: &str) -> Result<Option<Vec
 
 /// Moves an active project to completed once every milestone is settled.
 async fn settle_project(tx: &mut Tx, project: &Project) -> Result<(), OperationError> {
-    let statuses: Vec<MilestoneStatus> = projects::milestones(tx, &project.id)
-        .await?
-        .iter()
-        .map(|m| m.status)
-        .collect();
-    let next = project.status.after_settlement(&statuses);
-    if next != project.status
-        && let Some(completed) = projects::set_status(tx, &project.id, project.status, next, None).await?
+    if project.status == ProjectStatus::Active
+        && let Some(completed) = projects::complete_if_settled(tx, &project.id).await?
     {
         tx.emit(events::project(EventType::ProjectCompleted, &completed));
     }

@@ -74,7 +74,7 @@ impl Kyc<'_> {
             None => None,
         };
         let mut tx = self.db.begin().await?;
-        if kyc::is_verified(&mut tx, &user.id).await? {
+        if kyc::is_verified_user(&mut tx, user).await? {
             return Err(conflict("your identity is already verified"));
         }
         let submission = kyc::insert(

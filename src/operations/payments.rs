@@ -260,7 +260,7 @@ impl Payments {
         let reference = reference_for(PaymentKind::Withdrawal, &user.id, keyed.key);
         let new = self.pending_record(PaymentKind::Withdrawal, &reference, user, money, Some(destination_id));
         let checks = async |tx: &mut crate::store::Tx| -> Result<(), OperationError> {
-            if !kyc::is_verified(tx, &user.id).await? {
+            if !kyc::is_verified_user(tx, user).await? {
                 return Err(OperationError::Forbidden(
                     "an approved KYC is required to withdraw".into(),
                 ));

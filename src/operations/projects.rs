@@ -16,12 +16,12 @@ use crate::domain::escrow::{Party, ProjectStatus};
 use crate::domain::event::EventType;
 use crate::domain::money::{Currency, MAX_PROJECT_TOTAL};
 use crate::store::escrow::EscrowTransaction;
+use crate::store::ledger::{self, Account};
 use crate::store::projects::{self, Milestone, NewProject, Project};
 use crate::store::users::{self, User};
 use crate::store::{Database, DbHandle, Tx, jobs, timestamp};
 
-/// Most milestones one project may have.
-pub const MAX_MILESTONES: usize = 100;
+pub use crate::domain::escrow::MAX_MILESTONES;
 
 /// Refuses a set of milestone amounts whose total passes
 /// [`MAX_PROJECT_TOTAL`] (summed with overflow checks).
@@ -136,6 +136,9 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
         },
     )
     .await?;
+    // Its escrow account exists from the start: the first hold only
+    // changes balances.
+    ledger::open(&mut tx, &Account::escrow(&id, terms.currency)).await?;
     for milestone in &terms.milestones {
         super::milestones::insert(&mut tx, &id, milestone).await?;
     }

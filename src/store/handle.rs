@@ -25,6 +25,11 @@ pub struct QueryObserver {
 }
 
 impl QueryObserver {
+    /// The engine its statements run on (for the few that differ).
+    pub(super) fn engine(&self) -> Engine {
+        self.engine
+    }
+
     pub(super) fn new(metrics: Arc<Metrics>, engine: Engine, reachable: Arc<AtomicBool>) -> QueryObserver {
         QueryObserver {
             metrics,

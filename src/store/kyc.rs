@@ -3,6 +3,7 @@
 use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::users::User;
 use super::{DbHandle, StoreError, map_duplicate, timestamp};
 use crate::domain::kyc::{KycKind, KycStatus};
 
@@ -209,6 +210,15 @@ pub async fn is_verified(db: &mut impl DbHandle, user_id: &str) -> Result<bool, 
         )
         .await?;
     Ok(count > 0)
+}
+
+/// [`is_verified`] for a user as loaded: no statement when the load saw an
+/// approval (final), one otherwise (it may have been approved since).
+pub async fn is_verified_user(db: &mut impl DbHandle, user: &User) -> Result<bool, StoreError> {
+    if user.kyc_verified == Some(true) {
+        return Ok(true);
+    }
+    is_verified(db, &user.id).await
 }
 
 pub async fn count_pending(db: &mut impl DbHandle) -> Result<i64, StoreError> {

@@ -14,7 +14,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{DbHandle, StoreError, timestamp};
+use super::{DbHandle, Engine, StoreError, timestamp};
 use crate::domain::money::{Currency, MAX_BALANCE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,107 +106,237 @@ pub struct Transfer<'a> {
     pub escrow_transaction_id: Option<&'a str>,
 }
 
-/// Creates the account if it does not exist. `on conflict do nothing` with
-/// no target: the row is unique both by id and by (kind, owner, currency),
-/// and PostgreSQL raises a unique violation on any index that is not the
-/// named arbiter when two transactions create the same account at once.
-async fn ensure_account(db: &mut impl DbHandle, account: &Account) -> Result<String, StoreError> {
-    let id = account.id();
+/// Opens an account with `balance` if it does not exist; false if it did.
+/// `on conflict do nothing` with no target: the row is unique both by id and
+/// by (kind, owner, currency), and PostgreSQL raises a unique violation on
+/// any index that is not the named arbiter when two transactions create the
+/// same account at once.
+async fn open_account(db: &mut impl DbHandle, account: &Account, id: &str, balance: i64) -> Result<bool, StoreError> {
     let (conn, obs) = db.parts();
-    obs.run(
-        "ledger_accounts.ensure",
-        sqlx::query(
-            "insert into ledger_accounts (id, kind, owner_id, currency, balance, created_at) \
-             values ($1, $2, $3, $4, 0, $5) on conflict do nothing",
+    let opened = obs
+        .run(
+            "ledger_accounts.open",
+            sqlx::query(
+                "insert into ledger_accounts (id, kind, owner_id, currency, balance, created_at) \
+                 values ($1, $2, $3, $4, $5, $6) on conflict do nothing",
+            )
+            .bind(id)
+            .bind(account.kind.as_str())
+            .bind(&account.owner_id)
+            .bind(account.currency.code())
+            .bind(balance)
+            .bind(timestamp::now())
+            .execute(conn),
         )
-        .bind(&id)
-        .bind(account.kind.as_str())
-        .bind(&account.owner_id)
-        .bind(account.currency.code())
-        .bind(timestamp::now())
-        .execute(conn),
-    )
-    .await?;
-    Ok(id)
+        .await?;
+    Ok(opened.rows_affected() == 1)
 }
 
-/// Posts a transfer: debit, credit, record. Fails with
-/// [`StoreError::InsufficientFunds`] (and changes nothing the caller's
-/// transaction will keep) when the debit account cannot cover it.
+/// Opens an account at 0 with its owner (a project's escrow account when
+/// the project is created), so that the money operations find it.
+pub async fn open(db: &mut impl DbHandle, account: &Account) -> Result<(), StoreError> {
+    open_account(db, account, &account.id(), 0).await?;
+    Ok(())
+}
+
+/// Posts a transfer: see [`post`].
 pub async fn transfer(db: &mut impl DbHandle, transfer: Transfer<'_>) -> Result<(), StoreError> {
-    if transfer.debit.currency != transfer.credit.currency {
-        return Err(StoreError::Sqlx(sqlx::Error::Protocol(
-            "a transfer must stay in one currency".into(),
-        )));
-    }
-    // Both sides are compare-and-set against their bounds: a debit never
-    // takes an account below zero (the gateway's below -MAX_BALANCE), a
-    // credit never takes it above MAX_BALANCE. A refused side changes
-    // nothing the caller's transaction will keep. An account that cannot go
-    // negative and does not exist yet holds 0, so its debit is refused by
-    // the same compare-and-set (no row to update): only the gateway's
-    // account, which a debit may create, is made sure of first.
-    let floor = if transfer.debit.kind.may_go_negative() {
-        -MAX_BALANCE
-    } else {
-        0
-    };
-    let debit_id = if floor == 0 {
-        transfer.debit.id()
-    } else {
-        ensure_account(db, transfer.debit).await?
-    };
-    let credit_id = ensure_account(db, transfer.credit).await?;
-    let (conn, obs) = db.parts();
-    let debited = obs
-        .run(
-            "ledger_accounts.debit",
-            sqlx::query("update ledger_accounts set balance = balance - $2 where id = $1 and balance - $2 >= $3")
-                .bind(&debit_id)
-                .bind(transfer.amount)
-                .bind(floor)
-                .execute(conn),
-        )
-        .await?;
-    if debited.rows_affected() != 1 {
-        return Err(if floor == 0 {
-            StoreError::InsufficientFunds(debit_id)
+    post(db, &[transfer]).await
+}
+
+/// An account's change in one posting, and the bounds its balance must end
+/// within: never below zero (the gateway's account, money outside the
+/// platform, not below -MAX_BALANCE), never above MAX_BALANCE.
+struct Change<'a> {
+    account: &'a Account,
+    delta: i64,
+}
+
+impl Change<'_> {
+    fn floor(&self) -> i64 {
+        if self.account.kind.may_go_negative() {
+            -MAX_BALANCE
         } else {
-            StoreError::BalanceLimit(debit_id)
-        });
+            0
+        }
+    }
+
+    /// The error for a change its account's bounds refuse.
+    fn refused(&self, id: String) -> StoreError {
+        if self.delta < 0 && self.floor() == 0 {
+            StoreError::InsufficientFunds(id)
+        } else {
+            StoreError::BalanceLimit(id)
+        }
+    }
+
+    /// The balances (before) from which this change stays within bounds.
+    fn allowed_before(&self) -> (i64, i64) {
+        // (Saturating: every stored balance is far inside i64's range.)
+        (
+            self.floor().saturating_sub(self.delta),
+            MAX_BALANCE.saturating_sub(self.delta),
+        )
+    }
+}
+
+/// Posts transfers together: every account's balance changes by its net
+/// amount in one compare-and-set statement (each balance must end within
+/// its bounds), then the transfers are recorded in one statement. Fails
+/// with [`StoreError::InsufficientFunds`] or [`StoreError::BalanceLimit`]
+/// when an account's bounds refuse its change, and the caller's transaction
+/// must then be dropped (the other accounts' changes are in it).
+///
+/// An account is created by its first credit: an account that cannot go
+/// negative and does not exist holds 0, so a debit from it is refused like
+/// any other debit the balance cannot cover.
+pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<(), StoreError> {
+    // A hold posts two a milestone (eight parameters each to record).
+    const MAX_TRANSFERS: usize = 2 * crate::domain::escrow::MAX_MILESTONES;
+    if transfers.is_empty() {
+        return Ok(());
+    }
+    if transfers.len() > MAX_TRANSFERS {
+        return Err(StoreError::Sqlx(sqlx::Error::Protocol(format!(
+            "at most {MAX_TRANSFERS} transfers are posted together"
+        ))));
+    }
+    let mut changes: BTreeMap<String, Change<'_>> = BTreeMap::new();
+    for transfer in transfers {
+        if transfer.debit.currency != transfer.credit.currency {
+            return Err(StoreError::Sqlx(sqlx::Error::Protocol(
+                "a transfer must stay in one currency".into(),
+            )));
+        }
+        if !(1..=MAX_BALANCE).contains(&transfer.amount) {
+            return Err(StoreError::Sqlx(sqlx::Error::Protocol(format!(
+                "a transfer's amount must be from 1 to {MAX_BALANCE}"
+            ))));
+        }
+        for (account, delta) in [(transfer.debit, -transfer.amount), (transfer.credit, transfer.amount)] {
+            let change = changes.entry(account.id()).or_insert(Change { account, delta: 0 });
+            change.delta = change
+                .delta
+                .checked_add(delta)
+                .ok_or_else(|| StoreError::BalanceLimit(account.id()))?;
+        }
+    }
+    changes.retain(|_, change| change.delta != 0);
+
+    // One statement changes every account that exists and whose bounds
+    // allow its change; it names the ones it changed. On PostgreSQL it
+    // first locks the accounts in the order of their ids, as every posting
+    // does: two postings that share accounts then never hold one each and
+    // wait for the other (one UPDATE alone locks rows in whatever order it
+    // finds them). SQLite's write transaction already excludes the others.
+    let (_, obs) = db.parts();
+    let postgres = obs.engine() == Engine::Postgres;
+    let mut sql = String::new();
+    if postgres {
+        sql.push_str("with locked as materialized (select id from ledger_accounts where id in (");
+        for i in 0..changes.len() {
+            let comma = if i == 0 { "" } else { ", " };
+            sql.push_str(&format!("{comma}${}", 4 * i + 1));
+        }
+        sql.push_str(") order by id for update) ");
+    }
+    sql.push_str("update ledger_accounts set balance = balance + case ledger_accounts.id");
+    for i in 0..changes.len() {
+        sql.push_str(&format!(" when ${} then ${}", 4 * i + 1, 4 * i + 2));
+    }
+    sql.push_str(" end");
+    if postgres {
+        sql.push_str(" from locked where ledger_accounts.id = locked.id and (");
+    } else {
+        sql.push_str(" where (");
+    }
+    for i in 0..changes.len() {
+        let or = if i == 0 { "" } else { " or " };
+        sql.push_str(&format!(
+            "{or}(ledger_accounts.id = ${} and balance between ${} and ${})",
+            4 * i + 1,
+            4 * i + 3,
+            4 * i + 4
+        ));
+    }
+    sql.push_str(") returning ledger_accounts.id");
+    // Only placeholders are generated; every value is bound.
+    let mut query = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql));
+    for (id, change) in &changes {
+        let (low, high) = change.allowed_before();
+        query = query.bind(id.clone()).bind(change.delta).bind(low).bind(high);
     }
     let (conn, obs) = db.parts();
-    let credited = obs
-        .run(
-            "ledger_accounts.credit",
-            sqlx::query("update ledger_accounts set balance = balance + $2 where id = $1 and balance <= $3 - $2")
-                .bind(&credit_id)
-                .bind(transfer.amount)
-                .bind(MAX_BALANCE)
-                .execute(conn),
-        )
-        .await?;
-    if credited.rows_affected() != 1 {
-        return Err(StoreError::BalanceLimit(credit_id));
+    let changed: Vec<(String,)> = obs.run("ledger_accounts.post", query.fetch_all(conn)).await?;
+    if changed.len() != changes.len() {
+        // Not changed: refused by its bounds, or not created yet.
+        for (id, change) in &changes {
+            if changed.iter().any(|(c,)| c == id) {
+                continue;
+            }
+            let (low, high) = change.allowed_before();
+            if !(low..=high).contains(&0) {
+                return Err(change.refused(id.clone()));
+            }
+            if open_account(db, change.account, id, change.delta).await? {
+                continue;
+            }
+            // Another transaction created it meanwhile (or it existed and
+            // its bounds refused the change): change it on its own.
+            let (conn, obs) = db.parts();
+            let changed = obs
+                .run(
+                    "ledger_accounts.post_one",
+                    sqlx::query(
+                        "update ledger_accounts set balance = balance + $2 where id = $1 and balance between $3 and $4",
+                    )
+                    .bind(id)
+                    .bind(change.delta)
+                    .bind(low)
+                    .bind(high)
+                    .execute(conn),
+                )
+                .await?;
+            if changed.rows_affected() != 1 {
+                return Err(change.refused(id.clone()));
+            }
+        }
+    }
+
+    let mut sql = String::from(
+        "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, \
+         escrow_transaction_id, created_at) values",
+    );
+    for i in 0..transfers.len() {
+        let n = 8 * i;
+        let comma = if i == 0 { "" } else { "," };
+        sql.push_str(&format!(
+            "{comma} (${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8
+        ));
+    }
+    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+    let now = timestamp::now();
+    for transfer in transfers {
+        query = query
+            .bind(Uuid::now_v7().to_string())
+            .bind(transfer.kind)
+            .bind(transfer.debit.id())
+            .bind(transfer.credit.id())
+            .bind(transfer.amount)
+            .bind(transfer.debit.currency.code())
+            .bind(transfer.escrow_transaction_id)
+            .bind(now.clone());
     }
     let (conn, obs) = db.parts();
-    obs.run(
-        "ledger_transfers.insert",
-        sqlx::query(
-            "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, \
-             escrow_transaction_id, created_at) values ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(transfer.kind)
-        .bind(&debit_id)
-        .bind(&credit_id)
-        .bind(transfer.amount)
-        .bind(transfer.debit.currency.code())
-        .bind(transfer.escrow_transaction_id)
-        .bind(timestamp::now())
-        .execute(conn),
-    )
-    .await?;
+    obs.run("ledger_transfers.insert", query.execute(conn)).await?;
     Ok(())
 }
 
@@ -396,4 +526,27 @@ pub async fn check(db: &mut impl DbHandle) -> Result<LedgerReport, StoreError> {
     report.transfers = transfers;
     report.balanced = report.problems.is_empty();
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The migration that opens the platform's accounts names them by the
+    /// ids the code derives, for every currency.
+    #[test]
+    fn the_platform_accounts_opened_by_migration_are_the_codes() {
+        let migration = include_str!("../../migrations/20261207000009_platform_accounts.sql");
+        for currency in Currency::ALL {
+            for account in [Account::fees(currency), Account::external(currency)] {
+                let row = format!(
+                    "('{}', '{}', '', '{}', 0,",
+                    account.id(),
+                    account.kind.as_str(),
+                    currency.code()
+                );
+                assert!(migration.contains(&row), "{row} missing");
+            }
+        }
+    }
 }

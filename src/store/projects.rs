@@ -372,6 +372,26 @@ pub async fn set_status(
     .await
 }
 
+/// Completes an active project whose milestones are all settled (each
+/// `released`, `refunded` or `split`: see `MilestoneStatus::is_settled`),
+/// in one statement; None if it is not active or something is still held.
+pub async fn complete_if_settled(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "projects.complete_if_settled",
+        sqlx::query_as(
+            "update projects set status = 'completed', updated_at = $2 where id = $1 and status = 'active' \
+             and exists (select 1 from milestones where project_id = $1) \
+             and not exists (select 1 from milestones where project_id = $1 \
+             and status not in ('released', 'refunded', 'split')) returning *",
+        )
+        .bind(id)
+        .bind(timestamp::now())
+        .fetch_optional(conn),
+    )
+    .await
+}
+
 /// Deletes a draft and its milestones; false if it is no longer a draft.
 pub async fn delete_draft(db: &mut impl DbHandle, id: &str) -> Result<bool, StoreError> {
     let (conn, obs) = db.parts();
@@ -597,4 +617,21 @@ pub async fn mark_overdue(db: &mut impl DbHandle, id: &str, due_date: &str) -> R
         .fetch_optional(conn),
     )
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::domain::escrow::MilestoneStatus;
+
+    /// `complete_if_settled` names the settled statuses in SQL: the same
+    /// ones as the domain's rule.
+    #[test]
+    fn the_settled_statuses_in_sql_are_the_domains() {
+        let settled: Vec<&str> = MilestoneStatus::ALL
+            .iter()
+            .filter(|s| s.is_settled())
+            .map(|s| s.as_str())
+            .collect();
+        assert_eq!(settled, ["released", "refunded", "split"]);
+    }
 }

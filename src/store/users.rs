@@ -19,6 +19,10 @@ pub struct User {
     pub token_version: i64,
     pub created_at: String,
     pub updated_at: String,
+    /// Whether the user had an approved KYC when loaded by id (`None` when
+    /// loaded otherwise). An approval is final, so `Some(true)` stays true;
+    /// see [`crate::store::kyc::is_verified_user`].
+    pub kyc_verified: Option<bool>,
 }
 
 /// The stored row: `active` is 0/1 in both schemas (portable), a `bool`
@@ -36,6 +40,9 @@ struct UserRow {
     token_version: i64,
     created_at: String,
     updated_at: String,
+    /// Only [`find_by_id`] selects it.
+    #[sqlx(default)]
+    kyc_verified: Option<i64>,
 }
 
 impl From<UserRow> for User {
@@ -52,6 +59,7 @@ impl From<UserRow> for User {
             token_version: row.token_version,
             created_at: row.created_at,
             updated_at: row.updated_at,
+            kyc_verified: row.kyc_verified.map(|v| v == 1),
         }
     }
 }
@@ -110,9 +118,13 @@ pub async fn find_by_id(db: &mut impl DbHandle, id: &str) -> Result<Option<User>
     let row: Option<UserRow> = obs
         .run(
             "users.find_by_id",
-            sqlx::query_as("select * from users where id = $1")
-                .bind(id)
-                .fetch_optional(conn),
+            sqlx::query_as(
+                "select users.*, cast(case when exists (select 1 from kyc_submissions \
+                 where user_id = users.id and status = 'approved') then 1 else 0 end as bigint) as kyc_verified \
+                 from users where id = $1",
+            )
+            .bind(id)
+            .fetch_optional(conn),
         )
         .await?;
     Ok(row.map(User::from))

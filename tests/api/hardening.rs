@@ -177,7 +177,7 @@ async fn the_schema_refuses_balances_and_transfers_past_their_bounds(engine: Eng
             "a transfer above 10^15",
             "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, created_at) \
              select 't-bound', 'test', gateway.id, $1, 1000000000000001, 'NGN', '2026-12-07T00:00:00Z' \
-             from ledger_accounts gateway where gateway.kind = 'external_gateway'",
+             from ledger_accounts gateway where gateway.kind = 'external_gateway' and gateway.currency = 'NGN'",
         ),
     ] {
         let result = obs
@@ -191,7 +191,7 @@ async fn the_schema_refuses_balances_and_transfers_past_their_bounds(engine: Eng
         sqlx::query(
             "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, created_at) \
              select 't-at-bound', 'test', gateway.id, $1, 1000000000000000, 'NGN', '2026-12-07T00:00:00Z' \
-             from ledger_accounts gateway where gateway.kind = 'external_gateway'",
+             from ledger_accounts gateway where gateway.kind = 'external_gateway' and gateway.currency = 'NGN'",
         )
         .bind(&account.0)
         .execute(&mut *conn),

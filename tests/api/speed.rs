@@ -138,9 +138,22 @@ async fn a_project_list_is_three_statements_and_a_cursor_walks_it_exactly(engine
 
 both_engines!(a_deal_from_hold_to_release_stays_within_its_statement_budget);
 
+/// The statements of the stored-state gauges' refresh (every 5 s, in the
+/// background): never a request's.
+const GAUGE_REFRESH_OPERATIONS: [&str; 8] = [
+    "kyc_submissions.count_pending",
+    "ledger_accounts.escrow_totals",
+    "escrow_transactions.pending_by_age",
+    "escrow_transactions.count_stuck",
+    "webhook_deliveries.backlog",
+    "events.backlog",
+    "webhook_endpoints.count_by_status",
+    "scheduled_jobs.backlog",
+];
+
 /// Every database statement the service ran so far, by operation, read
-/// from its own registry (a scrape over HTTP would add the scrape-time
-/// gauges' queries); the probes' and the ledger watchdog's are left out.
+/// from its own registry; the probes', the ledger watchdog's and the gauge
+/// refresh's are left out.
 fn statements_by_operation(app: &TestApp) -> std::collections::BTreeMap<String, f64> {
     let text = app.state.metrics.render_text();
     crate::metrics::samples(&text, "db_query_duration_seconds_count")
@@ -150,22 +163,30 @@ fn statements_by_operation(app: &TestApp) -> std::collections::BTreeMap<String, 
             let count = line.rsplit(' ').next()?.parse::<f64>().ok()?;
             Some((operation, count))
         })
-        .filter(|(operation, _)| !operation.starts_with("health.") && !operation.starts_with("ledger.check"))
+        .filter(|(operation, _)| {
+            !operation.starts_with("health.")
+                && !operation.starts_with("ledger.check")
+                && !GAUGE_REFRESH_OPERATIONS.contains(&operation.as_str())
+        })
         .collect()
 }
 
 /// hold → submit → approve → release, each an authenticated request (the
 /// money ones with an Idempotency-Key): the statements they cost together.
-/// The budget is what the code needs today (62 before the project was
-/// locked and loaded in one statement, a milestone read once, its update
-/// returning it, the balance pre-check dropped and the debit side's
-/// account not "ensured"); a change that adds a statement to the path fails
-/// here and must say why (issue 17's target is ≤ 30). 49 → 53: the event
-/// log, one `events.insert` per transaction whatever its number of events.
-/// 53 → 54: the submission schedules its inspection period's end
-/// (`scheduled_jobs.insert`, issue 15).
+/// The budget is what the code needs today; a change that adds a statement
+/// to the path fails here and must say why (issue 17's target is ≤ 30).
+/// 62 → 49: the project locked and loaded in one statement, a milestone
+/// read once, its update returning it, no balance pre-check. 49 → 54: the
+/// event log (one `events.insert` per transaction) and the submission's
+/// inspection job. 54 → 45: a posting changes all its accounts in one
+/// statement and records its transfers in another (a hold: 8 → 2), the
+/// escrow account is opened with its project and the platform's accounts
+/// by a migration (no "ensure" per credit; the seller's first payment here
+/// opens their account: 1), the KYC approval is read with the user, and
+/// the project is completed by one conditional update instead of a
+/// milestone list and an update.
 async fn a_deal_from_hold_to_release_stays_within_its_statement_budget(engine: Engine) {
-    const BUDGET: f64 = 54.0;
+    const BUDGET: f64 = 45.0;
     let db = TestDb::create(engine).await;
     // The background workers' statements are not the deal's: all off.
     let app = TestApp::spawn_ready(
