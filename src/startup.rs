@@ -341,6 +341,12 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
             }
         }),
     ];
+    if state.config.metrics_enabled {
+        tasks.push(tokio::spawn(crate::http::metrics::refresh_stored_gauges(
+            state.clone(),
+            state.lifecycle.subscribe(),
+        )));
+    }
     if state.config.webhooks.delivery_enabled {
         tasks.push(tokio::spawn(
             Arc::clone(&state.deliverer).run(state.lifecycle.subscribe()),

@@ -7,7 +7,7 @@ use secrecy::ExposeSecret;
 
 use super::error::ApiError;
 use crate::state::AppState;
-use crate::telemetry::metrics::scrape_refresh_due;
+use crate::telemetry::metrics::GAUGE_REFRESH;
 
 const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 const TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
@@ -57,7 +57,7 @@ pub async fn metrics(
             return Ok(response);
         }
     }
-    refresh_scrape_time_gauges(&state).await;
+    refresh_scrape_time_gauges(&state);
     let wants_openmetrics = headers
         .get(header::ACCEPT)
         .and_then(|v| v.to_str().ok())
@@ -70,27 +70,38 @@ pub async fn metrics(
     Ok(([(header::CONTENT_TYPE, HeaderValue::from_static(content_type))], body).into_response())
 }
 
-/// Brings the scrape-time gauges up to date: pool use on every scrape; the
-/// database-derived gauges (money in escrow, pending KYC and payments) and
-/// the newest backup's time at most every few seconds.
-async fn refresh_scrape_time_gauges(state: &AppState) {
+/// The pool gauges, read from the pool on every scrape (no I/O). The
+/// gauges of stored state are kept up to date by [`refresh_stored_gauges`].
+fn refresh_scrape_time_gauges(state: &AppState) {
     let metrics = &state.metrics;
     let (size, idle) = state.db.pool_stats();
     let idle = i64::try_from(idle).unwrap_or(i64::MAX);
     metrics.db_connections_idle.set(idle);
     metrics.db_connections_active.set(i64::from(size) - idle);
-    if !scrape_refresh_due(metrics) {
-        return;
-    }
-    metrics
-        .backup_last_success_timestamp
-        .set(crate::ops::backup::last_success(&state.config.backup_dir));
-    let refreshed = async {
-        let mut conn = state.db.acquire().await?;
-        crate::store::gauges::refresh(&mut conn, metrics, state.config.payments.reconcile.stuck_after).await
-    };
-    if let Err(err) = refreshed.await {
-        tracing::debug!(error = %err, "scrape-time gauges not refreshed");
+}
+
+/// Keeps the gauges of stored state up to date every [`GAUGE_REFRESH`]
+/// until shutdown: money in escrow, pending KYC, payments, webhooks and
+/// scheduled jobs (from the database), the newest backup's time (from the
+/// backup folder). A scrape never waits on the database or the disk, and
+/// several scrapers cost nothing more.
+pub async fn refresh_stored_gauges(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let metrics = &state.metrics;
+    loop {
+        metrics
+            .backup_last_success_timestamp
+            .set(crate::ops::backup::last_success(&state.config.backup_dir));
+        let refreshed = async {
+            let mut conn = state.db.acquire().await?;
+            crate::store::gauges::refresh(&mut conn, metrics, state.config.payments.reconcile.stuck_after).await
+        };
+        if let Err(err) = refreshed.await {
+            tracing::debug!(error = %err, "stored-state gauges not refreshed");
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(GAUGE_REFRESH) => {}
+            _ = stop.changed() => return,
+        }
     }
 }
 

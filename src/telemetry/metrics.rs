@@ -19,7 +19,7 @@
 
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -72,8 +72,9 @@ pub const PAYMENT_KINDS: [&str; 2] = ["deposit", "withdrawal"];
 pub const RECONCILE_OUTCOMES: [&str; 6] = ["completed", "failed", "review", "still_pending", "resent", "error"];
 pub const PENDING_AGES: [&str; 4] = ["lt_5m", "5m_1h", "1h_24h", "gt_24h"];
 
-/// How long database-derived gauges are reused between scrapes.
-pub const SCRAPE_CACHE: Duration = Duration::from_secs(5);
+/// How often the stored-state gauges (money in escrow, backlogs, the last
+/// backup) are refreshed, in the background: a scrape only renders.
+pub const GAUGE_REFRESH: Duration = Duration::from_secs(5);
 
 pub type FloatGauge = Gauge<f64, AtomicU64>;
 
@@ -327,8 +328,6 @@ metrics! {
         server_errors: std::sync::atomic::AtomicU64 = Default::default();
         gateway_calls: std::sync::atomic::AtomicU64 = Default::default();
         gateway_failures: std::sync::atomic::AtomicU64 = Default::default();
-        /// When the database-derived gauges were last refreshed.
-        scrape_cache: Mutex<Option<Instant>> = Mutex::new(None);
     }
 }
 
@@ -471,20 +470,6 @@ impl Metrics {
     pub fn render_text(&self) -> String {
         openmetrics_to_text(&self.render_openmetrics())
     }
-}
-
-/// Whether the database-derived gauges are due for a refresh (at most every
-/// [`SCRAPE_CACHE`], so a burst of scrapes from several Prometheus replicas
-/// costs one round of queries); marks them refreshed when they are.
-pub fn scrape_refresh_due(metrics: &Metrics) -> bool {
-    let Ok(mut last) = metrics.scrape_cache.lock() else {
-        return false;
-    };
-    let due = last.is_none_or(|at| at.elapsed() >= SCRAPE_CACHE);
-    if due {
-        *last = Some(Instant::now());
-    }
-    due
 }
 
 /// The request method as a label: the standard methods, or `other`, so a

@@ -73,8 +73,7 @@ async fn a_submission_is_reviewed_and_its_id_number_shown_only_by_last_four(engi
     assert_eq!(status, 200);
     assert_eq!(queue["total"], 1);
     assert_eq!(queue["items"][0]["user_id"], user.id.as_str());
-    let metrics = app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.lines().any(|l| l == "amani_kyc_pending 1"), "pending gauge");
+    crate::metrics::scrape_until(&app, "amani_kyc_pending 1").await;
 
     // The document comes back to the admin exactly as uploaded; never to the user.
     let document = app

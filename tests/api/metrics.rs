@@ -29,6 +29,16 @@ pub async fn scrape(app: &TestApp) -> String {
 }
 
 /// Sample lines (not comments) of the exposition whose name is `name`.
+/// Scrapes until the exposition has the sample line `line` (the gauges of
+/// stored state are refreshed every 5 s in the background), and returns it.
+pub async fn scrape_until(app: &TestApp, line: &str) -> String {
+    crate::server::eventually(std::time::Duration::from_secs(12), line, async || {
+        let metrics = scrape(app).await;
+        metrics.lines().any(|l| l == line).then_some(metrics)
+    })
+    .await
+}
+
 pub fn samples<'a>(exposition: &'a str, name: &str) -> Vec<&'a str> {
     exposition
         .lines()

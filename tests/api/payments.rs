@@ -861,8 +861,7 @@ async fn a_stuck_payment_is_counted_and_mispayments_are_held_for_review(engine: 
         (1, 1, 1),
         "{report:?}"
     );
-    let metrics = pending_app.get("/metrics").await.text().await.unwrap();
-    assert!(metrics.contains("amani_payments_stuck 1"), "{metrics}");
+    let metrics = crate::metrics::scrape_until(&pending_app, "amani_payments_stuck 1").await;
     assert!(
         metrics.contains(r#"amani_payments_pending{kind="deposit",age="gt_24h"} 1"#),
         "{metrics}"
