@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
 use super::error::ApiError;
-use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, IdPath, Page, PageParams};
+use super::extract::{AdminUser, ApiJson, ApiQuery, AuthUser, Id, IdPath, Page, PageParams};
 use crate::domain::account::bounded_text;
 use crate::domain::kyc::{Decision, IdNumber, KycKind, KycStatus};
 use crate::operations::kyc::{Kyc, KycForm};
@@ -174,6 +174,11 @@ pub async fn resubmit(
 pub struct StatusFilter {
     /// pending (default), approved or rejected.
     pub status: Option<String>,
+    /// A previous page's `next_cursor`: the submissions after that one in
+    /// the queue's order (oldest first), however deep, without a count
+    /// (instead of `page`). It stays valid after that submission is decided.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub after: Option<Id>,
 }
 
 /// Admin: submissions in one status, oldest first.
@@ -189,15 +194,37 @@ pub async fn admin_list(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<AdminSubmissionView>>, ApiError> {
     let status: KycStatus = filter.status.as_deref().unwrap_or("pending").parse()?;
+    if filter.after.is_some() && page.page.is_some_and(|p| p != 1) {
+        return Err(ApiError::unprocessable("give page or after, not both"));
+    }
     let (page, page_size, limit, offset) = page.resolve()?;
+    // By cursor, one row more than the page says whether another follows.
+    let by_cursor = filter.after.is_some();
     let mut conn = state.db.acquire().await?;
-    let (items, total) = kyc::list_by_status(&mut conn, status, limit, offset).await?;
-    Ok(Json(Page::new(
-        items.into_iter().map(Into::into).collect(),
-        total,
-        page,
-        page_size,
-    )))
+    let (mut items, total) = kyc::list_by_status(
+        &mut conn,
+        status,
+        limit + i64::from(by_cursor),
+        offset,
+        filter.after.as_deref(),
+    )
+    .await?;
+    if let Some(after) = filter.after.as_deref()
+        && items.is_empty()
+        && kyc::find(&mut conn, after).await?.is_none()
+    {
+        return Err(ApiError::unprocessable("after must be the id of a KYC submission"));
+    }
+    drop(conn);
+    let more_after_cursor = items.len() > page_size as usize;
+    items.truncate(page_size as usize);
+    let cursor = items.last().map(|s| s.id.clone());
+    let items = items.into_iter().map(Into::into).collect();
+    let page = match total {
+        Some(total) => Page::new(items, total, page, page_size),
+        None => Page::after_cursor(items, page_size, more_after_cursor),
+    };
+    Ok(Json(page.with_cursor(cursor)))
 }
 
 /// Admin: approve a pending submission (final).

@@ -126,37 +126,93 @@ pub struct Filter<'a> {
     pub after: Option<&'a str>,
 }
 
+/// The list's filters other than the party (`$2` to `$6`) and the cursor
+/// (`$9`), in the list's order: newest first.
+macro_rules! list_filters {
+    () => {
+        "($2 is null or project_id = $2) and ($3 is null or type = $3) and ($4 is null or status = $4) \
+         and ($5 is null or created_at >= $5) and ($6 is null or created_at <= $6)"
+    };
+}
+macro_rules! after_cursor {
+    () => {
+        " and ($9 is null or (created_at, id) < (select created_at, id from escrow_transactions where id = $9))"
+    };
+}
+
+/// A party's transactions: each side (`user_id`, `counterparty_id`) walked
+/// on its own index in the list's order, at most `$10` rows each, merged.
+/// (`user_id = $1 or counterparty_id = $1` would read and sort the whole
+/// history of the user to give one page.)
+pub const PARTY_PAGE: &str = concat!(
+    "select ",
+    columns!(),
+    " from (select * from (select ",
+    columns!(),
+    " from escrow_transactions where user_id = $1 and ",
+    list_filters!(),
+    after_cursor!(),
+    " order by created_at desc, id desc limit $10) mine union all select * from (select ",
+    columns!(),
+    " from escrow_transactions where counterparty_id = $1 and user_id <> $1 and ",
+    list_filters!(),
+    after_cursor!(),
+    " order by created_at desc, id desc limit $10) theirs) both_sides \
+     order by created_at desc, id desc limit $7 offset $8"
+);
+
+/// Every transaction (admins), on the `(created_at, id)` index.
+pub const ALL_PAGE: &str = concat!(
+    "select ",
+    columns!(),
+    " from escrow_transactions where ($1 is null) and ",
+    list_filters!(),
+    after_cursor!(),
+    " order by created_at desc, id desc limit $7 offset $8"
+);
+
+const PARTY_COUNT: &str = concat!(
+    "select (select count(*) from escrow_transactions where user_id = $1 and ",
+    list_filters!(),
+    ") + (select count(*) from escrow_transactions where counterparty_id = $1 and user_id <> $1 and ",
+    list_filters!(),
+    ")"
+);
+
+const ALL_COUNT: &str = concat!(
+    "select count(*) from escrow_transactions where ($1 is null) and ",
+    list_filters!()
+);
+
 /// A page of transactions, newest first, and how many match in all (not
-/// counted when paging by cursor: None).
+/// counted when paging by cursor: None). A party's page reads about
+/// `limit + offset` index entries a side, however long their history.
 pub async fn list(
     db: &mut impl DbHandle,
     filter: &Filter<'_>,
     limit: i64,
     offset: i64,
 ) -> Result<(Vec<EscrowTransaction>, Option<i64>), StoreError> {
+    let (page, count) = match filter.party {
+        Some(_) => (PARTY_PAGE, PARTY_COUNT),
+        None => (ALL_PAGE, ALL_COUNT),
+    };
     let (conn, obs) = db.parts();
     let rows: Vec<EscrowTransaction> = obs
         .run(
             "escrow_transactions.list",
-            sqlx::query_as(concat!(
-                "select ",
-                columns!(),
-                " from escrow_transactions where ($1 is null or user_id = $1 or counterparty_id = $1) \
-                 and ($2 is null or project_id = $2) and ($3 is null or type = $3) and ($4 is null or status = $4) \
-                 and ($5 is null or created_at >= $5) and ($6 is null or created_at <= $6) \
-                 and ($9 is null or (created_at, id) < (select created_at, id from escrow_transactions where id = $9)) \
-                 order by created_at desc, id desc limit $7 offset $8"
-            ))
-            .bind(filter.party)
-            .bind(filter.project_id)
-            .bind(filter.kind)
-            .bind(filter.status)
-            .bind(filter.from)
-            .bind(filter.to)
-            .bind(limit)
-            .bind(offset)
-            .bind(filter.after)
-            .fetch_all(conn),
+            sqlx::query_as(page)
+                .bind(filter.party)
+                .bind(filter.project_id)
+                .bind(filter.kind)
+                .bind(filter.status)
+                .bind(filter.from)
+                .bind(filter.to)
+                .bind(limit)
+                .bind(offset)
+                .bind(filter.after)
+                .bind(limit.saturating_add(offset))
+                .fetch_all(conn),
         )
         .await?;
     if filter.after.is_some() {
@@ -166,18 +222,14 @@ pub async fn list(
     let (total,): (i64,) = obs
         .run(
             "escrow_transactions.count",
-            sqlx::query_as(
-                "select count(*) from escrow_transactions where ($1 is null or user_id = $1 or counterparty_id = $1) \
-                 and ($2 is null or project_id = $2) and ($3 is null or type = $3) and ($4 is null or status = $4) \
-                 and ($5 is null or created_at >= $5) and ($6 is null or created_at <= $6)",
-            )
-            .bind(filter.party)
-            .bind(filter.project_id)
-            .bind(filter.kind)
-            .bind(filter.status)
-            .bind(filter.from)
-            .bind(filter.to)
-            .fetch_one(conn),
+            sqlx::query_as(count)
+                .bind(filter.party)
+                .bind(filter.project_id)
+                .bind(filter.kind)
+                .bind(filter.status)
+                .bind(filter.from)
+                .bind(filter.to)
+                .fetch_one(conn),
         )
         .await?;
     Ok((rows, Some(total)))

@@ -122,13 +122,15 @@ pub async fn list_for_user(db: &mut impl DbHandle, user_id: &str) -> Result<Vec<
 }
 
 /// A page of submissions in one status, oldest first (a review queue), and
-/// how many there are in all.
+/// how many there are in all; with `after` (a submission's id, whatever its
+/// status now) only those after it in that order, not counted (None).
 pub async fn list_by_status(
     db: &mut impl DbHandle,
     status: KycStatus,
     limit: i64,
     offset: i64,
-) -> Result<(Vec<Submission>, i64), StoreError> {
+    after: Option<&str>,
+) -> Result<(Vec<Submission>, Option<i64>), StoreError> {
     let (conn, obs) = db.parts();
     let rows: Vec<Submission> = obs
         .run(
@@ -136,14 +138,19 @@ pub async fn list_by_status(
             sqlx::query_as(
                 "select id, user_id, kind, id_number_last4, document_id, status, rejection_reason, reviewed_by, \
                  reviewed_at, resubmission_of, created_at from kyc_submissions where status = $1 \
+                 and ($4 is null or (created_at, id) > (select created_at, id from kyc_submissions where id = $4)) \
                  order by created_at, id limit $2 offset $3",
             )
             .bind(status.as_str())
             .bind(limit)
             .bind(offset)
+            .bind(after)
             .fetch_all(conn),
         )
         .await?;
+    if after.is_some() {
+        return Ok((rows, None));
+    }
     let (conn, obs) = db.parts();
     let (total,): (i64,) = obs
         .run(
@@ -153,8 +160,7 @@ pub async fn list_by_status(
                 .fetch_one(conn),
         )
         .await?;
-    let items = rows;
-    Ok((items, total))
+    Ok((rows, Some(total)))
 }
 
 /// Records a decision, only if the submission is still pending (so two

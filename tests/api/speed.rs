@@ -326,3 +326,153 @@ async fn a_cursor_walks_the_transaction_history_exactly(engine: Engine) {
     .await;
     assert_eq!(status, 422, "{problem}");
 }
+
+both_engines!(a_cursor_walks_the_kyc_queue_exactly_even_as_it_is_worked);
+
+/// `after` on the admin's KYC queue: oldest first, pages without a count,
+/// to the end; a cursor stays valid after its submission is decided (the
+/// admin works the queue while paging it); an unknown cursor is a 422.
+async fn a_cursor_walks_the_kyc_queue_exactly_even_as_it_is_worked(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    // (23 sign-ups from one address would meet the sign-up rate limit.)
+    let app = TestApp::spawn_ready(&db.url, &[("RATE_LIMIT_ENABLED", "false")]).await;
+    let admin = app.admin().await;
+    let mut submitted = Vec::new();
+    for _ in 0..23 {
+        let user = app.user("client").await;
+        let response = crate::kyc::submit(&app, &user, crate::kyc::form("kyc", "A1234567890", None)).await;
+        let (status, submission) = crate::helpers::json(response).await;
+        assert_eq!(status, 201, "{submission}");
+        submitted.push(submission["id"].as_str().unwrap().to_owned());
+    }
+    let get = async |query: &str| -> (u16, Value) {
+        crate::helpers::json(
+            app.authed(Method::GET, &format!("/api/v1/admin/kyc?{query}"), &admin.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    let ids = |page: &Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (_, first) = get("page_size=10").await;
+    assert_eq!(first["total"], 23);
+    assert_eq!(ids(&first), submitted[..10], "oldest first");
+
+    // The admin approves the last submission of the first page, then asks
+    // for the page after it: the next ten still pending.
+    let cursor = first["next_cursor"].as_str().unwrap().to_owned();
+    assert_eq!(cursor, submitted[9]);
+    let response = app
+        .authed(
+            Method::POST,
+            &format!("/api/v1/admin/kyc/{cursor}/approve"),
+            &admin.token,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let (status, second) = get(&format!("page_size=10&after={cursor}")).await;
+    assert_eq!(status, 200, "{second}");
+    assert_eq!(second["total"], Value::Null, "a cursor page is not counted");
+    assert_eq!(ids(&second), submitted[10..20]);
+    let next = second["next_cursor"].as_str().unwrap().to_owned();
+    let (_, last) = get(&format!("page_size=10&after={next}")).await;
+    assert_eq!(ids(&last), submitted[20..]);
+    assert_eq!(
+        (last["has_more"].as_bool(), last["next_cursor"].is_null()),
+        (Some(false), true)
+    );
+
+    // The approved submission's queue, by cursor from its start.
+    let (_, approved) = get("status=approved").await;
+    assert_eq!(ids(&approved), [cursor.clone()]);
+
+    let (status, problem) = get(&format!("after={}", uuid::Uuid::now_v7())).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(problem["detail"].as_str().unwrap().contains("after"), "{problem}");
+    let (status, _) = get(&format!("page=2&after={cursor}")).await;
+    assert_eq!(status, 422);
+}
+
+both_engines!(the_transaction_history_is_read_on_indexes_in_its_order);
+
+/// A user's page of transactions is read from the two indexes of their
+/// sides, in the list's order, and an admin's from the time index: never by
+/// reading the table (and sorting a whole history) for one page. Asked of
+/// the engine's own planner (on PostgreSQL with sequential scans
+/// discouraged, as they would be for a large table: a test table is small).
+async fn the_transaction_history_is_read_on_indexes_in_its_order(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let user = app.user("client").await;
+    crate::escrow::deposit(&app, &user, 1_000).await;
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let (conn, obs) = amani::store::DbHandle::parts(&mut conn);
+    let plan = async |conn: &mut sqlx::AnyConnection, sql: &str, party: Option<&str>| -> String {
+        let explain = match engine {
+            Engine::Sqlite => format!("explain query plan {sql}"),
+            Engine::Postgres => format!("explain {sql}"),
+        };
+        let column = match engine {
+            Engine::Sqlite => 3,
+            Engine::Postgres => 0,
+        };
+        let rows = sqlx::query(sqlx::AssertSqlSafe(explain))
+            .bind(party)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(None::<String>)
+            .bind(20_i64)
+            .bind(0_i64)
+            .bind(None::<String>)
+            .bind(20_i64)
+            .fetch_all(conn)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|row| sqlx::Row::get::<String, _>(row, column))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    if engine == Engine::Postgres {
+        obs.run("test.plan", sqlx::query("set enable_seqscan = off").execute(&mut *conn))
+            .await
+            .unwrap();
+    }
+    let party = plan(&mut *conn, amani::store::escrow::PARTY_PAGE, Some(&user.id)).await;
+    for index in [
+        "escrow_transactions_user_recent",
+        "escrow_transactions_counterparty_recent",
+    ] {
+        assert!(party.contains(index), "{index} not used:\n{party}");
+    }
+    let everything = plan(&mut *conn, amani::store::escrow::ALL_PAGE, None).await;
+    assert!(everything.contains("escrow_transactions_recent"), "{everything}");
+    for plan in [&party, &everything] {
+        match engine {
+            Engine::Sqlite => assert!(
+                !plan
+                    .lines()
+                    .any(|l| l.contains("SCAN escrow_transactions") && !l.contains("INDEX")),
+                "a table scan:\n{plan}"
+            ),
+            Engine::Postgres => assert!(!plan.contains("Seq Scan"), "a table scan:\n{plan}"),
+        }
+    }
+    if engine == Engine::Postgres {
+        obs.run("test.plan", sqlx::query("reset enable_seqscan").execute(&mut *conn))
+            .await
+            .unwrap();
+    }
+}
