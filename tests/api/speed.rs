@@ -394,7 +394,7 @@ async fn a_cursor_walks_the_kyc_queue_exactly_even_as_it_is_worked(engine: Engin
 
     // The approved submission's queue, by cursor from its start.
     let (_, approved) = get("status=approved").await;
-    assert_eq!(ids(&approved), [cursor.clone()]);
+    assert_eq!(ids(&approved), std::slice::from_ref(&cursor));
 
     let (status, problem) = get(&format!("after={}", uuid::Uuid::now_v7())).await;
     assert_eq!(status, 422, "{problem}");
