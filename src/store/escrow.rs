@@ -184,6 +184,20 @@ const ALL_COUNT: &str = concat!(
     list_filters!()
 );
 
+/// Binds the party and the filters (`$1` to `$6`) of the list's queries.
+fn with_filters<'q, O>(
+    query: sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments>,
+    filter: &Filter<'q>,
+) -> sqlx::query::QueryAs<'q, sqlx::Any, O, sqlx::any::AnyArguments> {
+    query
+        .bind(filter.party)
+        .bind(filter.project_id)
+        .bind(filter.kind)
+        .bind(filter.status)
+        .bind(filter.from)
+        .bind(filter.to)
+}
+
 /// A page of transactions, newest first, and how many match in all (not
 /// counted when paging by cursor: None). A party's page reads about
 /// `limit + offset` index entries a side, however long their history.
@@ -201,13 +215,7 @@ pub async fn list(
     let rows: Vec<EscrowTransaction> = obs
         .run(
             "escrow_transactions.list",
-            sqlx::query_as(page)
-                .bind(filter.party)
-                .bind(filter.project_id)
-                .bind(filter.kind)
-                .bind(filter.status)
-                .bind(filter.from)
-                .bind(filter.to)
+            with_filters(sqlx::query_as(page), filter)
                 .bind(limit)
                 .bind(offset)
                 .bind(filter.after)
@@ -222,14 +230,7 @@ pub async fn list(
     let (total,): (i64,) = obs
         .run(
             "escrow_transactions.count",
-            sqlx::query_as(count)
-                .bind(filter.party)
-                .bind(filter.project_id)
-                .bind(filter.kind)
-                .bind(filter.status)
-                .bind(filter.from)
-                .bind(filter.to)
-                .fetch_one(conn),
+            with_filters(sqlx::query_as(count), filter).fetch_one(conn),
         )
         .await?;
     Ok((rows, Some(total)))
