@@ -95,15 +95,7 @@ pub fn init(config: &Config, output: LogOutput) -> Result<TelemetryGuard, traces
     };
     let filter = EnvFilter::try_new(&config.log_filter).unwrap_or_else(|_| EnvFilter::new("info"));
     let (json, pretty) = match config.log_format {
-        LogFormat::Json => (
-            Some(
-                tracing_subscriber::fmt::layer()
-                    .event_format(json::JsonLines)
-                    .with_writer(writer())
-                    .with_filter(filter),
-            ),
-            None,
-        ),
+        LogFormat::Json => (Some(json::JsonLines::new(writer()).with_filter(filter)), None),
         LogFormat::Pretty => (
             None,
             Some(
