@@ -105,15 +105,24 @@ impl Api {
         assert_eq!(status, 200);
     }
 
-    async fn statements(&self) -> f64 {
+    /// (statements run, committed transactions' total seconds, their
+    /// number), from the service's own metrics.
+    async fn statements(&self) -> (f64, f64, f64) {
         let text = match self.client.get(format!("{}/metrics", self.base)).send().await {
             Ok(r) => r.text().await.unwrap_or_default(),
             Err(_) => String::new(),
         };
-        text.lines()
-            .filter(|l| l.starts_with("db_query_duration_seconds_count"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum()
+        let sum = |prefix: &str| -> f64 {
+            text.lines()
+                .filter(|l| l.starts_with(prefix))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum()
+        };
+        (
+            sum("db_query_duration_seconds_count"),
+            sum("db_transaction_duration_seconds_sum{outcome=\"committed\"}"),
+            sum("db_transaction_duration_seconds_count{outcome=\"committed\"}"),
+        )
     }
 }
 
@@ -251,7 +260,10 @@ async fn main() {
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let statements = api.statements().await - statements_before;
+    let after = api.statements().await;
+    let statements = after.0 - statements_before.0;
+    // Mean time from begin to commit (on SQLite, the writer's lock held).
+    let held_ms = (after.1 - statements_before.1) / (after.2 - statements_before.2).max(1.0) * 1000.0;
     latencies.sort();
     let pct = |p: f64| {
         latencies
@@ -259,11 +271,12 @@ async fn main() {
             .map_or(0.0, |d| d.as_secs_f64() * 1000.0)
     };
     println!(
-        "clients {clients:3}: {:8.1} cycles/s {:8.1} transfers/s  request p50 {:6.2} ms p99 {:6.2} ms  failures {failures}  db statements/s {:8.0}",
+        "clients {clients:3}: {:8.1} cycles/s {:8.1} transfers/s  request p50 {:6.2} ms p99 {:6.2} ms  failures {failures}  db statements/s {:8.0}  transaction held {:6.3} ms",
         cycles as f64 / elapsed,
         3.0 * cycles as f64 / elapsed,
         pct(0.50),
         pct(0.99),
         statements / elapsed,
+        held_ms,
     );
 }

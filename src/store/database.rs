@@ -118,9 +118,11 @@ impl Database {
     /// locked" nor starve in SQLite's busy handler.
     pub async fn begin(&self) -> Result<Tx, StoreError> {
         self.ensure_usable()?;
+        let mut started = std::time::Instant::now();
         let (tx, writer) = match self.engine {
             Engine::Sqlite => {
                 let writer = Arc::clone(&self.sqlite_writer).lock_owned().await;
+                started = std::time::Instant::now();
                 let tx = self
                     .observer
                     .run("transaction.begin", self.pool.begin_with("begin immediate"))
@@ -140,6 +142,7 @@ impl Database {
             obs: self.observer.clone(),
             _writer: writer,
             events: Vec::new(),
+            timer: super::handle::TxTimer::start(&self.observer, started),
         })
     }
 

@@ -166,6 +166,38 @@ pub struct Tx {
     pub(super) _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
     /// Events emitted in this transaction ([`Tx::emit`]), written at commit.
     pub(super) events: Vec<super::events::Pending>,
+    pub(super) timer: TxTimer,
+}
+
+/// Times a transaction from begin to its end into
+/// `db_transaction_duration_seconds{outcome}`: `committed` when
+/// [`Tx::commit`] succeeded, `rolled_back` otherwise (dropped, or a failed
+/// commit). On SQLite that is how long this process held the writer's lock.
+pub(super) struct TxTimer {
+    started: Instant,
+    metrics: Arc<Metrics>,
+    committed: bool,
+}
+
+impl TxTimer {
+    /// From `started`: on SQLite, when the writer's turn was taken.
+    pub(super) fn start(obs: &QueryObserver, started: Instant) -> TxTimer {
+        TxTimer {
+            started,
+            metrics: Arc::clone(&obs.metrics),
+            committed: false,
+        }
+    }
+}
+
+impl Drop for TxTimer {
+    fn drop(&mut self) {
+        let outcome = if self.committed { "committed" } else { "rolled_back" };
+        self.metrics
+            .db_transaction_duration
+            .get_or_create(&crate::telemetry::metrics::OutcomeLabels { outcome })
+            .observe(self.started.elapsed().as_secs_f64());
+    }
 }
 
 impl Tx {
@@ -173,8 +205,10 @@ impl Tx {
     pub async fn commit(mut self) -> Result<(), StoreError> {
         let events = std::mem::take(&mut self.events);
         super::events::insert_all(&mut self, &events).await?;
-        let Tx { tx, obs, .. } = self;
+        let Tx { tx, obs, mut timer, .. } = self;
         obs.run("transaction.commit", tx.commit()).await?;
+        timer.committed = true;
+        drop(timer);
         if !events.is_empty() {
             super::events::WRITTEN.notify_one();
         }

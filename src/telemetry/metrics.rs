@@ -64,6 +64,9 @@ pub const WEBHOOK_OUTCOMES: [&str; 7] = [
 ];
 /// Gateway records: kinds, reconciliation outcomes and pending-age buckets.
 /// Outcomes of one webhook attempt (`amani_webhook_attempts_total`).
+/// How a write transaction ended.
+pub const TRANSACTION_OUTCOMES: [&str; 2] = ["committed", "rolled_back"];
+
 pub const WEBHOOK_ATTEMPT_OUTCOMES: [&str; 5] = ["delivered", "http_error", "timeout", "connection_error", "refused"];
 /// How a delivery ended (`amani_webhook_deliveries_total`).
 pub const WEBHOOK_DELIVERY_OUTCOMES: [&str; 2] = ["delivered", "failed"];
@@ -253,6 +256,8 @@ metrics! {
             => "db_connections_max", "Configured maximum pool size";
         db_query_duration: HistogramFamily<OperationLabels> = Family::new_with_constructor(db_histogram)
             => "db_query_duration_seconds", "Database statement latency by operation";
+        db_transaction_duration: HistogramFamily<OutcomeLabels> = Family::new_with_constructor(db_histogram)
+            => "db_transaction_duration_seconds", "Write transactions from begin to commit or rollback (on SQLite, how long the writer's lock was held), by outcome";
         escrow_transactions: Family<EscrowLabels, Counter> = Family::default()
             => "escrow_transactions", "Escrow ledger operations by type (hold, release, refund, deposit, withdrawal) and outcome";
         user_registrations: Counter = Counter::default()
@@ -421,6 +426,9 @@ impl Metrics {
             let _ = self
                 .events_written
                 .get_or_create(&EventLabels { r#type: event.as_str() });
+        }
+        for outcome in TRANSACTION_OUTCOMES {
+            let _ = self.db_transaction_duration.get_or_create(&OutcomeLabels { outcome });
         }
         for outcome in WEBHOOK_ATTEMPT_OUTCOMES {
             let _ = self.webhook_attempts.get_or_create(&OutcomeLabels { outcome });

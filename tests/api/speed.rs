@@ -206,6 +206,7 @@ async fn a_deal_from_hold_to_release_stays_within_its_statement_budget(engine: E
     let milestone = &milestones[0];
 
     let before = statements_by_operation(&app);
+    let transactions_before = transactions_ended(&app);
     let (status, body) = crate::escrow::money_post(
         &app,
         &buyer,
@@ -241,6 +242,12 @@ async fn a_deal_from_hold_to_release_stays_within_its_statement_budget(engine: E
     .await;
     assert_eq!(status, 201, "{body}");
     let after = statements_by_operation(&app);
+    // One write transaction a request, each timed (the writer's lock hold
+    // time on SQLite).
+    assert_eq!(
+        transactions_ended(&app),
+        (transactions_before.0 + 4.0, transactions_before.1)
+    );
 
     // (In operation order: the map is sorted.)
     let spent: Vec<(String, f64)> = after
@@ -266,6 +273,25 @@ async fn a_deal_from_hold_to_release_stays_within_its_statement_budget(engine: E
     let detail = problem["detail"].as_str().unwrap();
     assert!(detail.contains("89750 NGN available, 102500 needed"), "{detail}");
     assert_eq!(crate::escrow::available(&app, &buyer).await, available, "nothing moved");
+    let (_, rolled_back) = transactions_ended(&app);
+    assert!(
+        rolled_back > transactions_before.1,
+        "the refused hold's transaction was rolled back"
+    );
+}
+
+/// Write transactions timed so far: (committed, rolled back).
+fn transactions_ended(app: &TestApp) -> (f64, f64) {
+    let text = app.state.metrics.render_text();
+    let count = |outcome: &str| -> f64 {
+        let name = format!("db_transaction_duration_seconds_count{{outcome=\"{outcome}\"}}");
+        crate::metrics::samples(&text, "db_transaction_duration_seconds_count")
+            .iter()
+            .find(|line| line.starts_with(&name))
+            .and_then(|line| line.rsplit(' ').next()?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} missing"))
+    };
+    (count("committed"), count("rolled_back"))
 }
 
 both_engines!(a_cursor_walks_the_transaction_history_exactly);
