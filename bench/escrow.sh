@@ -7,44 +7,33 @@
 #   bench/escrow.sh                   # DURATION=10 seconds per run
 #   PG_URL=postgres://postgres@127.0.0.1:5432 bench/escrow.sh
 set -euo pipefail
-cd "$(dirname "$0")/.."
+source "$(dirname "$0")/lib.sh"
 
-DURATION="${DURATION:-10}"
 PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
 PORT="${BENCH_PORT:-18090}"
 CLIENTS="${CLIENTS:-1 8 64}"
 ADMIN_EMAIL=bench-admin@example.com
 ADMIN_PASSWORD=bench-admin-password-1
 
-cargo build --release --locked --quiet --bin amani --example escrow_load
-TARGET="${CARGO_TARGET_DIR:-target}"
-case "$TARGET" in /*) ;; *) TARGET="$PWD/$TARGET" ;; esac
 # BIN=<another amani binary> measures that one (e.g. an older build).
-BIN="${BIN:-$TARGET/release/amani}"
+bench_build --bin amani --example escrow_load
 LOAD="$TARGET/release/examples/escrow_load"
-work=$(mktemp -d)
-server=""
-cleanup() { [ -n "$server" ] && kill "$server" 2>/dev/null; wait 2>/dev/null || true; rm -rf "$work"; }
-trap cleanup EXIT
 
 run_engine() { # name database_url
   local name=$1 url=$2
   env -i PATH="$PATH" DATABASE_URL="$url" AMANI_ADMIN_PASSWORD="$ADMIN_PASSWORD" \
     "$BIN" admin create --email "$ADMIN_EMAIL" >/dev/null
-  (cd "$work" && exec env -i PATH="$PATH" PORT="$PORT" LOG_LEVEL=warn RATE_LIMIT_ENABLED=false \
-    DATABASE_URL="$url" DATABASE_MAX_CONNECTIONS=32 DATABASE_ACQUIRE_TIMEOUT_SECONDS=30 "$BIN") >"$work/$name.log" 2>&1 &
-  server=$!
-  for _ in $(seq 1 100); do curl -fs "http://127.0.0.1:$PORT/api/v1/readiness" >/dev/null 2>&1 && break; sleep 0.1; done
+  start_amani "$name" "$PORT" DATABASE_URL="$url" DATABASE_MAX_CONNECTIONS=32 DATABASE_ACQUIRE_TIMEOUT_SECONDS=30
   echo "== $name"
   for n in $CLIENTS; do
     "$LOAD" "http://127.0.0.1:$PORT" "$ADMIN_EMAIL" "$ADMIN_PASSWORD" "$n" "$DURATION"
   done
-  kill "$server"; wait "$server" 2>/dev/null || true; server=""
+  stop "$name"
   env -i PATH="$PATH" DATABASE_URL="$url" "$BIN" ledger check | tail -n 1
 }
 
 printf '%s, %s cores, %ss per run\n' "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$DURATION"
-run_engine sqlite "sqlite://$work/bench.db"
+run_engine sqlite "sqlite://$WORK/bench.db"
 
 db="amani_bench_$(date +%s)"
 psql -q "$PG_URL/postgres" -c "create database $db"

@@ -9,29 +9,16 @@
 #   bench/lists.sh                              # this checkout's release build
 #   BEFORE=/tmp/amani-before bench/lists.sh     # and an older binary beside it
 set -euo pipefail
-cd "$(dirname "$0")/.."
-
 ROUNDS="${ROUNDS:-3}"
 DURATION="${DURATION:-8}"
 CONNS="${CONNS:-8}"
-command -v wrk >/dev/null || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-if [ -z "${BIN:-}" ]; then
-  cargo build --release --locked --quiet --bin amani
-  BIN="${CARGO_TARGET_DIR:-$PWD/target}/release/amani"
-fi
-
-work=$(mktemp -d)
-pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; rm -rf "$work"; }
-trap cleanup EXIT
+[ -n "${BIN:-}" ] || build=yes
+source "$(dirname "$0")/lib.sh"
+need_wrk
+[ -z "${build:-}" ] || bench_build --bin amani
 
 start() { # name port binary
-  (cd "$work/$1" && exec env -i PATH="$PATH" PORT="$2" LOG_LEVEL=warn RATE_LIMIT_ENABLED=false \
-    RECONCILE_ENABLED=false "$3") >"$work/$1.log" 2>&1 &
-  pids+=($!)
-  eval "pid_$1=$!"
-  for _ in $(seq 1 200); do curl -fs "http://127.0.0.1:$2/api/v1/readiness" >/dev/null 2>&1 && return; sleep 0.1; done
-  cat "$work/$1.log"; exit 1
+  BIN=$3 start_amani "$1" "$2" RECONCILE_ENABLED=false
 }
 api() { # port method path token [body]
   curl -fsS -X "$2" -H 'content-type: application/json' ${4:+-H "Authorization: Bearer $4"} \
@@ -39,14 +26,13 @@ api() { # port method path token [body]
 }
 signup() { # port email role -> token
   api "$1" POST /api/v1/auth/signup "" "{\"email\":\"$2\",\"password\":\"bench-password-123\",\"full_name\":\"Bench User\",\"role\":\"$3\"}" >/dev/null
-  api "$1" POST /api/v1/auth/login "" "{\"email\":\"$2\",\"password\":\"bench-password-123\"}" | jq -r .access_token
+  login "$1" "$2" bench-password-123
 }
 
 # --- data: seeded once through the API, then copied for the other binary ----
 # With BEFORE, the older binary seeds (its schema), and the newer one
 # migrates a copy forward at start, as an upgrade would.
 seeder="$BIN"; [ -n "${BEFORE:-}" ] && seeder="$BEFORE"
-mkdir -p "$work/seed"
 start seed 18301 "$seeder"
 small=$(signup 18301 small@example.com client)
 large=$(signup 18301 large@example.com client)
@@ -60,30 +46,22 @@ started=$(date +%s)
 seed "$small" 100
 seed "$large" 10000
 echo "seeded 10,100 projects (2 milestones each) in $(( $(date +%s) - started )) s"
-kill "$pid_seed"; wait "$pid_seed" 2>/dev/null || true
+stop seed
 servers=(after)
-cp -r "$work/seed" "$work/after"
+cp -r "$WORK/seed" "$WORK/after"
 start after 18301 "$BIN"
 if [ -n "${BEFORE:-}" ]; then
-  cp -r "$work/seed" "$work/before"
+  cp -r "$WORK/seed" "$WORK/before"
   start before 18302 "$BEFORE"
   servers=(before after)
 fi
 port_of() { [ "$1" = before ] && echo 18302 || echo 18301; }
 cursor=$(api 18301 GET "/api/v1/projects?page=499&page_size=20" "$large" | jq -r .next_cursor)
 
-ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-measure() { # server path token -> "req/s cpu_us_per_request"
-  local port pid t0 t1 out reqs
-  port=$(port_of "$1"); eval "pid=\$pid_$1"
-  t0=$(ticks "$pid")
-  out=$(wrk -t1 -c"$CONNS" -d"${DURATION}s" -H "Authorization: Bearer $3" "http://127.0.0.1:$port$2")
-  t1=$(ticks "$pid")
-  reqs=$(echo "$out" | awk '/requests in/ { print $1 }')
-  echo "$out" | awk -v reqs="$reqs" -v ticks=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" \
-    '/^Requests\/sec/ { printf "%s %.0f\n", $2, ticks / hz * 1e6 / reqs }'
+measure_on() { # server path token -> "req/s cpu_us_per_request"
+  local pid; eval "pid=\$pid_$1"
+  measure "$pid" "http://127.0.0.1:$(port_of "$1")$2" -H "Authorization: Bearer $3"
 }
-median() { sort -n | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 
 printf '%s, %s cores, wrk -t1 -c%s -d%ss, median of %s alternated rounds\n' \
   "$(date -u +%Y-%m-%dT%H:%MZ)" "$(nproc)" "$CONNS" "$DURATION" "$ROUNDS"
@@ -99,7 +77,7 @@ for case in "${cases[@]}"; do
   declare -A results=()
   for _ in $(seq 1 "$ROUNDS"); do
     for server in "${servers[@]}"; do
-      results[$server]+="$(measure "$server" "$path" "$token")"$'\n'
+      results[$server]+="$(measure_on "$server" "$path" "$token")"$'\n'
     done
   done
   for server in "${servers[@]}"; do
