@@ -333,6 +333,8 @@ metrics! {
         server_errors: std::sync::atomic::AtomicU64 = Default::default();
         gateway_calls: std::sync::atomic::AtomicU64 = Default::default();
         gateway_failures: std::sync::atomic::AtomicU64 = Default::default();
+        /// The process collector (registered), for its slow values' refresh.
+        process: ProcessCollector = ProcessCollector::default();
     }
 }
 
@@ -371,10 +373,13 @@ impl Metrics {
             info,
         );
         metrics.register_all(&mut registry);
-        registry.register_collector(Box::new(ProcessCollector {
-            volumes: vec![("data".to_owned(), config.data_dir())],
-        }));
-        Arc::new(Metrics { registry, ..metrics })
+        let process = ProcessCollector::new(vec![("data".to_owned(), config.data_dir())]);
+        registry.register_collector(Box::new(process.clone()));
+        Arc::new(Metrics {
+            registry,
+            process,
+            ..metrics
+        })
     }
 
     fn create_known_series(&self) {
@@ -450,6 +455,12 @@ impl Metrics {
                 currency: currency.code().to_owned(),
             });
         }
+    }
+
+    /// Reads the process's slowly changing values (open descriptors,
+    /// limits, volumes) for the next scrapes.
+    pub fn refresh_process(&self) {
+        self.process.refresh();
     }
 
     /// Remembers the last gateway call for `/health`.
