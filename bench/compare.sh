@@ -21,9 +21,6 @@ source "$(dirname "$0")/lib.sh"
 
 ROUNDS="${ROUNDS:-3}"
 LIST_PROJECTS="${LIST_PROJECTS:-10000}"
-PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
-ADMIN_EMAIL=bench-admin@example.com
-ADMIN_PASSWORD=bench-admin-password-1
 need_wrk
 bench_build --bin amani --example bare_axum --example escrow_load --example webhook_sink
 EX="$TARGET/release/examples"

@@ -9,11 +9,8 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
 PORT="${BENCH_PORT:-18090}"
 CLIENTS="${CLIENTS:-1 8 64}"
-ADMIN_EMAIL=bench-admin@example.com
-ADMIN_PASSWORD=bench-admin-password-1
 
 # BIN=<another amani binary> measures that one (e.g. an older build).
 bench_build --bin amani --example escrow_load

@@ -19,6 +19,9 @@
 #                                  "requests/s cpu_µs_per_request", the CPU
 #                                  being PID's utime+stime over the window
 #   median                         the median of the numbers on stdin
+#
+# and PG_URL (a PostgreSQL server, no database), ADMIN_EMAIL and
+# ADMIN_PASSWORD (the admin the scripts create with `amani admin create`).
 
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 TARGET="${CARGO_TARGET_DIR:-target}"
@@ -26,6 +29,9 @@ case "$TARGET" in /*) ;; *) TARGET="$PWD/$TARGET" ;; esac
 BIN="${BIN:-$TARGET/release/amani}"
 DURATION="${DURATION:-10}"
 CONNS="${CONNS:-64}"
+PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
+ADMIN_EMAIL=bench-admin@example.com
+ADMIN_PASSWORD=bench-admin-password-1
 WORK=$(mktemp -d)
 BENCH_PIDS=()
 bench_cleanup() {

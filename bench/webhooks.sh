@@ -14,11 +14,8 @@
 set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 
-PG_URL="${PG_URL:-postgres://postgres@127.0.0.1:5432}"
 PORT="${BENCH_PORT:-18090}"
 SINK_PORT="${SINK_PORT:-18095}"
-ADMIN_EMAIL=bench-admin@example.com
-ADMIN_PASSWORD=bench-admin-password-1
 
 bench_build --bin amani --example escrow_load --example webhook_sink
 LOAD="$TARGET/release/examples/escrow_load"

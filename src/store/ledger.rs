@@ -222,6 +222,10 @@ pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<
         }
     }
     changes.retain(|_, change| change.delta != 0);
+    if changes.is_empty() {
+        // (Transfers that cancel out change no balance.)
+        return record_transfers(db, transfers).await;
+    }
 
     // One statement changes every account that exists and whose bounds
     // allow its change; it names the ones it changed. On PostgreSQL it
@@ -303,6 +307,11 @@ pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<
         }
     }
 
+    record_transfers(db, transfers).await
+}
+
+/// Records posted transfers, in one statement.
+async fn record_transfers(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<(), StoreError> {
     let mut sql = String::from(
         "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, \
          escrow_transaction_id, created_at) values",
