@@ -83,8 +83,9 @@ fn refresh_scrape_time_gauges(state: &AppState) {
 /// Keeps the gauges of stored state up to date every [`GAUGE_REFRESH`]
 /// until shutdown: money in escrow, pending KYC, payments, webhooks and
 /// scheduled jobs (from the database), the newest backup's time (from the
-/// backup folder), the process's open descriptors, limits and volumes. A scrape never waits on the database or the disk, and
-/// several scrapers cost nothing more.
+/// backup folder), the process's open descriptors, limits and volumes. A
+/// scrape never waits on the database or the disk, and several scrapers
+/// cost nothing more.
 pub async fn refresh_stored_gauges(state: AppState, mut stop: tokio::sync::watch::Receiver<bool>) {
     let metrics = &state.metrics;
     loop {
