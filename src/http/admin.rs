@@ -1,12 +1,15 @@
-//! Admin actions on accounts.
+//! Admin actions on accounts, and the audit trail.
 
 use axum::Json;
 use axum::extract::State;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
 
 use super::auth::UserView;
 use super::error::ApiError;
-use super::extract::{AdminUser, IdPath};
+use super::extract::{AdminUser, ApiQuery, Id, IdPath, Page, PageParams};
 use crate::state::AppState;
+use crate::store::audit::{self, AuditFilter, AuditRecord};
 
 pub const TAG: &str = "admin";
 
@@ -27,4 +30,122 @@ pub async fn deactivate_user(
     Ok(Json(
         super::auth::accounts(&state).deactivate(&admin, &id).await?.into(),
     ))
+}
+
+/// Reactivate a deactivated account: it can log in again. Tokens issued
+/// before stay void; the user logs in afresh.
+#[utoipa::path(post, path = "/api/v1/admin/users/{id}/reactivate", tag = TAG, security(("bearer" = [])),
+    params(("id" = String, Path)), responses(
+        (status = 200, body = UserView),
+        (status = 403, body = super::error::Problem),
+        (status = 404, body = super::error::Problem),
+    ))]
+pub async fn reactivate_user(
+    State(state): State<AppState>,
+    AdminUser(admin): AdminUser,
+    IdPath(id): IdPath,
+) -> Result<Json<UserView>, ApiError> {
+    Ok(Json(
+        super::auth::accounts(&state).reactivate(&admin, &id).await?.into(),
+    ))
+}
+
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditQuery {
+    /// Who acted (a user id).
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub actor_id: Option<Id>,
+    /// What was acted on: user, project, milestone, kyc_submission,
+    /// escrow_transaction, webhook_endpoint…
+    pub target_type: Option<String>,
+    /// Its id.
+    pub target_id: Option<String>,
+    /// At or after (RFC 3339).
+    pub from: Option<String>,
+    /// At or before (RFC 3339).
+    pub to: Option<String>,
+    /// A previous page's `next_cursor`: the records after that one.
+    #[param(value_type = Option<String>, format = Uuid)]
+    pub after: Option<Id>,
+}
+
+/// One audited action.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditView {
+    pub id: String,
+    pub occurred_at: String,
+    /// Null for the system's own actions (scheduled work, reconciliation).
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    /// The request that made the change, for its logs and trace.
+    pub request_id: Option<String>,
+    /// Ids and states, never secrets.
+    #[schema(value_type = Object)]
+    pub details: serde_json::Value,
+}
+
+impl From<AuditRecord> for AuditView {
+    fn from(r: AuditRecord) -> AuditView {
+        AuditView {
+            details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
+            id: r.id,
+            occurred_at: r.occurred_at,
+            actor_id: r.actor_id,
+            action: r.action,
+            target_type: r.target_type,
+            target_id: r.target_id,
+            request_id: r.request_id,
+        }
+    }
+}
+
+/// The audit trail, newest first, filtered by actor, target and time; pages
+/// by cursor (`after`), never counted (`total` is null): the trail only
+/// grows.
+#[utoipa::path(get, path = "/api/v1/admin/audit", tag = TAG, security(("bearer" = [])),
+    params(AuditQuery, PageParams), responses(
+        (status = 200, body = Page<AuditView>),
+        (status = 403, body = super::error::Problem),
+        (status = 422, body = super::error::Problem),
+    ))]
+pub async fn audit_trail(
+    State(state): State<AppState>,
+    AdminUser(_admin): AdminUser,
+    ApiQuery(query): ApiQuery<AuditQuery>,
+    ApiQuery(page): ApiQuery<PageParams>,
+) -> Result<Json<Page<AuditView>>, ApiError> {
+    if page.page.is_some_and(|p| p != 1) {
+        return Err(ApiError::unprocessable(
+            "the audit trail pages by cursor: pass a page's next_cursor as after, not page",
+        ));
+    }
+    let (_, page_size, limit, _) = page.resolve()?;
+    let from = super::escrow::parse_time("from", query.from.as_deref())?;
+    let to = super::escrow::parse_time("to", query.to.as_deref())?;
+    let filter = AuditFilter {
+        actor_id: query.actor_id.as_deref(),
+        target_type: query.target_type.as_deref(),
+        target_id: query.target_id.as_deref(),
+        from: from.as_deref(),
+        to: to.as_deref(),
+        after: query.after.as_deref(),
+    };
+    let mut conn = state.db.acquire().await?;
+    // One row more than the page says whether another follows.
+    let mut records = audit::list(&mut conn, &filter, limit + 1).await?;
+    if let Some(after) = filter.after
+        && records.is_empty()
+        && !audit::exists(&mut conn, after).await?
+    {
+        return Err(ApiError::unprocessable("after must be the id of an audit record"));
+    }
+    drop(conn);
+    let has_more = records.len() > page_size as usize;
+    records.truncate(page_size as usize);
+    let cursor = records.last().map(|r| r.id.clone());
+    let items = records.into_iter().map(AuditView::from).collect();
+    Ok(Json(Page::after_cursor(items, page_size, has_more).with_cursor(cursor)))
 }

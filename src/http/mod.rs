@@ -125,6 +125,8 @@ fn api_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(kyc::reject))
         .routes(routes!(kyc::document))
         .routes(routes!(admin::deactivate_user))
+        .routes(routes!(admin::reactivate_user))
+        .routes(routes!(admin::audit_trail))
         .routes(routes!(projects::create, projects::list))
         .routes(routes!(projects::get, projects::update, projects::delete))
         .routes(routes!(projects::send))

@@ -273,6 +273,21 @@ impl Accounts<'_> {
     /// An admin deactivates an account: it can no longer log in, and its
     /// tokens stop working at once.
     #[tracing::instrument(name = "account.deactivate", skip_all, fields(user_id = %admin.id, target = %id))]
+    /// Lets a deactivated account log in again. Its tokens from before stay
+    /// void (the token version moves on): the user logs in afresh.
+    pub async fn reactivate(&self, admin: &User, id: &str) -> Result<User, OperationError> {
+        let mut tx = self.db.begin().await?;
+        if !users::set_active(&mut tx, id, true).await? {
+            return Err(OperationError::NotFound("user"));
+        }
+        audit_user(&mut tx, Some(&admin.id), "user.reactivated", Some(id), json!({})).await?;
+        let user = users::find_by_id(&mut tx, id)
+            .await?
+            .ok_or(OperationError::NotFound("user"))?;
+        tx.commit().await?;
+        Ok(user)
+    }
+
     pub async fn deactivate(&self, admin: &User, id: &str) -> Result<User, OperationError> {
         if id == admin.id {
             return Err(conflict("an admin cannot deactivate their own account"));

@@ -1,6 +1,7 @@
 //! The append-only audit trail. Callers pass the transaction the audited
 //! change happens in, so the event and the change commit or roll back together.
 
+use sqlx::FromRow;
 use uuid::Uuid;
 
 use super::{DbHandle, StoreError, timestamp};
@@ -37,4 +38,74 @@ pub async fn record(db: &mut impl DbHandle, event: AuditEvent<'_>) -> Result<(),
     )
     .await?;
     Ok(())
+}
+
+/// An audit record as stored (`details` is a JSON object's text).
+#[derive(Debug, Clone, FromRow)]
+pub struct AuditRecord {
+    pub id: String,
+    pub occurred_at: String,
+    pub actor_id: Option<String>,
+    pub action: String,
+    pub target_type: String,
+    pub target_id: Option<String>,
+    pub request_id: Option<String>,
+    pub details: String,
+}
+
+/// What to look for in the trail; every field narrows it.
+#[derive(Debug, Default)]
+pub struct AuditFilter<'a> {
+    pub actor_id: Option<&'a str>,
+    pub target_type: Option<&'a str>,
+    pub target_id: Option<&'a str>,
+    /// Inclusive bounds on `occurred_at`, in the stored timestamp format.
+    pub from: Option<&'a str>,
+    pub to: Option<&'a str>,
+    /// Only records after this one in the list's order (a cursor).
+    pub after: Option<&'a str>,
+}
+
+/// Up to `limit` records, newest first.
+pub async fn list(
+    db: &mut impl DbHandle,
+    filter: &AuditFilter<'_>,
+    limit: i64,
+) -> Result<Vec<AuditRecord>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "audit_events.list",
+        sqlx::query_as(
+            "select id, occurred_at, actor_id, action, target_type, target_id, request_id, details \
+             from audit_events where ($1 is null or actor_id = $1) and ($2 is null or target_type = $2) \
+             and ($3 is null or target_id = $3) and ($4 is null or occurred_at >= $4) \
+             and ($5 is null or occurred_at <= $5) \
+             and ($6 is null or (occurred_at, id) < (select occurred_at, id from audit_events where id = $6)) \
+             order by occurred_at desc, id desc limit $7",
+        )
+        .bind(filter.actor_id)
+        .bind(filter.target_type)
+        .bind(filter.target_id)
+        .bind(filter.from)
+        .bind(filter.to)
+        .bind(filter.after)
+        .bind(limit)
+        .fetch_all(conn),
+    )
+    .await
+}
+
+/// Whether a record with this id exists (to tell an unknown cursor from
+/// the end of the trail).
+pub async fn exists(db: &mut impl DbHandle, id: &str) -> Result<bool, StoreError> {
+    let (conn, obs) = db.parts();
+    let row: Option<(String,)> = obs
+        .run(
+            "audit_events.exists",
+            sqlx::query_as("select id from audit_events where id = $1")
+                .bind(id)
+                .fetch_optional(conn),
+        )
+        .await?;
+    Ok(row.is_some())
 }

@@ -18,6 +18,7 @@ both_engines!(
     non_admins_are_forbidden_from_admin_routes,
     profile_updates_are_validated_and_saved,
     account_events_are_in_the_audit_trail,
+    an_admin_reactivates_an_account_and_reads_it_in_the_audit_trail,
 );
 
 async fn signup_then_login_then_me_returns_the_account(engine: Engine) {
@@ -283,6 +284,8 @@ async fn non_admins_are_forbidden_from_admin_routes(engine: Engine) {
             (Method::GET, "/api/v1/admin/kyc".to_owned()),
             (Method::POST, "/api/v1/admin/kyc/some-id/approve".to_owned()),
             (Method::POST, format!("/api/v1/admin/users/{}/deactivate", client.id)),
+            (Method::POST, format!("/api/v1/admin/users/{}/reactivate", client.id)),
+            (Method::GET, "/api/v1/admin/audit".to_owned()),
         ] {
             let response = app.authed(method.clone(), &path, &user.token).send().await.unwrap();
             assert_eq!(response.status(), 403, "{method} {path}");
@@ -437,4 +440,100 @@ async fn a_lost_redis_falls_back_to_in_process_limits() {
 
 fn rand_octet() -> u8 {
     uuid::Uuid::new_v4().as_bytes()[0] % 250 + 1
+}
+
+/// Deactivated, then reactivated by an admin: the account logs in again,
+/// its tokens from before stay void, and the admin's audit query finds both
+/// actions, newest first, by target and by actor, page by page.
+async fn an_admin_reactivates_an_account_and_reads_it_in_the_audit_trail(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let user = app.user("client").await;
+    let other = app.user("client").await;
+    let post = async |path: String| -> (u16, serde_json::Value) {
+        json(app.authed(Method::POST, &path, &admin.token).send().await.unwrap()).await
+    };
+    let get = async |query: &str| -> (u16, serde_json::Value) {
+        json(
+            app.authed(Method::GET, &format!("/api/v1/admin/audit?{query}"), &admin.token)
+                .send()
+                .await
+                .unwrap(),
+        )
+        .await
+    };
+    let (status, _) = post(format!("/api/v1/admin/users/{}/deactivate", user.id)).await;
+    assert_eq!(status, 200);
+    assert_eq!(app.login(&user.email, PASSWORD).await.status(), 401);
+    let (status, view) = post(format!("/api/v1/admin/users/{}/reactivate", user.id)).await;
+    assert_eq!(status, 200, "{view}");
+    assert_eq!(view["is_active"], true, "{view}");
+    assert_eq!(app.login(&user.email, PASSWORD).await.status(), 200, "logs in again");
+    let me = app
+        .authed(Method::GET, "/api/v1/auth/me", &user.token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), 401, "a token from before the deactivation stays void");
+    let (status, _) = post(format!("/api/v1/admin/users/{}/reactivate", uuid::Uuid::now_v7())).await;
+    assert_eq!(status, 404);
+    // Something about another user, to filter out.
+    let (status, _) = post(format!("/api/v1/admin/users/{}/deactivate", other.id)).await;
+    assert_eq!(status, 200);
+
+    let actions = |page: &serde_json::Value| -> Vec<String> {
+        page["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["action"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let (status, trail) = get(&format!("target_type=user&target_id={}", user.id)).await;
+    assert_eq!(status, 200, "{trail}");
+    assert_eq!(
+        actions(&trail),
+        [
+            "user.reactivated",
+            "user.login_failed",
+            "user.deactivated",
+            "user.signup"
+        ],
+        "newest first, the refused login too: {trail}"
+    );
+    assert_eq!(trail["items"][0]["actor_id"], admin.id.as_str());
+    assert_eq!(trail["items"][0]["target_id"], user.id.as_str());
+    assert!(trail["items"][0]["request_id"].is_string(), "{trail}");
+    assert_eq!(trail["total"], serde_json::Value::Null, "the trail is not counted");
+
+    // By actor: the admin's three actions, one page at a time.
+    let mut walked = Vec::new();
+    let mut query = format!("actor_id={}&page_size=1", admin.id);
+    loop {
+        let (status, page) = get(&query).await;
+        assert_eq!(status, 200, "{page}");
+        walked.extend(actions(&page));
+        match page["next_cursor"].as_str() {
+            Some(cursor) => query = format!("actor_id={}&page_size=1&after={cursor}", admin.id),
+            None => break,
+        }
+    }
+    assert_eq!(walked, ["user.deactivated", "user.reactivated", "user.deactivated"]);
+
+    // A window in the past is empty; bad input is a 422 naming it.
+    let (_, old) = get(&format!("actor_id={}&to=2020-01-01T00:00:00Z", admin.id)).await;
+    assert_eq!(actions(&old), Vec::<String>::new());
+    for (query, field) in [
+        ("from=yesterday", "from"),
+        ("page=2", "after"),
+        (&format!("after={}", uuid::Uuid::now_v7()) as &str, "after"),
+    ] {
+        let (status, problem) = get(query).await;
+        assert_eq!(status, 422, "{query}: {problem}");
+        assert!(
+            problem["detail"].as_str().unwrap().contains(field),
+            "{query}: {problem}"
+        );
+    }
 }
