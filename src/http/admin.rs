@@ -2,8 +2,8 @@
 
 use axum::Json;
 use axum::extract::State;
-use serde::{Deserialize, Serialize};
-use utoipa::{IntoParams, ToSchema};
+use serde::Deserialize;
+use utoipa::IntoParams;
 
 use super::auth::UserView;
 use super::error::ApiError;
@@ -70,44 +70,12 @@ pub struct AuditQuery {
     pub after: Option<Id>,
 }
 
-/// One audited action.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AuditView {
-    pub id: String,
-    pub occurred_at: String,
-    /// Null for the system's own actions (scheduled work, reconciliation).
-    pub actor_id: Option<String>,
-    pub action: String,
-    pub target_type: String,
-    pub target_id: Option<String>,
-    /// The request that made the change, for its logs and trace.
-    pub request_id: Option<String>,
-    /// Ids and states, never secrets.
-    #[schema(value_type = Object)]
-    pub details: serde_json::Value,
-}
-
-impl From<AuditRecord> for AuditView {
-    fn from(r: AuditRecord) -> AuditView {
-        AuditView {
-            details: serde_json::from_str(&r.details).unwrap_or(serde_json::Value::Null),
-            id: r.id,
-            occurred_at: r.occurred_at,
-            actor_id: r.actor_id,
-            action: r.action,
-            target_type: r.target_type,
-            target_id: r.target_id,
-            request_id: r.request_id,
-        }
-    }
-}
-
 /// The audit trail, newest first, filtered by actor, target and time; pages
 /// by cursor (`after`), never counted (`total` is null): the trail only
 /// grows.
 #[utoipa::path(get, path = "/api/v1/admin/audit", tag = TAG, security(("bearer" = [])),
     params(AuditQuery, PageParams), responses(
-        (status = 200, body = Page<AuditView>),
+        (status = 200, body = Page<AuditRecord>),
         (status = 403, body = super::error::Problem),
         (status = 422, body = super::error::Problem),
     ))]
@@ -116,13 +84,13 @@ pub async fn audit_trail(
     AdminUser(_admin): AdminUser,
     ApiQuery(query): ApiQuery<AuditQuery>,
     ApiQuery(page): ApiQuery<PageParams>,
-) -> Result<Json<Page<AuditView>>, ApiError> {
+) -> Result<Json<Page<AuditRecord>>, ApiError> {
     if page.page.is_some_and(|p| p != 1) {
         return Err(ApiError::unprocessable(
             "the audit trail pages by cursor: pass a page's next_cursor as after, not page",
         ));
     }
-    let (_, page_size, limit, _) = page.resolve()?;
+    let (_, page_size, limit, _) = page.resolve_with_cursor(true)?;
     let from = super::escrow::parse_time("from", query.from.as_deref())?;
     let to = super::escrow::parse_time("to", query.to.as_deref())?;
     let filter = AuditFilter {
@@ -134,8 +102,7 @@ pub async fn audit_trail(
         after: query.after.as_deref(),
     };
     let mut conn = state.db.acquire().await?;
-    // One row more than the page says whether another follows.
-    let mut records = audit::list(&mut conn, &filter, limit + 1).await?;
+    let records = audit::list(&mut conn, &filter, limit).await?;
     if let Some(after) = filter.after
         && records.is_empty()
         && !audit::exists(&mut conn, after).await?
@@ -143,9 +110,11 @@ pub async fn audit_trail(
         return Err(ApiError::unprocessable("after must be the id of an audit record"));
     }
     drop(conn);
-    let has_more = records.len() > page_size as usize;
-    records.truncate(page_size as usize);
-    let cursor = records.last().map(|r| r.id.clone());
-    let items = records.into_iter().map(AuditView::from).collect();
-    Ok(Json(Page::after_cursor(items, page_size, has_more).with_cursor(cursor)))
+    Ok(Json(Page::from_rows(
+        records,
+        None,
+        (1, page_size),
+        |r| r.id.clone(),
+        |r| r,
+    )))
 }

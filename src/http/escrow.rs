@@ -299,15 +299,10 @@ pub async fn transactions(
         .transpose()?;
     let from = parse_time("from", filter.from.as_deref())?;
     let to = parse_time("to", filter.to.as_deref())?;
-    if filter.after.is_some() && page.page.is_some_and(|p| p != 1) {
-        return Err(ApiError::unprocessable("give page or after, not both"));
-    }
-    let (page, page_size, limit, offset) = page.resolve()?;
+    let (page, page_size, limit, offset) = page.resolve_with_cursor(filter.after.is_some())?;
     let party = (user.role != Role::Admin).then_some(user.id.as_str());
-    // By cursor, one row more than the page says whether another follows.
-    let by_cursor = filter.after.is_some();
     let mut conn = state.db.acquire().await?;
-    let (mut items, total) = records::list(
+    let (items, total) = records::list(
         &mut conn,
         &Filter {
             party,
@@ -318,19 +313,18 @@ pub async fn transactions(
             to: to.as_deref(),
             after: filter.after.as_deref(),
         },
-        limit + i64::from(by_cursor),
+        limit,
         offset,
     )
     .await?;
     drop(conn);
-    let more_after_cursor = items.len() > page_size as usize;
-    items.truncate(page_size as usize);
-    let cursor = items.last().map(|t| t.id.clone());
-    let page = match total {
-        Some(total) => Page::new(items, total, page, page_size),
-        None => Page::after_cursor(items, page_size, more_after_cursor),
-    };
-    Ok(Json(page.with_cursor(cursor)))
+    Ok(Json(Page::from_rows(
+        items,
+        total,
+        (page, page_size),
+        |t| t.id.clone(),
+        |t| t,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/escrow/transactions/{id}", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),

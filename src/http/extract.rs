@@ -339,6 +339,18 @@ impl PageParams {
         let offset = i64::from(page - 1) * i64::from(page_size);
         Ok((page, page_size, i64::from(page_size), offset))
     }
+
+    /// [`PageParams::resolve`] for a list that also pages by cursor
+    /// (`after`): refuses `page` beside a cursor, and by cursor asks for one
+    /// row more than the page (it says whether another page follows; see
+    /// [`Page::from_rows`]).
+    pub fn resolve_with_cursor(self, by_cursor: bool) -> Result<(u32, u32, i64, i64), ApiError> {
+        if by_cursor && self.page.is_some_and(|p| p != 1) {
+            return Err(ApiError::unprocessable("give page or after, not both"));
+        }
+        let (page, page_size, limit, offset) = self.resolve()?;
+        Ok((page, page_size, limit + i64::from(by_cursor), offset))
+    }
 }
 
 /// A page of a list, as every list endpoint returns it.
@@ -372,7 +384,7 @@ impl<T> Page<T> {
 
     /// A page fetched by cursor (`after`): `page` is 1, counted from the
     /// cursor, and `total` is not counted.
-    pub fn after_cursor(items: Vec<T>, page_size: u32, has_more: bool) -> Page<T> {
+    fn after_cursor(items: Vec<T>, page_size: u32, has_more: bool) -> Page<T> {
         Page {
             has_more,
             items,
@@ -383,9 +395,28 @@ impl<T> Page<T> {
         }
     }
 
-    /// Sets `next_cursor` (the last item's id) when there is a next page.
-    pub fn with_cursor(mut self, last: Option<String>) -> Page<T> {
-        self.next_cursor = last.filter(|_| self.has_more);
-        self
+    /// The page answered by rows fetched with
+    /// [`PageParams::resolve_with_cursor`]: counted when `total` is known
+    /// (paging by number), else paged by cursor (a row past the page says
+    /// another follows); `next_cursor` is the last item's `id` when one does.
+    pub fn from_rows<R>(
+        mut rows: Vec<R>,
+        total: Option<i64>,
+        (page, page_size): (u32, u32),
+        id: impl Fn(&R) -> String,
+        view: impl FnMut(R) -> T,
+    ) -> Page<T> {
+        let more_after_cursor = rows.len() > page_size as usize;
+        rows.truncate(page_size as usize);
+        let last = rows.last().map(id);
+        let items = rows.into_iter().map(view).collect();
+        let page = match total {
+            Some(total) => Page::new(items, total, page, page_size),
+            None => Page::after_cursor(items, page_size, more_after_cursor),
+        };
+        Page {
+            next_cursor: last.filter(|_| page.has_more),
+            ..page
+        }
     }
 }

@@ -194,21 +194,9 @@ pub async fn admin_list(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<AdminSubmissionView>>, ApiError> {
     let status: KycStatus = filter.status.as_deref().unwrap_or("pending").parse()?;
-    if filter.after.is_some() && page.page.is_some_and(|p| p != 1) {
-        return Err(ApiError::unprocessable("give page or after, not both"));
-    }
-    let (page, page_size, limit, offset) = page.resolve()?;
-    // By cursor, one row more than the page says whether another follows.
-    let by_cursor = filter.after.is_some();
+    let (page, page_size, limit, offset) = page.resolve_with_cursor(filter.after.is_some())?;
     let mut conn = state.db.acquire().await?;
-    let (mut items, total) = kyc::list_by_status(
-        &mut conn,
-        status,
-        limit + i64::from(by_cursor),
-        offset,
-        filter.after.as_deref(),
-    )
-    .await?;
+    let (items, total) = kyc::list_by_status(&mut conn, status, limit, offset, filter.after.as_deref()).await?;
     if let Some(after) = filter.after.as_deref()
         && items.is_empty()
         && kyc::find(&mut conn, after).await?.is_none()
@@ -216,15 +204,13 @@ pub async fn admin_list(
         return Err(ApiError::unprocessable("after must be the id of a KYC submission"));
     }
     drop(conn);
-    let more_after_cursor = items.len() > page_size as usize;
-    items.truncate(page_size as usize);
-    let cursor = items.last().map(|s| s.id.clone());
-    let items = items.into_iter().map(Into::into).collect();
-    let page = match total {
-        Some(total) => Page::new(items, total, page, page_size),
-        None => Page::after_cursor(items, page_size, more_after_cursor),
-    };
-    Ok(Json(page.with_cursor(cursor)))
+    Ok(Json(Page::from_rows(
+        items,
+        total,
+        (page, page_size),
+        |s| s.id.clone(),
+        AdminSubmissionView::from,
+    )))
 }
 
 /// Admin: approve a pending submission (final).

@@ -270,27 +270,20 @@ pub async fn list(
     ApiQuery(page): ApiQuery<PageParams>,
 ) -> Result<Json<Page<ProjectView>>, ApiError> {
     let status = filter.status.as_deref().map(str::parse::<ProjectStatus>).transpose()?;
-    if filter.after.is_some() && page.page.is_some_and(|p| p != 1) {
-        return Err(ApiError::unprocessable("give page or after, not both"));
-    }
-    let (page, page_size, limit, offset) = page.resolve()?;
-    // By cursor, one row more than the page says whether another follows.
-    let by_cursor = filter.after.is_some();
+    let (page, page_size, limit, offset) = page.resolve_with_cursor(filter.after.is_some())?;
     let window = crate::store::projects::Window {
-        limit: limit + i64::from(by_cursor),
+        limit,
         offset,
         after: filter.after.as_deref(),
     };
-    let (mut items, total) = projects::list(&state.db, &user, status, window).await?;
-    let more_after_cursor = items.len() > page_size as usize;
-    items.truncate(page_size as usize);
-    let cursor = items.last().map(|p| p.project.id.clone());
-    let views: Vec<ProjectView> = items.into_iter().map(Into::into).collect();
-    let page = match total {
-        Some(total) => Page::new(views, total, page, page_size),
-        None => Page::after_cursor(views, page_size, more_after_cursor),
-    };
-    Ok(Json(page.with_cursor(cursor)))
+    let (items, total) = projects::list(&state.db, &user, status, window).await?;
+    Ok(Json(Page::from_rows(
+        items,
+        total,
+        (page, page_size),
+        |p| p.project.id.clone(),
+        ProjectView::from,
+    )))
 }
 
 #[utoipa::path(get, path = "/api/v1/projects/{id}", tag = TAG, security(("bearer" = [])), params(("id" = String, Path)),

@@ -40,17 +40,30 @@ pub async fn record(db: &mut impl DbHandle, event: AuditEvent<'_>) -> Result<(),
     Ok(())
 }
 
-/// An audit record as stored (`details` is a JSON object's text).
-#[derive(Debug, Clone, FromRow)]
+/// One audited action, as stored and as the admin API answers it.
+#[derive(Debug, Clone, FromRow, serde::Serialize, utoipa::ToSchema)]
 pub struct AuditRecord {
     pub id: String,
     pub occurred_at: String,
+    /// Null for the system's own actions (scheduled work, reconciliation).
     pub actor_id: Option<String>,
     pub action: String,
     pub target_type: String,
     pub target_id: Option<String>,
+    /// The request that made the change, for its logs and trace.
     pub request_id: Option<String>,
+    /// Ids and states, never secrets: a JSON object, stored as its text.
+    #[serde(serialize_with = "as_json")]
+    #[schema(value_type = Object)]
     pub details: String,
+}
+
+/// Writes stored JSON text as the JSON it is.
+fn as_json<S: serde::Serializer>(text: &str, serializer: S) -> Result<S::Ok, S::Error> {
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(value) => serde::Serialize::serialize(&value, serializer),
+        Err(_) => serializer.serialize_none(),
+    }
 }
 
 /// What to look for in the trail; every field narrows it.

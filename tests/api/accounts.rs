@@ -505,6 +505,10 @@ async fn an_admin_reactivates_an_account_and_reads_it_in_the_audit_trail(engine:
     assert_eq!(trail["items"][0]["actor_id"], admin.id.as_str());
     assert_eq!(trail["items"][0]["target_id"], user.id.as_str());
     assert!(trail["items"][0]["request_id"].is_string(), "{trail}");
+    assert_eq!(
+        trail["items"][1]["details"]["reason"], "deactivated",
+        "details are JSON, not its text: {trail}"
+    );
     assert_eq!(trail["total"], serde_json::Value::Null, "the trail is not counted");
 
     // By actor: the admin's three actions, one page at a time.
