@@ -115,26 +115,32 @@ command -v curl >/dev/null 2>&1 || need+=(curl)
 command -v jq >/dev/null 2>&1 || need+=(jq)
 command -v promtool >/dev/null 2>&1 || need+=(prometheus)
 command -v amtool >/dev/null 2>&1 || need+=(prometheus-alertmanager)
+# Chromium and its WebDriver: the console's browser test (tests/browser).
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+command -v chromedriver >/dev/null 2>&1 || need+=(chromium-driver)
 if [ ${#need[@]} -gt 0 ]; then
-  need_apt "curl, jq, promtool, prometheus, alertmanager and amtool on PATH"
+  need_apt "curl, jq, promtool, prometheus, alertmanager, amtool, chromium and chromedriver on PATH"
   log "installing ${need[*]}"
   apt_install "${need[@]}"
 fi
 # --- Python tools in a virtual environment this script owns -----------------------
 # (openapi-spec-validator checks the OpenAPI document in CI; schemathesis
-# fuzzes the API from it: scripts/api-fuzz.sh.)
+# fuzzes the API from it: scripts/api-fuzz.sh; selenium drives Chromium
+# through chromedriver for tests/browser/console.py, with the distribution's
+# browser and driver: nothing is downloaded.)
 TOOLS_VENV="${AMANI_TOOLS_VENV:-/var/tmp/amani-tools-venv}"
 # moto_server is a local S3-compatible server for the backup-upload test;
 # the tests find it in this venv (AMANI_TOOLS_VENV) or on PATH.
 if [ ! -x "$TOOLS_VENV/bin/openapi-spec-validator" ] || [ ! -x "$TOOLS_VENV/bin/schemathesis" ] \
-    || [ ! -x "$TOOLS_VENV/bin/moto_server" ]; then
-  log "installing openapi-spec-validator, schemathesis and moto into $TOOLS_VENV"
+    || [ ! -x "$TOOLS_VENV/bin/moto_server" ] || ! "$TOOLS_VENV/bin/python" -c "import selenium" 2>/dev/null; then
+  log "installing openapi-spec-validator, schemathesis, moto and selenium into $TOOLS_VENV"
   if ! python3 -m venv "$TOOLS_VENV" 2>/dev/null; then
     need_apt "python3 with the venv module"
     apt_install python3-venv
     python3 -m venv "$TOOLS_VENV"
   fi
-  "$TOOLS_VENV/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "moto[server]==5.2.1"
+  "$TOOLS_VENV/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "moto[server]==5.2.1" \
+    "selenium==4.51.0"
 fi
 for tool in openapi-spec-validator schemathesis moto_server; do
   "$TOOLS_VENV/bin/$tool" --help >/dev/null 2>&1 || { log "$tool does not run from $TOOLS_VENV"; exit 1; }

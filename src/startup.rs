@@ -98,6 +98,10 @@ impl Application {
             scheduler,
             alerts,
             gateway,
+            history: Arc::new(crate::telemetry::history::History::new(
+                config.console.chart_interval,
+                crate::telemetry::history::SPAN,
+            )),
             tokens: TokenKeys::new(&config.secret_key, config.access_token_expire_minutes),
             limiter: RateLimiter::new(&config.rate_limit)?,
             sealer,
@@ -344,6 +348,12 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     if state.config.metrics_enabled {
         tasks.push(tokio::spawn(crate::http::metrics::refresh_stored_gauges(
             state.clone(),
+            state.lifecycle.subscribe(),
+        )));
+        let metrics = Arc::clone(&state.metrics);
+        tasks.push(tokio::spawn(crate::telemetry::history::run_sampler(
+            Arc::clone(&state.history),
+            move || metrics.render_openmetrics(),
             state.lifecycle.subscribe(),
         )));
     }

@@ -37,6 +37,9 @@ pub struct App {
     /// Timed work: auto-releases, funding deadlines (run by `serve` unless
     /// `SCHEDULER_ENABLED=false`).
     pub scheduler: Arc<crate::operations::scheduler::Scheduler>,
+    /// The last hour of this process's metrics, for the console's charts
+    /// (sampled by `serve` while metrics are enabled).
+    pub history: Arc<crate::telemetry::history::History>,
 }
 
 impl AppState {

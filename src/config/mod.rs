@@ -178,6 +178,25 @@ pub struct DatabaseConfig {
     pub auto_migrate: bool,
 }
 
+/// The operator console's sessions and password-reset links.
+#[derive(Debug, Clone)]
+pub struct ConsoleConfig {
+    /// A session unused this long ends (`CONSOLE_IDLE_MINUTES`).
+    pub idle_timeout: Duration,
+    /// A session ends this long after login, used or not
+    /// (`CONSOLE_SESSION_HOURS`).
+    pub session_lifetime: Duration,
+    /// A password-reset link works once, for this long
+    /// (`PASSWORD_RESET_MINUTES`).
+    pub reset_link_ttl: Duration,
+    /// The session cookie is `Secure` (https only): in production or with
+    /// `FORCE_HTTPS`.
+    pub secure_cookie: bool,
+    /// How often the charts' in-process samples are taken
+    /// (`CONSOLE_CHART_SECONDS`); an hour of them is kept.
+    pub chart_interval: Duration,
+}
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub app_name: String,
@@ -228,6 +247,7 @@ pub struct Config {
     /// Diagnostic routes that fail on purpose (`/api/v1/debug/*`), to check
     /// error tracking end to end in staging. Refused in production.
     pub debug_routes: bool,
+    pub console: ConsoleConfig,
     /// Every variable read, as `check-config` shows it ([`Config::masked`]).
     described: serde_json::Map<String, serde_json::Value>,
 }
@@ -407,6 +427,8 @@ impl Config {
                 expected: format!("at most DATABASE_MAX_CONNECTIONS ({})", database.max_connections),
             });
         }
+        // On by default in production: HSTS should not depend on reading the manual.
+        let force_https_setting = vars.parse_bool("FORCE_HTTPS", environment == Environment::Production)?;
         Ok(Config {
             app_name: vars.text("APP_NAME", "Amani").to_owned(),
             app_version: vars.text("APP_VERSION", env!("CARGO_PKG_VERSION")).to_owned(),
@@ -431,8 +453,7 @@ impl Config {
                     _ => Err("json or pretty".to_owned()),
                 }
             })?,
-            // On by default in production: HSTS should not depend on reading the manual.
-            force_https: vars.parse_bool("FORCE_HTTPS", environment == Environment::Production)?,
+            force_https: force_https_setting,
             request_timeout: Duration::from_secs(vars.parse_range("REQUEST_TIMEOUT_SECONDS", 30, 1..=3600)?),
             shutdown_timeout: Duration::from_secs(vars.parse_range("SHUTDOWN_TIMEOUT_SECONDS", 30, 0..=3600)?),
             shutdown_drain_delay: Duration::from_secs(vars.parse_range("SHUTDOWN_DRAIN_DELAY_SECONDS", 0, 0..=300)?),
@@ -454,6 +475,15 @@ impl Config {
             backup_retention_days: vars.parse_range("BACKUP_RETENTION_DAYS", 30, 1..=36_500)?,
             kyc_encryption_key,
             debug_routes,
+            console: ConsoleConfig {
+                idle_timeout: Duration::from_secs(60 * vars.parse_range("CONSOLE_IDLE_MINUTES", 30, 1..=24 * 60)?),
+                session_lifetime: Duration::from_secs(3600 * vars.parse_range("CONSOLE_SESSION_HOURS", 8, 1..=24 * 7)?),
+                reset_link_ttl: Duration::from_secs(60 * vars.parse_range("PASSWORD_RESET_MINUTES", 60, 5..=24 * 60)?),
+                // Behind TLS (production, or FORCE_HTTPS): the browser sends
+                // the cookie only over https.
+                secure_cookie: environment == Environment::Production || force_https_setting,
+                chart_interval: Duration::from_secs(vars.parse_range("CONSOLE_CHART_SECONDS", 10, 1..=60)?),
+            },
             // Last: every variable above has been read (and recorded) by now.
             described: vars.described(),
         })

@@ -75,7 +75,12 @@ impl From<User> for UserView {
 }
 
 /// Counts one attempt against the caller's IP and, when given, the email.
-async fn rate_limit(state: &AppState, action: &str, ip: &ClientIp, email: Option<&Email>) -> Result<(), ApiError> {
+pub(super) async fn rate_limit(
+    state: &AppState,
+    action: &str,
+    ip: &ClientIp,
+    email: Option<&Email>,
+) -> Result<(), ApiError> {
     let mut keys = vec![format!("{action}:ip:{}", ip.0)];
     if let Some(email) = email {
         keys.push(format!("{action}:email:{email}"));
@@ -232,4 +237,29 @@ pub async fn change_password(
         .change_password(&user, body.current_password, body.new_password)
         .await?;
     Ok(Json(issued.into()))
+}
+
+#[derive(Deserialize, ToSchema)]
+pub struct PasswordResetRequest {
+    /// The token of a link an admin issued.
+    pub token: String,
+    pub new_password: String,
+}
+
+/// Set a new password with a one-time reset link an admin issued. The link
+/// is spent; every token and console session of the account ends.
+#[utoipa::path(post, path = "/api/v1/auth/password-reset", tag = TAG, request_body = PasswordResetRequest, responses(
+    (status = 204, description = "the password is set; log in with it"),
+    (status = 400, description = "the link is unknown, used or expired", body = super::error::Problem),
+    (status = 422, description = "the password breaks a rule", body = super::error::Problem),
+    (status = 429, description = "too many attempts; see Retry-After", body = super::error::Problem),
+))]
+pub async fn reset_password(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    ApiJson(body): ApiJson<PasswordResetRequest>,
+) -> Result<StatusCode, ApiError> {
+    rate_limit(&state, "password-reset", &ip, None).await?;
+    accounts(&state).reset_password(&body.token, body.new_password).await?;
+    Ok(StatusCode::NO_CONTENT)
 }

@@ -123,6 +123,11 @@ impl ApiError {
         self.status
     }
 
+    /// What the client is told (the problem's `detail`).
+    pub fn detail(&self) -> &str {
+        &self.detail
+    }
+
     /// A problem for a status produced outside any handler (a layer's 408 or
     /// 413, an unmatched method): the reason phrase, with the given detail.
     pub fn from_status(status: StatusCode, detail: impl Into<String>) -> ApiError {

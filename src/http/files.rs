@@ -65,3 +65,23 @@ pub fn download(content_type: &str, bytes: Vec<u8>, stem: &str) -> Result<Respon
     )
         .into_response())
 }
+
+/// A stored document shown inside a console page (an `<img>` or a frame of
+/// the same origin), never cached.
+pub fn inline(content_type: &str, bytes: Vec<u8>) -> Result<Response, ApiError> {
+    let content_type = HeaderValue::from_str(content_type).map_err(ApiError::internal)?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, content_type),
+            (header::CONTENT_DISPOSITION, HeaderValue::from_static("inline")),
+            (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
+            (header::X_FRAME_OPTIONS, HeaderValue::from_static("SAMEORIGIN")),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; frame-ancestors 'self'"),
+            ),
+        ],
+        bytes,
+    )
+        .into_response())
+}

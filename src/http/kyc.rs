@@ -111,7 +111,7 @@ async fn read_form(mut multipart: Multipart) -> Result<KycForm, ApiError> {
 }
 
 /// The KYC operations, over this state.
-fn kyc(state: &AppState) -> Kyc<'_> {
+pub(super) fn kyc(state: &AppState) -> Kyc<'_> {
     Kyc {
         db: &state.db,
         sealer: &state.sealer,

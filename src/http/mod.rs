@@ -4,6 +4,7 @@
 mod access_log;
 pub mod admin;
 pub mod auth;
+pub mod console;
 pub mod debug;
 pub mod docs;
 pub mod error;
@@ -126,6 +127,9 @@ fn api_routes() -> (axum::Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(kyc::document))
         .routes(routes!(admin::deactivate_user))
         .routes(routes!(admin::reactivate_user))
+        .routes(routes!(admin::search_users))
+        .routes(routes!(admin::issue_password_reset))
+        .routes(routes!(auth::reset_password))
         .routes(routes!(admin::audit_trail))
         .routes(routes!(projects::create, projects::list))
         .routes(routes!(projects::get, projects::update, projects::delete))
@@ -193,6 +197,7 @@ fn routes(state: AppState) -> Router {
         .url(docs::OPENAPI_PATH, openapi)
         .config(utoipa_swagger_ui::Config::default().validator_url("none"));
     api.merge(swagger)
+        .merge(console::routes())
         // A panicking or timed-out handler is answered here, inside
         // record_route, so its 500 or 503 keeps the route label; the outer
         // panic catcher covers the middleware.

@@ -52,12 +52,13 @@ pub async fn middleware(mut request: Request, next: Next) -> Response {
 fn needs_problem_body(response: &Response) -> bool {
     let status = response.status();
     // JSON bodies are kept: a problem document already, or a probe's report
-    // (a 503 from /health says which check failed).
-    let is_json = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
+    // (a 503 from /health says which check failed). So are the console's
+    // HTML error pages: a browser shows them to a person.
+    let answered = response.headers().get(header::CONTENT_TYPE).is_some_and(|v| {
         let v = v.as_bytes();
-        v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json")
+        v.starts_with(PROBLEM_JSON.as_bytes()) || v.starts_with(b"application/json") || v.starts_with(b"text/html")
     });
-    (status.is_client_error() || status.is_server_error()) && !is_json
+    (status.is_client_error() || status.is_server_error()) && !answered
 }
 
 /// The most of a client's input an error detail repeats back.

@@ -79,6 +79,13 @@ pub struct HealthReport {
     (status = 503, description = "at least one check unhealthy", body = HealthReport),
 ))]
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthReport>) {
+    let (healthy, report) = health_report(&state).await;
+    (status_code(healthy), Json(report))
+}
+
+/// What `GET /api/v1/health` reports, and whether it is healthy (the
+/// console's operator view shows the same).
+pub async fn health_report(state: &AppState) -> (bool, HealthReport) {
     let (database, schema) = health::check_database(&state.db).await;
     let migrations = health::check_migrations(schema.as_ref());
     let gateway = health::check_gateway(
@@ -102,7 +109,7 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<HealthRe
             gateway,
         },
     };
-    (status_code(healthy), Json(report))
+    (healthy, report)
 }
 
 #[derive(Serialize, ToSchema)]
@@ -120,6 +127,12 @@ pub struct Readiness {
     (status = 503, description = "not ready: draining, or the database is not usable", body = Readiness),
 ))]
 pub async fn readiness(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+    let readiness = readiness_report(&state).await;
+    (status_code(readiness.ready), Json(readiness))
+}
+
+/// What `GET /api/v1/readiness` reports.
+pub async fn readiness_report(state: &AppState) -> Readiness {
     let reason = if state.lifecycle.is_draining() {
         Some("draining: the process is shutting down".to_owned())
     } else {
@@ -127,8 +140,10 @@ pub async fn readiness(State(state): State<AppState>) -> (StatusCode, Json<Readi
         let migrations = health::check_migrations(schema.as_ref());
         first_problem(&[&database.check, &migrations.check])
     };
-    let ready = reason.is_none();
-    (status_code(ready), Json(Readiness { ready, reason }))
+    Readiness {
+        ready: reason.is_none(),
+        reason,
+    }
 }
 
 fn first_problem(checks: &[&Check]) -> Option<String> {

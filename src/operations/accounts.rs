@@ -1,4 +1,5 @@
-//! Accounts: sign up, log in, the profile, the password, deactivation.
+//! Accounts: sign up, log in, the profile, the password, deactivation,
+//! password-reset links.
 //!
 //! Password hashing is slow on purpose and runs with no pooled connection
 //! held: a burst of logins must not starve the pool for everyone else. At
@@ -11,12 +12,12 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
 
 use super::{OperationError, conflict};
-use crate::auth::passwords;
 use crate::auth::tokens::TokenKeys;
+use crate::auth::{passwords, secret};
 use crate::domain::account::{Email, Role, check_password_policy, lockout_after};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::users::{self, NewUser, ProfileChange, User};
-use crate::store::{Database, DbHandle, login_failures};
+use crate::store::{Database, DbHandle, console, login_failures};
 use crate::telemetry::metrics::Metrics;
 
 /// What account operations need.
@@ -34,6 +35,19 @@ pub struct NewAccount {
     pub role: Role,
     pub phone_number: Option<String>,
     pub bio: Option<String>,
+}
+
+/// A password-reset link's secret, when it stops working, and whose it is.
+pub struct IssuedReset {
+    pub token: String,
+    pub expires_at: String,
+    pub user: User,
+}
+
+fn spent_link() -> OperationError {
+    OperationError::BadRequest(
+        "this password-reset link is unknown, already used or expired; ask an admin for a new one".into(),
+    )
 }
 
 /// An access token and its lifetime in seconds.
@@ -166,6 +180,18 @@ impl Accounts<'_> {
     /// work, so accounts cannot be discovered.
     #[tracing::instrument(name = "account.login", skip_all)]
     pub async fn login(&self, email: Option<&Email>, password: String, ip: &str) -> Result<Issued, OperationError> {
+        let user = self.authenticate(email, password, ip).await?;
+        self.issue(&user, user.token_version)
+    }
+
+    /// Checks email and password (as [`Accounts::login`] does, lockout and
+    /// audit included) and returns the account, for the console's session.
+    pub async fn authenticate(
+        &self,
+        email: Option<&Email>,
+        password: String,
+        ip: &str,
+    ) -> Result<User, OperationError> {
         // Keyed by the email asked for, whether or not it has an account, so
         // a lockout says nothing about which emails exist.
         let key = email.map(|email| format!("login:{email}"));
@@ -191,7 +217,7 @@ impl Accounts<'_> {
                 if let Some(key) = &key {
                     clear_failures(self.db, key).await?;
                 }
-                self.issue(&user, user.token_version)
+                Ok(user)
             }
             other => {
                 let reason = match &other {
@@ -270,11 +296,9 @@ impl Accounts<'_> {
         self.issue(user, user.token_version + 1)
     }
 
-    /// An admin deactivates an account: it can no longer log in, and its
-    /// tokens stop working at once.
-    #[tracing::instrument(name = "account.deactivate", skip_all, fields(user_id = %admin.id, target = %id))]
     /// Lets a deactivated account log in again. Its tokens from before stay
     /// void (the token version moves on): the user logs in afresh.
+    #[tracing::instrument(name = "account.reactivate", skip_all, fields(user_id = %admin.id, target = %id))]
     pub async fn reactivate(&self, admin: &User, id: &str) -> Result<User, OperationError> {
         let mut tx = self.db.begin().await?;
         if !users::set_active(&mut tx, id, true).await? {
@@ -288,6 +312,9 @@ impl Accounts<'_> {
         Ok(user)
     }
 
+    /// An admin deactivates an account: it can no longer log in, and its
+    /// tokens stop working at once.
+    #[tracing::instrument(name = "account.deactivate", skip_all, fields(user_id = %admin.id, target = %id))]
     pub async fn deactivate(&self, admin: &User, id: &str) -> Result<User, OperationError> {
         if id == admin.id {
             return Err(conflict("an admin cannot deactivate their own account"));
@@ -301,6 +328,100 @@ impl Accounts<'_> {
             .await?
             .ok_or(OperationError::NotFound("user"))?;
         tx.commit().await?;
+        Ok(user)
+    }
+    /// An admin issues a one-time password-reset link for an account, to
+    /// hand over out of band (there is no email). It replaces any earlier
+    /// unused link for the account and works once, until `expires_at`. Only
+    /// its digest is stored: the token is in this answer and nowhere else.
+    #[tracing::instrument(name = "account.issue_password_reset", skip_all, fields(user_id = %admin.id, target = %id))]
+    pub async fn issue_password_reset(
+        &self,
+        admin: &User,
+        id: &str,
+        ttl: std::time::Duration,
+    ) -> Result<IssuedReset, OperationError> {
+        if id == admin.id {
+            return Err(conflict(
+                "admins change their own password with their current one, not with a reset link",
+            ));
+        }
+        let token = secret::new_token().ok_or_else(|| internal("no randomness for a reset token"))?;
+        let expires_at = time::OffsetDateTime::now_utc() + time::Duration::try_from(ttl).map_err(internal)?;
+        let expires_at = crate::timestamp::format(expires_at);
+        let mut tx = self.db.begin().await?;
+        let user = users::find_by_id(&mut tx, id)
+            .await?
+            .ok_or(OperationError::NotFound("user"))?;
+        if !user.active {
+            return Err(conflict("the account is deactivated; reactivate it first"));
+        }
+        console::void_resets(&mut tx, id).await?;
+        console::insert_reset(
+            &mut tx,
+            console::NewReset {
+                token_hash: &secret::digest(&token),
+                user_id: id,
+                issued_by: &admin.id,
+                expires_at: &expires_at,
+            },
+        )
+        .await?;
+        audit_user(
+            &mut tx,
+            Some(&admin.id),
+            "user.password_reset_issued",
+            Some(id),
+            json!({ "expires_at": expires_at }),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(IssuedReset {
+            token,
+            expires_at,
+            user,
+        })
+    }
+
+    /// The account a reset link is for, while the link is unused and
+    /// unexpired.
+    pub async fn reset_link_user(&self, token: &str) -> Result<User, OperationError> {
+        let mut conn = self.db.acquire().await?;
+        let user_id = console::reset_user(&mut conn, &secret::digest(token))
+            .await?
+            .ok_or_else(spent_link)?;
+        users::find_by_id(&mut conn, &user_id)
+            .await?
+            .filter(|u| u.active)
+            .ok_or_else(spent_link)
+    }
+
+    /// Sets a new password with a reset link, spending it. Every token and
+    /// console session of the account ends; a login lockout on its email is
+    /// lifted.
+    #[tracing::instrument(name = "account.reset_password", skip_all)]
+    pub async fn reset_password(&self, token: &str, new: String) -> Result<User, OperationError> {
+        let user = self.reset_link_user(token).await?;
+        let email = Email::parse(&user.email)?;
+        check_password_policy(&new, &email)?;
+        // Hashed before any connection is taken.
+        let hash = passwords::hash(SecretString::from(new)).await.map_err(hashing)?;
+        let mut tx = self.db.begin().await?;
+        if !console::spend_reset(&mut tx, &secret::digest(token), &user.id).await? {
+            return Err(spent_link());
+        }
+        users::set_password(&mut tx, &user.id, &hash).await?;
+        audit_user(
+            &mut tx,
+            Some(&user.id),
+            "user.password_reset",
+            Some(&user.id),
+            json!({}),
+        )
+        .await?;
+        tx.commit().await?;
+        clear_failures(self.db, &format!("login:{email}")).await?;
+        tracing::info!(user_id = %user.id, "password reset with a link");
         Ok(user)
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod audit;
 mod codec;
+pub mod console;
 mod database;
 pub mod deliveries;
 pub mod destinations;

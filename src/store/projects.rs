@@ -430,6 +430,21 @@ pub async fn milestones(db: &mut impl DbHandle, project_id: &str) -> Result<Vec<
     Ok(rows)
 }
 
+/// Milestones in dispute now, the longest-running first (the console's
+/// dispute list).
+pub async fn disputed_milestones(db: &mut impl DbHandle, limit: i64) -> Result<Vec<Milestone>, StoreError> {
+    let (conn, obs) = db.parts();
+    let rows: Vec<Milestone> = obs
+        .run(
+            "milestones.disputed",
+            sqlx::query_as("select * from milestones where status = 'disputed' order by updated_at, id limit $1")
+                .bind(limit)
+                .fetch_all(conn),
+        )
+        .await?;
+    Ok(rows)
+}
+
 pub async fn find_milestone(db: &mut impl DbHandle, id: &str) -> Result<Option<Milestone>, StoreError> {
     let (conn, obs) = db.parts();
     let row: Option<Milestone> = obs

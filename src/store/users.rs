@@ -190,3 +190,36 @@ pub async fn set_active(db: &mut impl DbHandle, id: &str, active: bool) -> Resul
         .await?;
     Ok(result.rows_affected() == 1)
 }
+
+/// Accounts whose id is `query`, or whose email contains it (any case),
+/// in email order; `after` is the id of the previous page's last account.
+pub async fn search(
+    db: &mut impl DbHandle,
+    query: &str,
+    after: Option<&str>,
+    limit: i64,
+) -> Result<Vec<User>, StoreError> {
+    let (conn, obs) = db.parts();
+    // LIKE's own wildcards in the query match themselves.
+    let escaped = query
+        .to_lowercase()
+        .replace('\\', "\\\\")
+        .replace('%', "\\%")
+        .replace('_', "\\_");
+    let rows: Vec<UserRow> = obs
+        .run(
+            "users.search",
+            sqlx::query_as(
+                "select * from users where (id = $1 or email like $2 escape '\\') \
+                 and ($3 is null or email > (select email from users where id = $3)) \
+                 order by email limit $4",
+            )
+            .bind(query)
+            .bind(format!("%{escaped}%"))
+            .bind(after)
+            .bind(limit)
+            .fetch_all(conn),
+        )
+        .await?;
+    Ok(rows.into_iter().map(User::from).collect())
+}

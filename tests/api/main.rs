@@ -13,6 +13,7 @@ mod accounts;
 mod alerts;
 mod backup;
 mod cli;
+mod console;
 mod error_tracking;
 mod escrow;
 mod events;
