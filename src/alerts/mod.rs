@@ -90,6 +90,24 @@ pub struct Dispatcher {
     metrics: Arc<Metrics>,
     /// When each firing dedup key was last sent (for the quiet period).
     last_sent: Mutex<HashMap<String, Instant>>,
+    /// The newest deliveries, newest last (for the console's operator view).
+    recent: Mutex<VecDeque<SentAlert>>,
+}
+
+/// How many deliveries [`Dispatcher::recent`] remembers.
+pub const RECENT_DELIVERIES: usize = 20;
+
+/// One alert delivered (or not) to one channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SentAlert {
+    /// When the delivery finished (the stored timestamp format).
+    pub at: String,
+    pub name: String,
+    pub severity: Severity,
+    pub action: Action,
+    pub channel: &'static str,
+    /// `None` when delivered, else why it failed after its retries.
+    pub failure: Option<String>,
 }
 
 impl Dispatcher {
@@ -103,6 +121,7 @@ impl Dispatcher {
             config: config.alerts.clone(),
             metrics,
             last_sent: Mutex::new(HashMap::new()),
+            recent: Mutex::new(VecDeque::with_capacity(RECENT_DELIVERIES)),
         })
     }
 
@@ -209,9 +228,32 @@ impl Dispatcher {
                     outcome: label,
                 })
                 .inc();
+            self.remember(alert, channel.name(), outcome.as_ref().err());
             outcomes.push((channel.name(), outcome));
         }
         outcomes
+    }
+
+    fn remember(&self, alert: &Alert, channel: &'static str, failure: Option<&String>) {
+        let mut recent = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if recent.len() == RECENT_DELIVERIES {
+            recent.pop_front();
+        }
+        recent.push_back(SentAlert {
+            at: crate::timestamp::now(),
+            name: alert.name.clone(),
+            severity: alert.severity,
+            action: alert.action,
+            channel,
+            failure: failure.cloned(),
+        });
+    }
+
+    /// The newest deliveries this process made, newest first (at most
+    /// [`RECENT_DELIVERIES`]; forgotten on restart).
+    pub fn recent(&self) -> Vec<SentAlert> {
+        let recent = self.recent.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        recent.iter().rev().cloned().collect()
     }
 
     async fn deliver_to(&self, channel: &dyn Channel, alert: &Alert) -> Result<Delivery, String> {

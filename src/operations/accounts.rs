@@ -330,6 +330,7 @@ impl Accounts<'_> {
         tx.commit().await?;
         Ok(user)
     }
+
     /// An admin issues a one-time password-reset link for an account, to
     /// hand over out of band (there is no email). It replaces any earlier
     /// unused link for the account and works once, until `expires_at`. Only

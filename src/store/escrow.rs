@@ -304,6 +304,24 @@ pub async fn pending_due(
     .await
 }
 
+/// The oldest pending deposits and withdrawals, leased or not (for the
+/// console's operator view).
+pub async fn oldest_pending(db: &mut impl DbHandle, limit: i64) -> Result<Vec<EscrowTransaction>, StoreError> {
+    let (conn, obs) = db.parts();
+    obs.run(
+        "escrow_transactions.oldest_pending",
+        sqlx::query_as(concat!(
+            "select ",
+            columns!(),
+            " from escrow_transactions where status = 'pending' and type in ('deposit', 'withdrawal') \
+             order by created_at, id limit $1"
+        ))
+        .bind(limit)
+        .fetch_all(conn),
+    )
+    .await
+}
+
 /// Takes the reconciliation lease on a pending record until `until`; false
 /// if another worker holds it or the record is settled. The lease is what
 /// keeps replicas from asking the provider about the same record at once;

@@ -119,6 +119,8 @@ pub const REQUIRED_TABLES: &[&str] = &[
     "webhook_endpoints",
     "webhook_deliveries",
     "webhook_attempts",
+    "console_sessions",
+    "password_resets",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

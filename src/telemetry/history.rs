@@ -219,6 +219,8 @@ impl History {
                 _ => {}
             }
         }
+        // Routes never requested (their series exist at zero) cost nothing.
+        routes.retain(|_, counts| counts.requests > 0.0);
         let mut inner = self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         if !bounds.is_empty() {
             inner.bounds = bounds;

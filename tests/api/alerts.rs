@@ -99,6 +99,29 @@ async fn payloads_carry_severity_context_and_details_and_route_by_minimum_severi
         outcomes.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
         vec!["slack", "pagerduty"]
     );
+    // Remembered, newest first, for the console's operator view.
+    let recent: Vec<(&str, &str, bool)> = alerts
+        .recent()
+        .iter()
+        .map(|a| (a.channel, a.severity.as_str(), a.failure.is_none()))
+        .collect();
+    assert_eq!(
+        recent,
+        [
+            ("pagerduty", "critical", true),
+            ("slack", "critical", true),
+            ("slack", "warning", true)
+        ]
+    );
+    let admin = app.admin().await;
+    let (status, live) = crate::console::log_in(&app, &admin)
+        .await
+        .get(&app, "/console/live")
+        .await;
+    assert_eq!(status, 200);
+    let table = &live[live.find("id=\"recent-alerts\"").expect("the alerts table")..];
+    assert_eq!(table.matches("TestCondition").count(), 3, "{table}");
+    assert_eq!(table.matches(">delivered<").count(), 3, "{table}");
 
     let slack = fakes.slack_messages().await;
     assert_eq!(slack.len(), 2);

@@ -15,11 +15,13 @@ both_engines!(
     a_reset_link_sets_a_password_once_from_the_console_or_the_api,
     the_admin_api_searches_accounts,
     the_operator_view_charts_the_traffic_it_serves,
+    a_session_that_is_not_an_admins_gets_403_on_every_console_route,
+    a_disputed_project_is_released_to_the_seller_from_the_console,
 );
 
 /// A logged-in console session: its cookie and, from the last page read,
 /// the CSRF token its forms carry.
-struct Session {
+pub struct Session {
     cookie: String,
 }
 
@@ -28,26 +30,51 @@ fn csrf_of(html: &str) -> String {
     html[start..start + html[start..].find('"').unwrap()].to_owned()
 }
 
+/// Opens the login page (which sets its login cookie and token), then
+/// posts the form as a browser would.
 async fn console_login(app: &TestApp, email: &str, password: &str) -> reqwest::Response {
+    let page = app.get("/console/login").await;
+    assert_eq!(page.status(), 200);
+    let set_cookie = page.headers()["set-cookie"].to_str().unwrap().to_owned();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_owned();
+    let html = page.text().await.unwrap();
+    let start = html.find("name=\"login_token\" value=\"").unwrap() + 26;
+    let token = html[start..start + html[start..].find('"').unwrap()].to_owned();
     app.client
         .post(app.url("/console/login"))
-        .form(&[("email", email), ("password", password)])
+        .header("cookie", cookie)
+        .form(&[
+            ("login_token", token.as_str()),
+            ("email", email),
+            ("password", password),
+        ])
         .send()
         .await
         .unwrap()
 }
 
-async fn log_in(app: &TestApp, admin: &TestUser) -> Session {
+pub async fn log_in(app: &TestApp, admin: &TestUser) -> Session {
     let response = console_login(app, &admin.email, PASSWORD).await;
     assert_eq!(response.status(), 303);
-    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let set_cookie = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .find(|c| c.starts_with("amani_console="))
+        .unwrap()
+        .to_owned();
     Session {
         cookie: set_cookie.split(';').next().unwrap().to_owned(),
     }
 }
 
 impl Session {
-    async fn get(&self, app: &TestApp, path: &str) -> (u16, String) {
+    pub async fn get(&self, app: &TestApp, path: &str) -> (u16, String) {
         let response = app
             .client
             .get(app.url(path))
@@ -119,10 +146,38 @@ async fn the_console_needs_an_admin_session_and_a_csrf_token_for_every_action(en
     let response = app.authed(Method::GET, "/console", &admin.token).send().await.unwrap();
     assert_eq!(response.status(), 303);
 
+    // A login form posted from elsewhere (no login cookie and token) is
+    // refused before the password is even checked.
+    let forged = app
+        .client
+        .post(app.url("/console/login"))
+        .form(&[
+            ("login_token", "guess"),
+            ("email", admin.email.as_str()),
+            ("password", PASSWORD),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(forged.status(), 403);
+    assert!(
+        !forged
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("amani_console="))
+    );
+
     // A non-admin with the right password is refused, and gets no cookie.
     let response = console_login(&app, &client.email, PASSWORD).await;
     assert_eq!(response.status(), 403);
-    assert!(response.headers().get("set-cookie").is_none());
+    assert!(
+        !response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .any(|c| c.to_str().unwrap().starts_with("amani_console="))
+    );
     // A wrong password: the form again, with why.
     let response = console_login(&app, &admin.email, "not-the-password").await;
     assert_eq!(response.status(), 401);
@@ -139,7 +194,23 @@ async fn the_console_needs_an_admin_session_and_a_csrf_token_for_every_action(en
     let response = console_login(&app, &admin.email, PASSWORD).await;
     assert_eq!(response.status(), 303);
     assert_eq!(response.headers()["location"], "/console");
-    let set_cookie = response.headers()["set-cookie"].to_str().unwrap().to_owned();
+    let cookies: Vec<&str> = response
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap())
+        .collect();
+    assert!(
+        cookies
+            .iter()
+            .any(|c| c.starts_with("amani_console_login=;") && c.contains("Max-Age=0")),
+        "the login token is spent: {cookies:?}"
+    );
+    let set_cookie = cookies
+        .iter()
+        .find(|c| c.starts_with("amani_console="))
+        .unwrap()
+        .to_string();
     for flag in ["HttpOnly", "SameSite=Strict", "Path=/console", "Max-Age=28800"] {
         assert!(set_cookie.contains(flag), "{flag} in {set_cookie}");
     }
@@ -191,6 +262,43 @@ async fn the_console_needs_an_admin_session_and_a_csrf_token_for_every_action(en
     assert_eq!(status, 303);
     assert!(is_active(&app, &admin, &client).await);
 
+    // The operator view's own refresh is not activity; a page view is.
+    let last_seen = |app: &TestApp| {
+        let state = app.state.clone();
+        async move {
+            let mut conn = state.db.acquire().await.unwrap();
+            let (conn, obs) = amani::store::DbHandle::parts(&mut conn);
+            let (seen,): (String,) = obs
+                .run(
+                    "test.seen",
+                    sqlx::query_as("select last_seen_at from console_sessions").fetch_one(conn),
+                )
+                .await
+                .unwrap();
+            seen
+        }
+    };
+    let five_minutes_ago = amani::timestamp::format(time::OffsetDateTime::now_utc() - time::Duration::minutes(5));
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let (conn_ref, obs) = amani::store::DbHandle::parts(&mut conn);
+    obs.run(
+        "test.age",
+        sqlx::query("update console_sessions set last_seen_at = $1")
+            .bind(&five_minutes_ago)
+            .execute(conn_ref),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    assert_eq!(session.get(&app, "/console/live").await.0, 200);
+    assert_eq!(
+        last_seen(&app).await,
+        five_minutes_ago,
+        "a refresh keeps no session alive"
+    );
+    assert_eq!(session.get(&app, "/console/kyc").await.0, 200);
+    assert!(last_seen(&app).await > five_minutes_ago, "a page view is activity");
+
     // A session unused past the idle timeout has ended.
     let idle = app.state.clone();
     let mut conn = idle.db.acquire().await.unwrap();
@@ -217,7 +325,13 @@ async fn the_console_needs_an_admin_session_and_a_csrf_token_for_every_action(en
     let tls = TestApp::spawn_ready(&db.url, &[("FORCE_HTTPS", "true")]).await;
     let response = console_login(&tls, &admin.email, PASSWORD).await;
     assert_eq!(response.status(), 303);
-    assert!(response.headers()["set-cookie"].to_str().unwrap().contains("; Secure"));
+    assert!(
+        response
+            .headers()
+            .get_all("set-cookie")
+            .iter()
+            .all(|c| c.to_str().unwrap().contains("; Secure"))
+    );
 }
 
 async fn dispute_milestone(app: &TestApp, admin: &TestUser, amount: i64) -> (TestUser, TestUser, String) {
@@ -652,4 +766,126 @@ async fn the_operator_view_charts_the_traffic_it_serves(engine: Engine) {
     assert!(live.contains("id=\"health-status\">healthy<"), "{live}");
     // The same numbers /metrics serves: escrow held per currency is there.
     assert!(live.contains("NGN"), "{live}");
+}
+
+async fn a_session_that_is_not_an_admins_gets_403_on_every_console_route(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let client = app.user("client").await;
+    // Login refuses non-admins, so such a session can only come from the
+    // store (a role change, a bug): it must still open nothing.
+    let token = amani::auth::secret::new_token().unwrap();
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let user = amani::store::users::find_by_id(&mut conn, &client.id)
+        .await
+        .unwrap()
+        .unwrap();
+    amani::store::console::open_session(
+        &mut conn,
+        amani::store::console::NewSession {
+            token_hash: &amani::auth::secret::digest(&token),
+            user: &user,
+            csrf_token: "csrf-token-of-the-session",
+            expires_at: "2999-01-01T00:00:00.000000Z",
+        },
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let session = Session {
+        cookie: format!("amani_console={token}"),
+    };
+    let id = client.id.as_str();
+    for path in [
+        "/console".to_owned(),
+        "/console/live".to_owned(),
+        "/console/kyc".to_owned(),
+        format!("/console/kyc/{id}"),
+        format!("/console/kyc/{id}/document"),
+        "/console/disputes".to_owned(),
+        format!("/console/disputes/milestone/{id}"),
+        format!("/console/disputes/project/{id}"),
+        format!("/console/disputes/milestone/{id}/files/{id}"),
+        "/console/users?q=a".to_owned(),
+        format!("/console/users/{id}"),
+        "/console/audit".to_owned(),
+    ] {
+        let (status, body) = session.get(&app, &path).await;
+        assert_eq!(status, 403, "GET {path}: {body}");
+        assert!(body.contains("The console is for admins"), "{path}: {body}");
+    }
+    for path in [
+        "/console/logout".to_owned(),
+        format!("/console/kyc/{id}/approve"),
+        format!("/console/kyc/{id}/reject"),
+        format!("/console/disputes/milestone/{id}/preview"),
+        format!("/console/disputes/project/{id}/resolve"),
+        format!("/console/users/{id}/deactivate"),
+        format!("/console/users/{id}/reactivate"),
+        format!("/console/users/{id}/password-reset"),
+    ] {
+        let (status, body) = session
+            .post(&app, &path, &[("csrf", "csrf-token-of-the-session")])
+            .await;
+        assert_eq!(status, 403, "POST {path}: {body}");
+    }
+}
+
+async fn a_disputed_project_is_released_to_the_seller_from_the_console(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn_ready(&db.url, &[("SCHEDULER_ENABLED", "false")]).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    crate::escrow::deposit(&app, &buyer, 100_000).await;
+    let (project, _) = crate::escrow::active_project(&app, &buyer, &seller, &[20_000, 5_000]).await;
+    let (status, held) = money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project})).await;
+    assert_eq!(status, 201, "{held}");
+    let (status, body) = crate::escrow::post(
+        &app,
+        &seller,
+        &format!("/api/v1/projects/{project}/dispute"),
+        json!({"reason": "The client stopped answering"}),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let seller_before = available(&app, &seller).await;
+
+    let session = log_in(&app, &admin).await;
+    let (_, list) = session.get(&app, "/console/disputes").await;
+    assert!(list.contains(&format!("/console/disputes/project/{project}")), "{list}");
+    let (status, page) = session.get(&app, &format!("/console/disputes/project/{project}")).await;
+    assert_eq!(status, 200);
+    assert!(
+        page.contains("The client stopped answering") && page.contains("25,000 NGN"),
+        "{page}"
+    );
+    let csrf = csrf_of(&page);
+    let release = [("csrf", csrf.as_str()), ("outcome", "release"), ("seller_amount", "")];
+    let (status, effect) = session
+        .post(&app, &format!("/console/disputes/project/{project}/preview"), &release)
+        .await;
+    assert_eq!(status, 200, "{effect}");
+    assert!(effect.contains("+25,000 NGN") && effect.contains("+0 NGN"), "{effect}");
+    let confirm = [("csrf", csrf.as_str()), ("outcome", "release"), ("held", "25000")];
+    let (status, location) = session
+        .post(&app, &format!("/console/disputes/project/{project}/resolve"), &confirm)
+        .await;
+    assert_eq!(status, 303, "{location}");
+    assert_eq!(available(&app, &seller).await, seller_before + 25_000);
+    let (status, project_view) = json(
+        app.authed(Method::GET, &format!("/api/v1/projects/{project}"), &buyer.token)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    assert_eq!(project_view["status"], "completed");
+    assert_eq!(assert_books_balance(&app).await, 0);
+    // Settled: nothing left to resolve.
+    let (status, _) = session
+        .post(&app, &format!("/console/disputes/project/{project}/preview"), &release)
+        .await;
+    assert_eq!(status, 409);
 }

@@ -866,6 +866,16 @@ async fn a_stuck_payment_is_counted_and_mispayments_are_held_for_review(engine: 
         metrics.contains(r#"amani_payments_pending{kind="deposit",age="gt_24h"} 1"#),
         "{metrics}"
     );
+    // The console's operator view lists it, marked stuck.
+    let admin = pending_app.admin().await;
+    let session = crate::console::log_in(&pending_app, &admin).await;
+    let (status, live) = session.get(&pending_app, "/console/live").await;
+    assert_eq!(status, 200);
+    let row = live
+        .split("<tr>")
+        .find(|row| row.contains(&reference))
+        .expect("the pending deposit listed");
+    assert!(row.contains(">stuck</strong>") && row.contains("10,000 NGN"), "{row}");
     assert_books_balance(&app).await;
 }
 

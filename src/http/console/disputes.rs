@@ -199,7 +199,7 @@ fn summary(d: &Dispute) -> Markup {
             tbody { tr { td class="num" { (money(d.available.0, currency)) } td class="num" { (money(d.available.1, currency)) } } }
         }
         @if let Some(reason) = &d.project.dispute_reason {
-            @if d.kind == Kind::Project { h2 { "The dispute" } p class="statement" { (reason) } }
+            @if d.kind == Kind::Project { h3 { "Why it was disputed" } p class="statement" { (reason) } }
         }
         @for m in &d.milestones {
             @if d.kind == Kind::Milestone {
@@ -347,7 +347,7 @@ pub async fn preview(
         &console,
         html! {
             h1 { "Confirm the resolution" }
-            (summary(&d))
+            p { "Nothing has moved yet. This is what confirming does:" }
             h2 { "Ledger effect" }
             table id="ledger-effect" {
                 thead { tr { th scope="col" { "Account" } th scope="col" { "Now" } th scope="col" { "Change" } th scope="col" { "After" } } }
@@ -367,6 +367,8 @@ pub async fn preview(
                 " "
                 a href={ "/console/disputes/" (d.kind.as_str()) "/" (d.id) } { "Cancel" }
             }
+            h2 { "The dispute, as it stands" }
+            (summary(&d))
         },
     ))
 }

@@ -47,6 +47,8 @@ use crate::store::users::User;
 
 pub use session::reset_path;
 
+/// The operator view's live panel, which its script fetches.
+const LIVE_PATH: &str = "/console/live";
 /// The session cookie's name.
 const COOKIE: &str = "amani_console";
 /// Activity is written to the session at most this often (seconds), so a
@@ -61,7 +63,7 @@ const FAVICON: &str = include_str!("assets/favicon.svg");
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/console", get(operator::view))
-        .route("/console/live", get(operator::live))
+        .route(LIVE_PATH, get(operator::live))
         .route("/console/login", get(session::login_page).post(session::login))
         .route("/console/logout", post(session::logout))
         .route("/console/password-reset", get(session::reset_page).post(session::reset))
@@ -167,10 +169,13 @@ impl FromRequestParts<AppState> for Console {
         let now = time::OffsetDateTime::now_utc();
         let idle = time::Duration::try_from(state.config.console.idle_timeout).unwrap_or(time::Duration::MINUTE);
         let idle_since = crate::timestamp::format(now - idle);
+        // The operator view's own refresh is not activity: a view left open
+        // still ends after the idle timeout.
+        let activity = parts.uri.path() != LIVE_PATH;
         let found = async {
             let mut conn = state.db.acquire().await?;
             let session = sessions::find_session(&mut conn, &token_hash, &idle_since).await?;
-            if let Some(session) = &session {
+            if let Some(session) = session.as_ref().filter(|_| activity) {
                 let seen = crate::timestamp::parse(&session.last_seen_at).unwrap_or(now);
                 if (now - seen).whole_seconds() >= TOUCH_AFTER_SECONDS {
                     sessions::touch_session(&mut conn, &token_hash).await?;
@@ -183,6 +188,7 @@ impl FromRequestParts<AppState> for Console {
             // Expired, logged out, or never ours: log in again.
             return Err((session::clear_cookie(state), Redirect::to("/console/login")).into_response());
         };
+        tracing::Span::current().record("user_id", session.user.id.as_str());
         if session.user.role != Role::Admin {
             return Err(ConsoleError::new(StatusCode::FORBIDDEN, "The console is for admins.").into_response());
         }

@@ -15,6 +15,8 @@ use crate::telemetry::history::{RouteHistory, Series, Window};
 
 /// Routes charted: the busiest of the hour.
 const CHARTED_ROUTES: usize = 8;
+/// Pending payments listed, oldest first.
+const PENDING_SHOWN: i64 = 10;
 
 pub async fn view(State(state): State<AppState>, console: Console) -> Result<Markup, ConsoleError> {
     let live = live_panel(&state).await;
@@ -70,6 +72,12 @@ async fn live_panel(state: &AppState) -> Markup {
     let readiness = crate::http::service::readiness_report(state).await;
     let checks = serde_json::to_value(&report.checks).unwrap_or_default();
     let latest = state.history.latest();
+    let recent_alerts = state.alerts.recent();
+    let pending = async {
+        let mut conn = state.db.acquire().await?;
+        crate::store::escrow::oldest_pending(&mut conn, PENDING_SHOWN).await
+    }
+    .await;
     let window = state.history.window(CHARTED_ROUTES);
     let metrics_on = state.config.metrics_enabled;
     html! {
@@ -102,6 +110,68 @@ async fn live_panel(state: &AppState) -> Markup {
             (money_and_checks(&latest))
             (charts(&window))
             (queues(&latest, &window))
+        }
+        (alerts(&recent_alerts))
+        (payments(pending, state.config.payments.reconcile.stuck_after))
+    }
+}
+
+fn alerts(recent: &[crate::alerts::SentAlert]) -> Markup {
+    html! {
+        section aria-labelledby="alerts-h" class="card" {
+            h2 id="alerts-h" { "Alerts this instance sent" }
+            @if recent.is_empty() { p { "None since start." } } @else {
+                table id="recent-alerts" {
+                    thead { tr { th scope="col" { "When" } th scope="col" { "Alert" } th scope="col" { "Severity" } th scope="col" { "Channel" } th scope="col" { "Delivery" } } }
+                    tbody {
+                        @for a in recent {
+                            tr {
+                                td { (a.at) }
+                                td { (a.name) @if a.action == crate::alerts::Action::Resolve { " (resolved)" } }
+                                td { (a.severity.as_str()) }
+                                td { (a.channel) }
+                                td { @match &a.failure {
+                                    None => span class="status ok" { "delivered" },
+                                    Some(why) => span class="status bad" { "failed: " (why) },
+                                } }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn payments(
+    pending: Result<Vec<crate::store::escrow::EscrowTransaction>, crate::store::StoreError>,
+    stuck_after: std::time::Duration,
+) -> Markup {
+    let now = time::OffsetDateTime::now_utc();
+    html! {
+        section aria-labelledby="pending-h" class="card" {
+            h2 id="pending-h" { "Oldest deposits and withdrawals waiting for the provider" }
+            @match pending {
+                Err(err) => p class="error" { "Could not read them: " (err) },
+                Ok(pending) if pending.is_empty() => p { "None pending." },
+                Ok(pending) => table id="pending-payments" {
+                    thead { tr { th scope="col" { "Since" } th scope="col" { "Kind" } th scope="col" { "Amount" } th scope="col" { "Account" } th scope="col" { "Reference" } th scope="col" { "State" } } }
+                    tbody {
+                        @for t in &pending {
+                            @let waited = crate::timestamp::parse(&t.created_at).map(|at| now - at);
+                            @let stuck = waited.is_some_and(|w| w.unsigned_abs() > stuck_after);
+                            tr {
+                                td { (t.created_at) }
+                                td { (t.kind.as_str()) }
+                                td class="num" { (money(t.amount, t.currency.code())) }
+                                td { a href={ "/console/users/" (t.user_id) } { code { (t.user_id) } } }
+                                td { code { (t.id) } }
+                                td { @if stuck { strong class="status bad" { "stuck" } } @else { "pending" } }
+                            }
+                        }
+                    }
+                },
+            }
         }
     }
 }

@@ -4,7 +4,7 @@
 use axum::Form;
 use axum::extract::{Query, State};
 use axum::http::{HeaderValue, StatusCode, header};
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use serde::Deserialize;
 
@@ -37,7 +37,38 @@ pub fn clear_cookie(state: &AppState) -> [(header::HeaderName, HeaderValue); 1] 
     [(header::SET_COOKIE, session_cookie(state, "", 0))]
 }
 
-fn login_form(email: &str, error: Option<&str>) -> Markup {
+/// The login form's own CSRF cookie (before there is a session): the form
+/// carries the same random value, which another site can neither read nor
+/// set, so nobody can log a browser into an account of their choosing.
+const LOGIN_COOKIE: &str = "amani_console_login";
+
+fn login_cookie(state: &AppState, token: &str, max_age_seconds: u32) -> HeaderValue {
+    let secure = if state.config.console.secure_cookie {
+        "; Secure"
+    } else {
+        ""
+    };
+    let value = format!(
+        "{LOGIN_COOKIE}={token}; Path=/console/login; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}{secure}"
+    );
+    HeaderValue::from_str(&value)
+        .unwrap_or_else(|_| HeaderValue::from_static("amani_console_login=; Path=/console/login"))
+}
+
+/// The login page with a fresh login token in its cookie and its form.
+fn login_response(state: &AppState, status: StatusCode, email: &str, error: Option<&str>) -> Response {
+    let Some(token) = secret::new_token() else {
+        return ConsoleError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+    };
+    (
+        status,
+        [(header::SET_COOKIE, login_cookie(state, &token, 3600))],
+        login_form(&token, email, error),
+    )
+        .into_response()
+}
+
+fn login_form(login_token: &str, email: &str, error: Option<&str>) -> Markup {
     document(
         "Log in",
         None,
@@ -47,6 +78,7 @@ fn login_form(email: &str, error: Option<&str>) -> Markup {
                 p class="error" role="alert" id="login-error" { (error) }
             }
             form method="post" action="/console/login" class="card narrow" {
+                input type="hidden" name="login_token" value=(login_token);
                 label for="email" { "Email" }
                 input id="email" name="email" type="email" autocomplete="username" required value=(email)
                     aria-describedby=[error.map(|_| "login-error")];
@@ -58,12 +90,14 @@ fn login_form(email: &str, error: Option<&str>) -> Markup {
     )
 }
 
-pub async fn login_page() -> Markup {
-    login_form("", None)
+pub async fn login_page(State(state): State<AppState>) -> Response {
+    login_response(&state, StatusCode::OK, "", None)
 }
 
 #[derive(Deserialize)]
 pub struct LoginForm {
+    #[serde(default)]
+    login_token: String,
     #[serde(default)]
     email: String,
     #[serde(default)]
@@ -71,12 +105,31 @@ pub struct LoginForm {
 }
 
 /// Checks the credentials as `POST /api/v1/auth/login` does (rate limit,
-/// lockout, audit); an admin gets a session, anyone else a 403.
-pub async fn login(State(state): State<AppState>, ip: ClientIp, Form(form): Form<LoginForm>) -> Response {
+/// lockout, audit); an admin gets a session, anyone else a 403. The form
+/// must carry the token its page set in the login cookie.
+pub async fn login(
+    State(state): State<AppState>,
+    ip: ClientIp,
+    headers: axum::http::HeaderMap,
+    Form(form): Form<LoginForm>,
+) -> Response {
+    let expected = super::cookie(&headers, LOGIN_COOKIE).unwrap_or("");
+    if expected.is_empty() || !secret::same(&form.login_token, expected) {
+        let detail = "The login form had expired or did not come from this page; log in again.";
+        return login_response(&state, StatusCode::FORBIDDEN, &form.email, Some(detail));
+    }
     match start_session(&state, &ip, form.email.clone(), form.password).await {
-        Ok(cookie) => ([(header::SET_COOKIE, cookie)], Redirect::to("/console")).into_response(),
+        Ok(cookie) => (
+            // Two cookies: `AppendHeaders`, as an array of pairs replaces.
+            AppendHeaders([
+                (header::SET_COOKIE, cookie),
+                (header::SET_COOKIE, login_cookie(&state, "", 0)),
+            ]),
+            Redirect::to("/console"),
+        )
+            .into_response(),
         Err(err) if err.status == StatusCode::UNAUTHORIZED || err.status == StatusCode::TOO_MANY_REQUESTS => {
-            (err.status, login_form(&form.email, Some(&err.detail))).into_response()
+            login_response(&state, err.status, &form.email, Some(&err.detail))
         }
         Err(err) => err.into_response(),
     }
