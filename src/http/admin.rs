@@ -132,7 +132,7 @@ pub struct UserSearch {
 }
 
 /// Longest search text: an email address's longest form.
-const MAX_QUERY_CHARS: usize = 254;
+pub const MAX_QUERY_CHARS: usize = 254;
 
 /// Find accounts by id or by part of their email, in email order; pages by
 /// cursor (`after`), never counted.

@@ -12,6 +12,7 @@ use serde::Deserialize;
 use super::users::NoticeQuery;
 use super::{Console, ConsoleError, money, notice, page};
 use crate::domain::account::bounded_text;
+use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::operations::escrow::Resolution;
 use crate::state::AppState;
 use crate::store::projects::{self, Milestone, Project, Whose, Window};
@@ -31,7 +32,7 @@ pub async fn list(
     let (disputed_projects, _) = projects::list(
         &mut conn,
         Whose::Everyone,
-        Some(crate::domain::escrow::ProjectStatus::Disputed),
+        Some(ProjectStatus::Disputed),
         Window {
             limit: LISTED,
             offset: 0,
@@ -158,8 +159,8 @@ async fn load(state: &AppState, kind: Kind, id: &str) -> Result<Dispute, Console
     }
     let held = milestones.iter().map(Milestone::held).sum();
     let open = match kind {
-        Kind::Milestone => milestones.iter().any(|m| m.status.as_str() == "disputed"),
-        Kind::Project => project.status.as_str() == "disputed",
+        Kind::Milestone => milestones.iter().any(|m| m.status == MilestoneStatus::Disputed),
+        Kind::Project => project.status == ProjectStatus::Disputed,
     };
     Ok(Dispute {
         kind,

@@ -77,7 +77,8 @@ async fn live_panel(state: &AppState) -> Markup {
         let mut conn = state.db.acquire().await?;
         crate::store::escrow::oldest_pending(&mut conn, PENDING_SHOWN).await
     }
-    .await;
+    .await
+    .inspect_err(|err| tracing::warn!(error = %err, "console: pending payments not read"));
     let window = state.history.window(CHARTED_ROUTES);
     let metrics_on = state.config.metrics_enabled;
     html! {
@@ -152,7 +153,7 @@ fn payments(
         section aria-labelledby="pending-h" class="card" {
             h2 id="pending-h" { "Oldest deposits and withdrawals waiting for the provider" }
             @match pending {
-                Err(err) => p class="error" { "Could not read them: " (err) },
+                Err(_) => p class="error" { "Could not read them just now (the database did not answer; see the logs)." },
                 Ok(pending) if pending.is_empty() => p { "None pending." },
                 Ok(pending) => table id="pending-payments" {
                     thead { tr { th scope="col" { "Since" } th scope="col" { "Kind" } th scope="col" { "Amount" } th scope="col" { "Account" } th scope="col" { "Reference" } th scope="col" { "State" } } }

@@ -20,16 +20,21 @@ pub fn reset_path(token: &str) -> String {
     format!("/console/password-reset?token={token}")
 }
 
-fn session_cookie(state: &AppState, token: &str, max_age_seconds: u64) -> HeaderValue {
+/// A `Set-Cookie` value: HttpOnly, SameSite=Strict, scoped to `path`,
+/// Secure behind TLS. (Values are base64url tokens or empty: always valid
+/// in a header.)
+fn cookie(state: &AppState, name: &str, value: &str, path: &str, max_age_seconds: u64) -> HeaderValue {
     let secure = if state.config.console.secure_cookie {
         "; Secure"
     } else {
         ""
     };
-    let value =
-        format!("{COOKIE}={token}; Path=/console; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}{secure}");
-    // The token is base64url: always a valid header value.
-    HeaderValue::from_str(&value).unwrap_or_else(|_| HeaderValue::from_static("amani_console=; Path=/console"))
+    let cookie = format!("{name}={value}; Path={path}; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}{secure}");
+    HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+}
+
+fn session_cookie(state: &AppState, token: &str, max_age_seconds: u64) -> HeaderValue {
+    cookie(state, COOKIE, token, "/console", max_age_seconds)
 }
 
 /// Tells the browser to forget the session cookie.
@@ -42,17 +47,8 @@ pub fn clear_cookie(state: &AppState) -> [(header::HeaderName, HeaderValue); 1] 
 /// set, so nobody can log a browser into an account of their choosing.
 const LOGIN_COOKIE: &str = "amani_console_login";
 
-fn login_cookie(state: &AppState, token: &str, max_age_seconds: u32) -> HeaderValue {
-    let secure = if state.config.console.secure_cookie {
-        "; Secure"
-    } else {
-        ""
-    };
-    let value = format!(
-        "{LOGIN_COOKIE}={token}; Path=/console/login; HttpOnly; SameSite=Strict; Max-Age={max_age_seconds}{secure}"
-    );
-    HeaderValue::from_str(&value)
-        .unwrap_or_else(|_| HeaderValue::from_static("amani_console_login=; Path=/console/login"))
+fn login_cookie(state: &AppState, token: &str, max_age_seconds: u64) -> HeaderValue {
+    cookie(state, LOGIN_COOKIE, token, "/console/login", max_age_seconds)
 }
 
 /// The login page with a fresh login token in its cookie and its form.

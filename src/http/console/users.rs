@@ -9,6 +9,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 
 use super::{Console, ConsoleError, money, notice, page};
+use crate::http::admin::MAX_QUERY_CHARS;
 use crate::state::AppState;
 use crate::store::escrow::{self, Filter};
 use crate::store::projects::{self, Whose, Window};
@@ -33,10 +34,10 @@ pub async fn search(
     let q = query.q.trim();
     let found = if q.is_empty() {
         None
-    } else if q.chars().count() > 254 {
-        return Err(ConsoleError::bad_input(
-            "Search for an id or part of an email (254 characters at most).",
-        ));
+    } else if q.chars().count() > MAX_QUERY_CHARS {
+        return Err(ConsoleError::bad_input(format!(
+            "Search for an id or part of an email ({MAX_QUERY_CHARS} characters at most)."
+        )));
     } else {
         let mut conn = state.db.acquire().await?;
         Some(users::search(&mut conn, q, query.after.as_deref(), SHOWN + 1).await?)
@@ -212,7 +213,7 @@ fn project_table(caption: &str, projects: &[projects::Project]) -> Markup {
                     @for p in projects {
                         tr {
                             td {
-                                @if p.status.as_str() == "disputed" {
+                                @if p.status == crate::domain::escrow::ProjectStatus::Disputed {
                                     a href={ "/console/disputes/project/" (p.id) } { (p.title) }
                                 } @else { (p.title) }
                             }
