@@ -32,6 +32,7 @@ import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.options import Options
 from selenium.webdriver.chrome.service import Service
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -159,7 +160,12 @@ def main():
         options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
         service = Service(executable_path=os.environ.get("CHROMEDRIVER", "/usr/bin/chromedriver"))
         driver = webdriver.Chrome(service=service, options=options)
-        wait = WebDriverWait(driver, 20)
+        # A page being replaced makes elements stale mid-check: retry then.
+        wait = WebDriverWait(driver, 20, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException))
+
+        def el(by, value):
+            """The element once the page shows it (navigation is asynchronous)."""
+            return wait.until(lambda d: d.find_element(by, value))
         errors = []
 
         def collect_console_errors(where):
@@ -172,41 +178,41 @@ def main():
             collect_console_errors(name)
 
         def text(css):
-            return driver.find_element(By.CSS_SELECTOR, css).text
+            return el(By.CSS_SELECTOR, css).text
 
         # 1. Log in; the first Tab stop is the skip link.
         driver.get(base + "/console")
         assert driver.current_url.endswith("/console/login"), driver.current_url
-        driver.find_element(By.TAG_NAME, "body").send_keys(Keys.TAB)
+        el(By.TAG_NAME, "body").send_keys(Keys.TAB)
         assert driver.switch_to.active_element.text == "Skip to content", driver.switch_to.active_element.text
-        driver.find_element(By.ID, "email").send_keys(admin_email)
-        driver.find_element(By.ID, "password").send_keys(ADMIN_PASSWORD + Keys.ENTER)
+        el(By.ID, "email").send_keys(admin_email)
+        el(By.ID, "password").send_keys(ADMIN_PASSWORD + Keys.ENTER)
         wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Operator view")
         shot("01-operator-view")
 
         # 2. The KYC queue: view the document, then approve.
-        driver.find_element(By.LINK_TEXT, "KYC queue").click()
-        driver.find_element(By.CSS_SELECTOR, f"a[href='/console/kyc/{submission}']").click()
+        el(By.LINK_TEXT, "KYC queue").click()
+        el(By.CSS_SELECTOR, f"a[href='/console/kyc/{submission}']").click()
         image = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, "img.document"))
         wait.until(lambda d: d.execute_script("return arguments[0].complete && arguments[0].naturalWidth", image) == 48)
         shot("02-kyc-document")
-        driver.find_element(By.XPATH, "//button[text()='Approve']").click()
+        el(By.XPATH, "//button[text()='Approve']").click()
         wait.until(lambda d: "approved" in text("p.notice"))
         status = api.call("GET", f"/api/v1/admin/kyc?status=approved", admin_token)
         assert any(s["id"] == submission for s in status["items"]), status
 
         # 3. The dispute: preview a split, confirm, see the balances move.
-        driver.find_element(By.LINK_TEXT, "Disputes").click()
-        driver.find_element(By.CSS_SELECTOR, f"a[href='/console/disputes/milestone/{milestone}']").click()
+        el(By.LINK_TEXT, "Disputes").click()
+        el(By.CSS_SELECTOR, f"a[href='/console/disputes/milestone/{milestone}']").click()
         assert "Only one page of three was delivered" in driver.page_source
-        driver.find_element(By.CSS_SELECTOR, "input[name=outcome][value=split]").click()
-        driver.find_element(By.ID, "seller_amount").send_keys("12000")
-        driver.find_element(By.XPATH, "//button[text()='Preview the ledger effect']").click()
+        el(By.CSS_SELECTOR, "input[name=outcome][value=split]").click()
+        el(By.ID, "seller_amount").send_keys("12000")
+        el(By.XPATH, "//button[text()='Preview the ledger effect']").click()
         effect = wait.until(lambda d: d.find_element(By.ID, "ledger-effect")).text
         assert "+12,000 NGN" in effect and "+18,000 NGN" in effect, effect
         shot("03-dispute-preview")
         assert ngn_available(api.available(seller)[1]) == seller_before, "the preview moves nothing"
-        driver.find_element(By.XPATH, "//button[text()='Confirm: move the money']").click()
+        el(By.XPATH, "//button[text()='Confirm: move the money']").click()
         wait.until(lambda d: "resolved" in text("p.notice"))
         balances = text("#party-balances")
         expected_seller = f"{seller_before + 12_000:,} NGN"
@@ -217,17 +223,17 @@ def main():
 
         # 4. A colleague (another admin) forgot their password: a reset
         # link, used once, then a console login with the new password.
-        driver.find_element(By.LINK_TEXT, "Users").click()
-        driver.find_element(By.ID, "q").send_keys(colleague_email + Keys.ENTER)
-        driver.find_element(By.LINK_TEXT, colleague_email).click()
-        driver.find_element(By.XPATH, "//button[text()='Issue a password-reset link']").click()
+        el(By.LINK_TEXT, "Users").click()
+        el(By.ID, "q").send_keys(colleague_email + Keys.ENTER)
+        el(By.LINK_TEXT, colleague_email).click()
+        el(By.XPATH, "//button[text()='Issue a password-reset link']").click()
         link = wait.until(lambda d: d.find_element(By.ID, "reset-link")).get_attribute("value")
         assert "/console/password-reset?token=" in link, link
         shot("05-reset-link")
         console_tab = driver.current_window_handle
         driver.switch_to.new_window("tab")
         driver.get(link)
-        driver.find_element(By.ID, "new_password").send_keys("a-brand-new-passphrase" + Keys.ENTER)
+        el(By.ID, "new_password").send_keys("a-brand-new-passphrase" + Keys.ENTER)
         wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Password set")
         shot("06-password-set")
         api.call("POST", "/api/v1/auth/login", expect=401,
@@ -242,22 +248,22 @@ def main():
         # The colleague logs in with the new password.
         driver.delete_all_cookies()
         driver.get(base + "/console/login")
-        driver.find_element(By.ID, "email").send_keys(colleague_email)
-        driver.find_element(By.ID, "password").send_keys("a-brand-new-passphrase" + Keys.ENTER)
+        el(By.ID, "email").send_keys(colleague_email)
+        el(By.ID, "password").send_keys("a-brand-new-passphrase" + Keys.ENTER)
         wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Operator view")
         assert colleague_email in text("header .logout"), text("header .logout")
-        driver.find_element(By.XPATH, "//button[text()='Log out']").click()
+        el(By.XPATH, "//button[text()='Log out']").click()
         wait.until(lambda d: d.current_url.endswith("/console/login"))
         driver.close()
         driver.switch_to.window(console_tab)
         # The cookie jar is shared between tabs: the first admin logs in again.
         driver.get(base + "/console/login")
-        driver.find_element(By.ID, "email").send_keys(admin_email)
-        driver.find_element(By.ID, "password").send_keys(ADMIN_PASSWORD + Keys.ENTER)
+        el(By.ID, "email").send_keys(admin_email)
+        el(By.ID, "password").send_keys(ADMIN_PASSWORD + Keys.ENTER)
         wait.until(lambda d: d.find_element(By.TAG_NAME, "h1").text == "Operator view")
 
         # 5. The operator view fills while a load runs, without a reload.
-        driver.find_element(By.LINK_TEXT, "Operator view").click()
+        # (The login above landed on the operator view.)
         driver.execute_script("window.__notReloaded = true;")
         stop = threading.Event()
 

@@ -29,7 +29,9 @@ pub async fn view(State(state): State<AppState>, console: Console) -> Result<Mar
                 "Refreshed every " (state.config.console.chart_interval.as_secs()) " s while this page is open "
                 "(reload if scripts are off)."
             }
-            div id="live" data-refresh=(state.config.console.chart_interval.as_secs() * 1000) aria-live="polite" { (live) }
+            // No aria-live: a screen reader would read the whole panel at
+            // every refresh.
+            div id="live" data-refresh=(state.config.console.chart_interval.as_secs() * 1000) { (live) }
         },
     ))
 }
