@@ -121,6 +121,7 @@ pub const REQUIRED_TABLES: &[&str] = &[
     "webhook_attempts",
     "console_sessions",
     "password_resets",
+    "project_counts",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

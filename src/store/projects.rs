@@ -126,7 +126,34 @@ pub async fn insert(db: &mut impl DbHandle, new: NewProject<'_>) -> Result<Strin
         .execute(conn),
     )
     .await?;
+    count_new_project(db, new.buyer_id, new.seller_id).await?;
     Ok(id)
+}
+
+/// Counts a new project for its buyer and its seller (see the
+/// `project_counts` migration). Rows are written in id order, so two
+/// transactions touching the same users lock them in the same order.
+async fn count_new_project(db: &mut impl DbHandle, buyer_id: &str, seller_id: &str) -> Result<(), StoreError> {
+    let mut rows = [(buyer_id, 1_i64, 0_i64), (seller_id, 0, 1)];
+    rows.sort_by(|a, b| a.0.cmp(b.0));
+    let (conn, obs) = db.parts();
+    obs.run(
+        "project_counts.upsert",
+        sqlx::query(
+            "insert into project_counts (user_id, as_buyer, as_seller) values ($1, $2, $3), ($4, $5, $6) \
+             on conflict (user_id) do update set as_buyer = project_counts.as_buyer + excluded.as_buyer, \
+             as_seller = project_counts.as_seller + excluded.as_seller",
+        )
+        .bind(rows[0].0)
+        .bind(rows[0].1)
+        .bind(rows[0].2)
+        .bind(rows[1].0)
+        .bind(rows[1].1)
+        .bind(rows[1].2)
+        .execute(conn),
+    )
+    .await?;
+    Ok(())
 }
 
 pub async fn insert_milestone(
@@ -230,8 +257,9 @@ pub struct Window<'a> {
 
 /// A page of projects, newest first (`created_at desc, id desc`, which the
 /// `projects_*_recent` indexes hold in order), and — paging by number — how
-/// many the whole list has (counted from the index alone). At most two
-/// statements whatever the page.
+/// many the whole list has: for one user's unfiltered list, the count kept
+/// in `project_counts` (one row, however long the history); otherwise
+/// counted from the index. At most two statements whatever the page.
 pub async fn list(
     db: &mut impl DbHandle,
     whose: Whose<'_>,
@@ -287,6 +315,22 @@ pub async fn list(
         .await?;
     if window.after.is_some() {
         return Ok((rows, None));
+    }
+    // One user's whole list: the count kept beside it.
+    let kept = match (whose, status) {
+        (Whose::Buyer(id), None) => Some(("select as_buyer from project_counts where user_id = $1", id)),
+        (Whose::Seller(id), None) => Some(("select as_seller from project_counts where user_id = $1", id)),
+        _ => None,
+    };
+    if let Some((sql, user_id)) = kept {
+        let (conn, obs) = db.parts();
+        let total: Option<(i64,)> = obs
+            .run(
+                "project_counts.find",
+                sqlx::query_as(sql).bind(user_id).fetch_optional(conn),
+            )
+            .await?;
+        return Ok((rows, Some(total.map_or(0, |(n,)| n))));
     }
     let (conn, obs) = db.parts();
     let mut count = sqlx::query_as(sqlx::AssertSqlSafe(count_sql));
@@ -406,15 +450,32 @@ pub async fn delete_draft(db: &mut impl DbHandle, id: &str) -> Result<bool, Stor
     )
     .await?;
     let (conn, obs) = db.parts();
-    let result = obs
+    let deleted: Option<(String, String)> = obs
         .run(
             "projects.delete_draft",
-            sqlx::query("delete from projects where id = $1 and status = 'draft'")
+            sqlx::query_as("delete from projects where id = $1 and status = 'draft' returning buyer_id, seller_id")
                 .bind(id)
-                .execute(conn),
+                .fetch_optional(conn),
         )
         .await?;
-    Ok(result.rows_affected() == 1)
+    let Some((buyer_id, seller_id)) = deleted else {
+        return Ok(false);
+    };
+    let (conn, obs) = db.parts();
+    obs.run(
+        "project_counts.decrement",
+        sqlx::query(
+            "update project_counts set \
+             as_buyer = as_buyer - case when user_id = $1 then 1 else 0 end, \
+             as_seller = as_seller - case when user_id = $2 then 1 else 0 end \
+             where user_id in ($1, $2)",
+        )
+        .bind(&buyer_id)
+        .bind(&seller_id)
+        .execute(conn),
+    )
+    .await?;
+    Ok(true)
 }
 
 pub async fn milestones(db: &mut impl DbHandle, project_id: &str) -> Result<Vec<Milestone>, StoreError> {
