@@ -521,10 +521,12 @@ async fn an_admin_works_the_kyc_queue_and_a_split_dispute_in_the_console(engine:
     // The user's page shows the balance the resolution left.
     let (status, user_page) = session.get(&app, &format!("/console/users/{}", seller.id)).await;
     assert_eq!(status, 200);
-    assert!(user_page.contains(&crate_money(seller_before + 12_000)), "{user_page}");
+    assert!(user_page.contains(&ngn(seller_before + 12_000)), "{user_page}");
 }
 
-fn crate_money(minor: i64) -> String {
+/// An NGN amount as the console writes it, thousands grouped (written here
+/// independently of the console's own formatter).
+fn ngn(minor: i64) -> String {
     let digits = minor.to_string();
     let mut out = String::new();
     for (i, c) in digits.chars().enumerate() {
