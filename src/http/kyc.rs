@@ -257,7 +257,8 @@ pub async fn reject(
     ))
 }
 
-/// Admin: the submission's document, as uploaded.
+/// Admin: the submission's document, as uploaded (each look is audited as
+/// `kyc.document_viewed`).
 #[utoipa::path(get, path = "/api/v1/admin/kyc/{id}/document", tag = TAG, security(("bearer" = [])),
     params(("id" = String, Path)), responses(
         (status = 200, description = "the document bytes", content_type = "application/octet-stream"),
@@ -265,20 +266,9 @@ pub async fn reject(
     ))]
 pub async fn document(
     State(state): State<AppState>,
-    AdminUser(_admin): AdminUser,
+    AdminUser(admin): AdminUser,
     IdPath(id): IdPath,
 ) -> Result<Response, ApiError> {
-    let mut conn = state.db.acquire().await?;
-    let submission = kyc::find(&mut conn, &id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("no such KYC submission"))?;
-    let document_id = submission
-        .document_id
-        .ok_or_else(|| ApiError::not_found("this submission has no document"))?;
-    let (content_type, sealed) = kyc::document(&mut conn, &document_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("the document is missing"))?;
-    drop(conn);
-    let bytes = state.sealer.open(&sealed).map_err(ApiError::internal)?;
+    let (content_type, bytes) = kyc(&state).open_document(&admin, &id).await?;
     super::files::download(&content_type, bytes, &format!("kyc-{id}"))
 }

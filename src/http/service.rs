@@ -132,13 +132,23 @@ pub async fn readiness(State(state): State<AppState>) -> (StatusCode, Json<Readi
 }
 
 /// What `GET /api/v1/readiness` reports.
-pub async fn readiness_report(state: &AppState) -> Readiness {
+async fn readiness_report(state: &AppState) -> Readiness {
+    if state.lifecycle.is_draining() {
+        return readiness_given(state, &[]);
+    }
+    let (database, schema) = health::check_database(&state.db).await;
+    let migrations = health::check_migrations(schema.as_ref());
+    readiness_given(state, &[&database.check, &migrations.check])
+}
+
+/// Readiness from checks already made (the database's and the
+/// migrations'), as the probe would answer it now; the console's operator
+/// view reuses its health report's checks rather than repeating them.
+pub fn readiness_given(state: &AppState, checks: &[&Check]) -> Readiness {
     let reason = if state.lifecycle.is_draining() {
         Some("draining: the process is shutting down".to_owned())
     } else {
-        let (database, schema) = health::check_database(&state.db).await;
-        let migrations = health::check_migrations(schema.as_ref());
-        first_problem(&[&database.check, &migrations.check])
+        first_problem(checks)
     };
     Readiness {
         ready: reason.is_none(),

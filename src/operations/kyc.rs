@@ -174,4 +174,35 @@ impl Kyc<'_> {
         tracing::info!(submission_id = id, decision = status.as_str(), "kyc decided");
         Ok(decided)
     }
+
+    /// An admin opens a submission's document: decrypted for this caller
+    /// only, and the look is audited (`kyc.document_viewed`), whether it
+    /// comes from the API or the console.
+    #[tracing::instrument(name = "kyc.open_document", skip_all, fields(submission_id = %id, user_id = %admin.id))]
+    pub async fn open_document(&self, admin: &User, id: &str) -> Result<(String, Vec<u8>), OperationError> {
+        let mut conn = self.db.acquire().await?;
+        let submission = kyc::find(&mut conn, id)
+            .await?
+            .ok_or(OperationError::NotFound("KYC submission"))?;
+        let document_id = submission
+            .document_id
+            .ok_or(OperationError::NotFound("document for this submission"))?;
+        let (content_type, sealed) = kyc::document(&mut conn, &document_id)
+            .await?
+            .ok_or(OperationError::NotFound("document for this submission"))?;
+        audit_kyc(
+            &mut conn,
+            &admin.id,
+            "kyc.document_viewed",
+            id,
+            json!({ "user_id": submission.user_id }),
+        )
+        .await?;
+        drop(conn);
+        let bytes = self
+            .sealer
+            .open(&sealed)
+            .map_err(|e| OperationError::Internal(e.to_string()))?;
+        Ok((content_type, bytes))
+    }
 }

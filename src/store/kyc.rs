@@ -203,6 +203,20 @@ pub async fn document(db: &mut impl DbHandle, id: &str) -> Result<Option<(String
     .await
 }
 
+/// A stored document's content type, without reading the document.
+pub async fn document_type(db: &mut impl DbHandle, id: &str) -> Result<Option<String>, StoreError> {
+    let (conn, obs) = db.parts();
+    let row: Option<(String,)> = obs
+        .run(
+            "kyc_documents.content_type",
+            sqlx::query_as("select content_type from kyc_documents where id = $1")
+                .bind(id)
+                .fetch_optional(conn),
+        )
+        .await?;
+    Ok(row.map(|(t,)| t))
+}
+
 /// Whether the user has an approved KYC (required to fund escrow and to
 /// withdraw).
 pub async fn is_verified(db: &mut impl DbHandle, user_id: &str) -> Result<bool, StoreError> {

@@ -405,8 +405,16 @@ async fn an_admin_works_the_kyc_queue_and_a_split_dispute_in_the_console(engine:
     let (status, queue) = session.get(&app, "/console/kyc").await;
     assert_eq!(status, 200);
     assert!(queue.contains(&format!("/console/kyc/{submission}")), "{queue}");
+    let before = crate::speed::statements_by_operation(&app);
     let (status, page) = session.get(&app, &format!("/console/kyc/{submission}")).await;
     assert_eq!(status, 200);
+    // The page names the document's type; it does not read the document.
+    let after = crate::speed::statements_by_operation(&app);
+    let ran = |op: &str| after.get(op).copied().unwrap_or(0.0) - before.get(op).copied().unwrap_or(0.0);
+    assert_eq!(
+        (ran("kyc_documents.content_type"), ran("kyc_documents.find")),
+        (1.0, 0.0)
+    );
     assert!(
         page.contains(&format!(
             "<img class=\"document\" src=\"/console/kyc/{submission}/document\""

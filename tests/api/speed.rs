@@ -193,7 +193,7 @@ const GAUGE_REFRESH_OPERATIONS: [&str; 8] = [
 /// Every database statement the service ran so far, by operation, read
 /// from its own registry; the probes', the ledger watchdog's and the gauge
 /// refresh's are left out.
-fn statements_by_operation(app: &TestApp) -> std::collections::BTreeMap<String, f64> {
+pub fn statements_by_operation(app: &TestApp) -> std::collections::BTreeMap<String, f64> {
     let text = app.state.metrics.render_text();
     crate::metrics::samples(&text, "db_query_duration_seconds_count")
         .iter()

@@ -63,7 +63,7 @@ pub async fn submission(
     let s = kyc::find(&mut conn, &id).await?.ok_or_else(not_found)?;
     let owner = users::find_by_id(&mut conn, &s.user_id).await?;
     let content_type = match &s.document_id {
-        Some(document_id) => kyc::document(&mut conn, document_id).await?.map(|(t, _)| t),
+        Some(document_id) => kyc::document_type(&mut conn, document_id).await?,
         None => None,
     };
     drop(conn);
@@ -118,34 +118,13 @@ fn not_found() -> ConsoleError {
     ConsoleError::new(StatusCode::NOT_FOUND, "No such KYC submission.")
 }
 
-/// The document, decrypted for this request only.
+/// The document, decrypted for this request only (and audited).
 pub async fn document(
     State(state): State<AppState>,
     console: Console,
     Path(id): Path<String>,
 ) -> Result<Response, ConsoleError> {
-    let mut conn = state.db.acquire().await?;
-    let s = kyc::find(&mut conn, &id).await?.ok_or_else(not_found)?;
-    let document_id = s.document_id.ok_or_else(not_found)?;
-    let (content_type, sealed) = kyc::document(&mut conn, &document_id).await?.ok_or_else(not_found)?;
-    // Who looked at whose identity document, and when.
-    crate::store::audit::record(
-        &mut conn,
-        crate::store::audit::AuditEvent {
-            actor_id: Some(&console.admin.id),
-            action: "kyc.document_viewed",
-            target_type: "kyc_submission",
-            target_id: Some(&id),
-            request_id: crate::telemetry::request_id::current_string().as_deref(),
-            details: serde_json::json!({ "user_id": s.user_id }),
-        },
-    )
-    .await?;
-    drop(conn);
-    let bytes = state
-        .sealer
-        .open(&sealed)
-        .map_err(crate::http::error::ApiError::internal)?;
+    let (content_type, bytes) = crate::http::kyc::kyc(&state).open_document(&console.admin, &id).await?;
     Ok(crate::http::files::inline(&content_type, bytes)?)
 }
 

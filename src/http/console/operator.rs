@@ -71,7 +71,8 @@ fn age(unix: f64) -> String {
 
 async fn live_panel(state: &AppState) -> Markup {
     let (healthy, report) = crate::http::service::health_report(state).await;
-    let readiness = crate::http::service::readiness_report(state).await;
+    let readiness =
+        crate::http::service::readiness_given(state, &[&report.checks.database.check, &report.checks.migrations.check]);
     let checks = serde_json::to_value(&report.checks).unwrap_or_default();
     let latest = state.history.latest();
     let recent_alerts = state.alerts.recent();
