@@ -771,6 +771,18 @@ async fn the_operator_view_charts_the_traffic_it_serves(engine: Engine) {
     )
     .await;
     assert!(live.contains("id=\"route-charts\""), "{live}");
+    // The row says how many requests its charts are drawn from.
+    let row = live.split("<tr>").find(|row| row.contains("GET /api/v1/ping")).unwrap();
+    let served: f64 = row
+        .split("class=\"muted\">")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!((1.0..=20.0).contains(&served), "{row}");
     assert!(live.contains("<polyline"), "a line is drawn: {live}");
     assert!(live.contains("id=\"escrow-held\""), "{live}");
     assert!(live.contains("id=\"health-status\">healthy<"), "{live}");

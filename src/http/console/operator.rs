@@ -274,7 +274,7 @@ fn route_row(route: &RouteHistory) -> Markup {
     };
     html! {
         tr {
-            th scope="row" { code { (route.route) } }
+            th scope="row" { code { (route.route) } br; small class="muted" { (route.requests) " in the window" } }
             td { (sparkline(&[&rate], None, &format!("request rate of {}", route.route))) span class="value" { (format!("{last_rate:.2}")) } }
             td { (sparkline(&[&errors], Some(1.0), &format!("5xx ratio of {}", route.route)))
                  span class="value" { @match last_errors { Some(e) => (format!("{:.1}%", e * 100.0)), None => "–" } } }
