@@ -43,14 +43,16 @@ pub fn count(state: &AppState, transactions: &[EscrowTransaction]) {
 }
 
 /// Counts what one money-moving request did: its transactions when it
-/// succeeded, one failure of `r#type` when it was refused.
-pub fn count_outcome<T>(
+/// succeeded, one failure of `r#type` when it was refused, nothing when it
+/// replayed a used key (what it did was rolled back: `done` is not money).
+pub fn count_outcome(
     state: &AppState,
     r#type: &'static str,
-    result: &Result<T, ApiError>,
+    result: &Result<Response, ApiError>,
     done: &[EscrowTransaction],
 ) {
     match result {
+        Ok(response) if idempotency::is_replay(response) => {}
         Ok(_) => count(state, done),
         Err(_) => {
             state

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::error::ApiError;
 use crate::state::AppState;
 use crate::store::Tx;
-use crate::store::idempotency::{self, Claim};
+use crate::store::idempotency::{self, Used};
 
 pub const HEADER: &str = "idempotency-key";
 pub const REPLAYED: &str = "idempotent-replayed";
@@ -46,9 +46,16 @@ pub fn replayed_header() -> (header::HeaderName, HeaderValue) {
     )
 }
 
-/// Runs `operation` in a transaction that also claims the key, and stores
-/// its response with it. `request` (with `scope`, the route) is what the key
-/// is bound to. A failed operation rolls back, key included.
+/// Runs `operation` in a transaction and stores the key with its response
+/// in that transaction (one statement: see [`idempotency`]). `request`
+/// (with `scope`, the route) is what the key is bound to. A failed
+/// operation rolls back, key included.
+///
+/// A key used before is answered from what it stored: with its response if
+/// the request is the same, 422 if not. Such a request runs the operation
+/// first and rolls it back: when its key insert finds the first one's, or
+/// when the operation fails because the first one already did it (a
+/// milestone already funded) — only then is the key looked up.
 pub async fn run<T, F>(
     state: &AppState,
     user_id: &str,
@@ -64,29 +71,26 @@ where
     let (key, hash) = fingerprint(headers, scope, request)?;
 
     let mut tx = state.db.begin().await?;
-    match idempotency::claim(&mut tx, user_id, &key, &hash).await? {
-        Claim::Replay { status, body } => {
-            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
-            return Ok((
-                status,
-                [
-                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
-                    replayed_header(),
-                ],
-                body,
-            )
-                .into_response());
+    let (status, value) = match operation(&mut tx).await {
+        Ok(answer) => answer,
+        Err(err) => {
+            drop(tx);
+            return match used(state, user_id, &key, &hash).await {
+                Ok(Some(used)) => answer_used(used),
+                // Not used before (or not knowable now): the operation's
+                // own error is the answer.
+                Ok(None) | Err(_) => Err(err),
+            };
         }
-        Claim::Mismatch => {
-            return Err(ApiError::unprocessable(
-                "this Idempotency-Key was already used with a different request; use a new key",
-            ));
-        }
-        Claim::New => {}
-    }
-    let (status, value) = operation(&mut tx).await?;
+    };
     let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
-    idempotency::save_response(&mut tx, user_id, &key, status.as_u16(), &body).await?;
+    if !idempotency::record(&mut tx, user_id, &key, &hash, status.as_u16(), &body).await? {
+        drop(tx);
+        let used = used(state, user_id, &key, &hash)
+            .await?
+            .ok_or_else(|| ApiError::internal("an idempotency key was stored and then not found"))?;
+        return answer_used(used);
+    }
     tx.commit().await?;
     Ok((
         status,
@@ -94,4 +98,34 @@ where
         body,
     )
         .into_response())
+}
+
+async fn used(state: &AppState, user_id: &str, key: &str, hash: &str) -> Result<Option<Used>, ApiError> {
+    let mut conn = state.db.acquire().await?;
+    Ok(idempotency::find(&mut conn, user_id, key, hash).await?)
+}
+
+fn answer_used(used: Used) -> Result<Response, ApiError> {
+    match used {
+        Used::Replay { status, body } => {
+            let status = StatusCode::from_u16(status).unwrap_or(StatusCode::OK);
+            Ok((
+                status,
+                [
+                    (header::CONTENT_TYPE, HeaderValue::from_static("application/json")),
+                    replayed_header(),
+                ],
+                body,
+            )
+                .into_response())
+        }
+        Used::Mismatch => Err(ApiError::unprocessable(
+            "this Idempotency-Key was already used with a different request; use a new key",
+        )),
+    }
+}
+
+/// Whether `response` replays a used key (its operation was rolled back).
+pub fn is_replay(response: &Response) -> bool {
+    response.headers().contains_key(REPLAYED)
 }

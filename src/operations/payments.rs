@@ -36,7 +36,7 @@ use crate::gateway::{Beneficiary, CheckoutRequest, GatewayError, PaymentGateway,
 use crate::operations::OperationError;
 use crate::store::audit::{self, AuditEvent};
 use crate::store::escrow::{self as records, EscrowTransaction, NewTransaction};
-use crate::store::idempotency::{self, Claim};
+use crate::store::idempotency::{self, Used};
 use crate::store::ledger::{self, Account, Transfer};
 use crate::store::users::User;
 use crate::store::{Database, StoreError, destinations, kyc, webhooks};
@@ -181,9 +181,9 @@ impl Payments {
     ) -> Result<Option<()>, OperationError> {
         let mut tx = self.db.begin().await?;
         match idempotency::claim(&mut tx, &user.id, keyed.key, keyed.request_hash).await? {
-            Claim::Mismatch => return Err(mismatch()),
-            Claim::Replay { .. } => return Ok(None),
-            Claim::New => {}
+            Some(Used::Mismatch) => return Err(mismatch()),
+            Some(Used::Replay { .. }) => return Ok(None),
+            None => {}
         }
         let (kind, id, amount, currency) = (new.kind, new.id.to_owned(), new.amount, new.currency.to_owned());
         records::insert(&mut tx, new).await?;

@@ -139,6 +139,15 @@ pub async fn active_project(
     (id, ids)
 }
 
+/// The seller submits milestone `m` and the buyer approves it.
+pub async fn delivered_and_approved(app: &TestApp, seller: &TestUser, buyer: &TestUser, m: &str) {
+    let (status, body) = post(app, seller, &format!("/api/v1/milestones/{m}/submit"), json!({})).await;
+    assert_eq!(status, 200, "{body}");
+    let approve = json!({"approve": true});
+    let (status, body) = post(app, buyer, &format!("/api/v1/milestones/{m}/approve"), approve).await;
+    assert_eq!(status, 200, "{body}");
+}
+
 pub async fn post(app: &TestApp, user: &TestUser, path: &str, body: Value) -> (u16, Value) {
     json(
         app.authed(Method::POST, path, &user.token)
@@ -157,6 +166,7 @@ both_engines!(
     fifty_concurrent_releases_of_one_milestone_pay_once,
     concurrent_holds_beyond_the_balance_never_overdraw,
     the_same_key_sent_twenty_times_at_once_moves_money_once,
+    the_same_key_sent_at_once_holds_and_releases_once,
     a_dispute_is_resolved_by_a_split_and_a_cancel_refunds_the_buyer,
     a_client_names_the_freelancer_by_email,
 );
@@ -508,14 +518,7 @@ async fn idempotency_keys_replay_the_first_response_and_refuse_another_body(engi
 
 async fn fifty_concurrent_releases_of_one_milestone_pay_once(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_ready(
-        &db.url,
-        &[
-            ("DATABASE_MAX_CONNECTIONS", "20"),
-            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "30"),
-        ],
-    )
-    .await;
+    let app = app_for_a_crowd(&db).await;
     let admin = app.admin().await;
     let buyer = verified_user(&app, "client", &admin).await;
     let seller = verified_user(&app, "freelancer", &admin).await;
@@ -523,14 +526,7 @@ async fn fifty_concurrent_releases_of_one_milestone_pay_once(engine: Engine) {
     let (project, milestones) = active_project(&app, &buyer, &seller, &[10_000]).await;
     let m = milestones[0].clone();
     money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project})).await;
-    post(&app, &seller, &format!("/api/v1/milestones/{m}/submit"), json!({})).await;
-    post(
-        &app,
-        &buyer,
-        &format!("/api/v1/milestones/{m}/approve"),
-        json!({"approve": true}),
-    )
-    .await;
+    delivered_and_approved(&app, &seller, &buyer, &m).await;
 
     let releases = (0..50).map(|_| {
         let (app_client, url, token, m) = (
@@ -561,14 +557,7 @@ async fn fifty_concurrent_releases_of_one_milestone_pay_once(engine: Engine) {
 
 async fn concurrent_holds_beyond_the_balance_never_overdraw(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_ready(
-        &db.url,
-        &[
-            ("DATABASE_MAX_CONNECTIONS", "20"),
-            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "30"),
-        ],
-    )
-    .await;
+    let app = app_for_a_crowd(&db).await;
     let admin = app.admin().await;
     let buyer = verified_user(&app, "client", &admin).await;
     let seller = verified_user(&app, "freelancer", &admin).await;
@@ -601,14 +590,7 @@ async fn concurrent_holds_beyond_the_balance_never_overdraw(engine: Engine) {
 
 async fn the_same_key_sent_twenty_times_at_once_moves_money_once(engine: Engine) {
     let db = TestDb::create(engine).await;
-    let app = TestApp::spawn_ready(
-        &db.url,
-        &[
-            ("DATABASE_MAX_CONNECTIONS", "20"),
-            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "30"),
-        ],
-    )
-    .await;
+    let app = app_for_a_crowd(&db).await;
     let user = app.user("client").await;
     let sends = (0..20).map(|_| {
         let (client, url, token) = (
@@ -636,6 +618,113 @@ async fn the_same_key_sent_twenty_times_at_once_moves_money_once(engine: Engine)
     assert_eq!(ids.len(), 1, "every answer names the same transaction");
     assert_eq!(available(&app, &user).await, 7_000, "one transfer");
     assert_books_balance(&app).await;
+}
+
+/// An app whose pool lets a crowd of requests wait for one project.
+async fn app_for_a_crowd(db: &TestDb) -> TestApp {
+    TestApp::spawn_ready(
+        &db.url,
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "20"),
+            ("DATABASE_ACQUIRE_TIMEOUT_SECONDS", "30"),
+        ],
+    )
+    .await
+}
+
+/// Sends `body` to `path` `times` times at once with one key: each answer's
+/// status, whether it says it is a replay, and its body.
+async fn send_at_once(
+    app: &TestApp,
+    user: &TestUser,
+    path: &str,
+    key: &str,
+    body: Value,
+    times: usize,
+) -> Vec<(u16, bool, Value)> {
+    let sends = (0..times).map(|_| {
+        let request = app
+            .client
+            .post(app.url(path))
+            .bearer_auth(&user.token)
+            .header("idempotency-key", key)
+            .json(&body);
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let status = response.status().as_u16();
+            let replayed = response.headers().contains_key("idempotent-replayed");
+            (status, replayed, response.json::<Value>().await.unwrap())
+        })
+    });
+    futures_join(sends).await
+}
+
+/// Escrow stores its key with the response, after the operation: a
+/// duplicate runs the operation too. Here each duplicate waits for the
+/// project (its lock, or SQLite's one writer), finds the milestone funded
+/// or paid, fails, and is answered with the first response the key stored.
+/// Money moves once and is counted once.
+async fn the_same_key_sent_at_once_holds_and_releases_once(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = app_for_a_crowd(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    deposit(&app, &buyer, 100_000).await;
+    let (project, milestones) = active_project(&app, &buyer, &seller, &[10_000, 20_000]).await;
+    let hold = json!({"project_id": project, "milestone_id": milestones[0]});
+
+    let answers = send_at_once(&app, &buyer, "/api/v1/escrow/hold", "hold-once", hold.clone(), 12).await;
+    assert!(answers.iter().all(|(status, _, _)| *status == 201), "{answers:?}");
+    assert_eq!(
+        answers.iter().filter(|(_, replayed, _)| !replayed).count(),
+        1,
+        "{answers:?}"
+    );
+    assert!(
+        answers.iter().all(|(_, _, body)| *body == answers[0].2),
+        "one answer: {answers:?}"
+    );
+    assert_eq!(available(&app, &buyer).await, 100_000 - 10_250, "held once (fee 2.5%)");
+
+    // Later, the same request again: the hold fails (already funded) and
+    // the key answers for it; another body with the key is refused whole.
+    let (status, again) = keyed_post(&app, &buyer, "/api/v1/escrow/hold", "hold-once", hold).await;
+    assert_eq!((status, &again), (201, &answers[0].2));
+    let other = json!({"project_id": project, "milestone_id": milestones[1]});
+    let (status, problem) = keyed_post(&app, &buyer, "/api/v1/escrow/hold", "hold-once", other).await;
+    assert_eq!(status, 422, "{problem}");
+    assert!(
+        problem["detail"].as_str().unwrap().contains("different request"),
+        "{problem}"
+    );
+    assert_eq!(
+        available(&app, &buyer).await,
+        100_000 - 10_250,
+        "the other milestone was not funded"
+    );
+
+    let m = &milestones[0];
+    delivered_and_approved(&app, &seller, &buyer, m).await;
+    let release = json!({"milestone_id": m});
+    let answers = send_at_once(&app, &buyer, "/api/v1/escrow/release", "release-once", release, 12).await;
+    assert!(answers.iter().all(|(status, _, _)| *status == 201), "{answers:?}");
+    assert_eq!(
+        answers.iter().filter(|(_, replayed, _)| !replayed).count(),
+        1,
+        "{answers:?}"
+    );
+    assert_eq!(available(&app, &seller).await, 10_000, "paid once");
+
+    let metrics = crate::metrics::scrape(&app).await;
+    for line in [
+        r#"escrow_transactions_total{type="hold",status="succeeded"} 1"#,
+        r#"escrow_transactions_total{type="release",status="succeeded"} 1"#,
+        r#"escrow_transactions_total{type="hold",status="failed"} 1"#,
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line} in {metrics}");
+    }
+    assert_eq!(assert_books_balance(&app).await, 0, "nothing left in escrow");
 }
 
 async fn a_dispute_is_resolved_by_a_split_and_a_cancel_refunds_the_buyer(engine: Engine) {
