@@ -1,7 +1,10 @@
 //! Escrow load driver: `cargo run --release --example escrow_load -- URL
 //! ADMIN_EMAIL ADMIN_PASSWORD CLIENTS SECONDS`. Each client owns a project
 //! with many milestones and runs hold → submit → approve → release cycles
-//! until the time is up. Prints cycles/s, transfers/s (3 a cycle: the hold,
+//! until the time is up (each client gets enough projects to stay busy for
+//! the whole window, assuming at most [`MAX_CYCLES_PER_SECOND`] in all; a
+//! client that runs out anyway says so, since the window then ended early
+//! for it). Prints cycles/s, transfers/s (3 a cycle: the hold,
 //! its fee, the release), request latency p50/p99, failures, and database
 //! statements/s (from `db_query_duration_seconds_count` before and after).
 
@@ -13,6 +16,8 @@ use serde_json::{Value, json};
 
 const PASSWORD: &str = "bench-password-123";
 const MILESTONES: usize = 100;
+/// Above anything measured on the development machine (about 250).
+const MAX_CYCLES_PER_SECOND: u64 = 600;
 
 struct Api {
     client: reqwest::Client,
@@ -105,6 +110,38 @@ impl Api {
         assert_eq!(status, 200);
     }
 
+    /// An accepted project of [`MILESTONES`] milestones between `buyer` and
+    /// the seller: (project id, milestone id) for each milestone.
+    async fn active_project(&self, buyer: &str, seller: &str, seller_id: &str) -> Vec<(String, String)> {
+        let milestones: Vec<Value> = (0..MILESTONES)
+            .map(|i| json!({"title": format!("m{i}"), "amount": 10_000}))
+            .collect();
+        let (status, project) = self
+            .call(
+                reqwest::Method::POST,
+                "/api/v1/projects",
+                Some(buyer),
+                Some(json!({"title": "bench", "seller_id": seller_id, "currency": "NGN", "milestones": milestones})),
+                false,
+            )
+            .await;
+        assert_eq!(status, 201, "{project}");
+        let id = project["id"].as_str().unwrap_or_default().to_owned();
+        for (step, token) in [("send", buyer), ("accept", seller)] {
+            let path = format!("/api/v1/projects/{id}/{step}");
+            let (status, body) = self.call(reqwest::Method::POST, &path, Some(token), None, false).await;
+            assert_eq!(status, 200, "{step}: {body}");
+        }
+        project["milestones"]
+            .as_array()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|m| Some((id.clone(), m["id"].as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// (statements run, committed transactions' total seconds, their
     /// number), from the service's own metrics.
     async fn statements(&self) -> (f64, f64, f64) {
@@ -141,7 +178,13 @@ async fn main() {
     });
     let admin = api.login(&admin_email, &admin_password).await;
 
-    // One buyer/seller pair and one project of many milestones per client.
+    // One buyer/seller pair per client, and enough projects of many
+    // milestones for the window.
+    let cycles_per_client = (MAX_CYCLES_PER_SECOND * seconds).div_ceil(clients as u64);
+    let projects_per_client = usize::try_from(cycles_per_client)
+        .unwrap_or(usize::MAX)
+        .div_ceil(MILESTONES)
+        .max(1);
     let mut workers = Vec::new();
     for _ in 0..clients {
         let (_, buyer) = api.user("client").await;
@@ -157,41 +200,11 @@ async fn main() {
             )
             .await;
         assert_eq!(status, 201);
-        let milestones: Vec<Value> = (0..MILESTONES)
-            .map(|i| json!({"title": format!("m{i}"), "amount": 10_000}))
-            .collect();
-        let (status, project) = api
-            .call(
-                reqwest::Method::POST,
-                "/api/v1/projects",
-                Some(&buyer),
-                Some(json!({"title": "bench", "seller_id": seller_id, "currency": "NGN", "milestones": milestones})),
-                false,
-            )
-            .await;
-        assert_eq!(status, 201, "{project}");
-        let id = project["id"].as_str().unwrap_or_default().to_owned();
-        api.call(
-            reqwest::Method::POST,
-            &format!("/api/v1/projects/{id}/send"),
-            Some(&buyer),
-            None,
-            false,
-        )
-        .await;
-        api.call(
-            reqwest::Method::POST,
-            &format!("/api/v1/projects/{id}/accept"),
-            Some(&seller),
-            None,
-            false,
-        )
-        .await;
-        let ids: Vec<String> = project["milestones"]
-            .as_array()
-            .map(|m| m.iter().filter_map(|m| m["id"].as_str().map(str::to_owned)).collect())
-            .unwrap_or_default();
-        workers.push((buyer, seller, id, ids));
+        let mut work = Vec::new();
+        for _ in 0..projects_per_client {
+            work.extend(api.active_project(&buyer, &seller, &seller_id).await);
+        }
+        workers.push((buyer, seller, work));
     }
 
     let statements_before = api.statements().await;
@@ -199,14 +212,18 @@ async fn main() {
     let started = Instant::now();
     let tasks: Vec<_> = workers
         .into_iter()
-        .map(|(buyer, seller, project, milestones)| {
+        .map(|(buyer, seller, work)| {
             let api = std::sync::Arc::clone(&api);
             tokio::spawn(async move {
                 let (mut cycles, mut failures, mut latencies) = (0u64, 0u64, Vec::new());
-                for milestone in milestones {
-                    if Instant::now() >= deadline {
+                let mut work = work.into_iter();
+                while Instant::now() < deadline {
+                    let Some((project, milestone)) = work.next() else {
+                        eprintln!(
+                            "a client ran out of milestones before the window ended: raise MAX_CYCLES_PER_SECOND"
+                        );
                         break;
-                    }
+                    };
                     let steps = [
                         (
                             "/api/v1/escrow/hold".to_owned(),
