@@ -323,7 +323,8 @@ fn spawn_background(state: &AppState) -> Vec<JoinHandle<()>> {
     let limiter_state = state.clone();
     let mut stop = state.lifecycle.subscribe();
     let mut tasks = vec![
-        tokio::spawn(db.run_monitor(state.lifecycle.subscribe())),
+        tokio::spawn(Arc::clone(&db).run_monitor(state.lifecycle.subscribe())),
+        tokio::spawn(db.run_checkpointer(state.lifecycle.subscribe())),
         tokio::spawn(Arc::clone(&state.alerts).run(state.lifecycle.subscribe())),
         tokio::spawn(
             crate::alerts::watchdog::Watchdog::new(

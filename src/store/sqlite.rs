@@ -1,10 +1,15 @@
 //! What only SQLite needs: its file created on first use, the URL that
-//! creates it, and the lock file that keeps a restore from running under a
-//! serving process.
+//! creates it, the lock file that keeps a restore from running under a
+//! serving process, and the checkpointer of its write-ahead log.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use super::{Database, StoreError};
+
+/// How often the checkpointer looks at the write-ahead log.
+const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 
 fn lock_file_for(path: &Path) -> PathBuf {
     let mut name = path.as_os_str().to_owned();
@@ -80,6 +85,65 @@ impl Database {
             std::fs::create_dir_all(parent)
                 .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", parent.display())))?;
         }
+        Ok(())
+    }
+}
+
+impl Database {
+    /// SQLite file only: copies the write-ahead log's pages into the
+    /// database file once a second if the log changed, which the writer
+    /// connection does not do when it commits. First beside the writers
+    /// (the bulk of the copying and its fsync), then in the writer's turn
+    /// for the moment it takes to catch up with what they wrote meanwhile:
+    /// the next write then starts the log over from its beginning. (Under
+    /// constant writes a checkpoint that never catches up would let the
+    /// log grow without end.) The two steps are timed as the statements
+    /// `sqlite.checkpoint` and `sqlite.checkpoint_catch_up` (writers wait
+    /// for the second).
+    pub async fn run_checkpointer(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let (Some(path), Some(_)) = (&self.sqlite_path, &self.sqlite_write_pool) else {
+            return;
+        };
+        let mut log = path.as_os_str().to_owned();
+        log.push("-wal");
+        let log = PathBuf::from(log);
+        let mut checkpointed: Option<SystemTime> = None;
+        let mut last_error: Option<String> = None;
+        loop {
+            tokio::select! {
+                _ = tokio::time::sleep(CHECKPOINT_EVERY) => {}
+                _ = stop.changed() => return,
+            }
+            let written = std::fs::metadata(&log).and_then(|m| m.modified()).ok();
+            if written.is_none() || written == checkpointed {
+                continue;
+            }
+            match self.checkpoint().await {
+                Ok(()) => {
+                    checkpointed = written;
+                    last_error = None;
+                }
+                Err(err) => {
+                    let message = err.to_string();
+                    if last_error.as_deref() != Some(message.as_str()) {
+                        tracing::warn!(error = %message, "the SQLite log could not be checkpointed; retrying");
+                        last_error = Some(message);
+                    }
+                }
+            }
+        }
+    }
+
+    async fn checkpoint(&self) -> Result<(), StoreError> {
+        self.ensure_usable()?;
+        let obs = &self.observer;
+        let mut conn = obs.acquire(self.pool.acquire()).await?;
+        let statement = "pragma wal_checkpoint(passive)";
+        obs.run("sqlite.checkpoint", sqlx::query(statement).execute(&mut *conn))
+            .await?;
+        let _turn = self.sqlite_writer.lock().await;
+        obs.run("sqlite.checkpoint_catch_up", sqlx::query(statement).execute(&mut *conn))
+            .await?;
         Ok(())
     }
 }

@@ -3,6 +3,8 @@
 //! its size or depth, a cursor walks a long list exactly, and a deal stays
 //! within its statement budget.
 
+use std::time::Duration;
+
 use reqwest::Method;
 use serde_json::{Value, json};
 
@@ -191,9 +193,23 @@ const GAUGE_REFRESH_OPERATIONS: [&str; 8] = [
 ];
 
 /// Every database statement the service ran so far, by operation, read
-/// from its own registry; the probes', the ledger watchdog's and the gauge
-/// refresh's are left out.
+/// from its own registry; the probes', the ledger watchdog's, the gauge
+/// refresh's and SQLite's checkpoints (background, once a second) are left
+/// out.
 pub fn statements_by_operation(app: &TestApp) -> std::collections::BTreeMap<String, f64> {
+    statements_by_operation_unfiltered(app)
+        .into_iter()
+        .filter(|(operation, _)| {
+            !operation.starts_with("health.")
+                && !operation.starts_with("ledger.check")
+                && !operation.starts_with("sqlite.checkpoint")
+                && !GAUGE_REFRESH_OPERATIONS.contains(&operation.as_str())
+        })
+        .collect()
+}
+
+/// Every database statement the service ran so far, by operation.
+fn statements_by_operation_unfiltered(app: &TestApp) -> std::collections::BTreeMap<String, f64> {
     let text = app.state.metrics.render_text();
     crate::metrics::samples(&text, "db_query_duration_seconds_count")
         .iter()
@@ -201,11 +217,6 @@ pub fn statements_by_operation(app: &TestApp) -> std::collections::BTreeMap<Stri
             let operation = line.split("operation=\"").nth(1)?.split('"').next()?.to_owned();
             let count = line.rsplit(' ').next()?.parse::<f64>().ok()?;
             Some((operation, count))
-        })
-        .filter(|(operation, _)| {
-            !operation.starts_with("health.")
-                && !operation.starts_with("ledger.check")
-                && !GAUGE_REFRESH_OPERATIONS.contains(&operation.as_str())
         })
         .collect()
 }
@@ -230,15 +241,7 @@ async fn a_deal_from_hold_to_release_stays_within_its_statement_budget(engine: E
     const BUDGET: f64 = 43.0;
     let db = TestDb::create(engine).await;
     // The background workers' statements are not the deal's: all off.
-    let app = TestApp::spawn_ready(
-        &db.url,
-        &[
-            ("RECONCILE_ENABLED", "false"),
-            ("WEBHOOK_DELIVERY_ENABLED", "false"),
-            ("SCHEDULER_ENABLED", "false"),
-        ],
-    )
-    .await;
+    let app = without_workers(&db).await;
     let admin = app.admin().await;
     let buyer = crate::escrow::verified_user(&app, "client", &admin).await;
     let seller = crate::escrow::verified_user(&app, "freelancer", &admin).await;
@@ -542,4 +545,81 @@ async fn the_transaction_history_is_read_on_indexes_in_its_order(engine: Engine)
             .await
             .unwrap();
     }
+}
+
+/// An app whose background workers (reconciliation, webhook deliveries,
+/// the scheduler) are off, so that what runs is what the test sends.
+async fn without_workers(db: &TestDb) -> TestApp {
+    TestApp::spawn_ready(
+        &db.url,
+        &[
+            ("RECONCILE_ENABLED", "false"),
+            ("WEBHOOK_DELIVERY_ENABLED", "false"),
+            ("SCHEDULER_ENABLED", "false"),
+        ],
+    )
+    .await
+}
+
+/// How many SQLite checkpoints the service finished: each is two steps,
+/// beside the writers and then catching up in the writer's turn.
+fn checkpoints(app: &TestApp) -> f64 {
+    statements_by_operation_unfiltered(app)
+        .get("sqlite.checkpoint_catch_up")
+        .copied()
+        .unwrap_or(0.0)
+}
+
+/// On a SQLite file the writer connection does not checkpoint its log when
+/// it commits (that was a third of a write transaction's time under load):
+/// a background checkpointer does, once a second if the log changed, and
+/// catches up in the writer's turn so the next write reuses the log from
+/// its beginning. Two batches of writes with a checkpoint between them
+/// leave a log file no longer than the longer batch; appended, it would be
+/// both. An idle service does not checkpoint.
+#[tokio::test]
+async fn sqlite_log_is_checkpointed_in_the_background_and_reused() {
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = without_workers(&db).await;
+    let mut log = db.sqlite_path().expect("a SQLite file").into_os_string();
+    log.push("-wal");
+    let log_size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    let user = app.user("client").await;
+    let batch = async || {
+        for _ in 0..25 {
+            crate::escrow::deposit(&app, &user, 100).await;
+        }
+    };
+    let checkpointed = async |after: f64| {
+        crate::server::eventually(Duration::from_secs(10), "a checkpoint", async || {
+            (checkpoints(&app) >= after + 1.0).then_some(())
+        })
+        .await;
+    };
+
+    batch().await;
+    let first = log_size();
+    checkpointed(checkpoints(&app)).await;
+    // (A checkpoint that looked at the log just before the batch's last
+    // write is followed by one more, within a second.)
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    // Idle: the log did not change, no checkpoint.
+    let idle = checkpoints(&app);
+    tokio::time::sleep(Duration::from_millis(2_500)).await;
+    assert_eq!(checkpoints(&app), idle, "an idle service does not checkpoint");
+
+    batch().await;
+    let second = log_size();
+    println!("log after the first batch {first} bytes, after the second {second}");
+    assert!(first > 0);
+    assert!(
+        second < first * 3 / 2,
+        "the log was reused from its beginning: {first} then {second} bytes"
+    );
+    checkpointed(idle).await;
+    assert_eq!(
+        crate::escrow::available(&app, &user).await,
+        50 * 100,
+        "every write kept"
+    );
 }
