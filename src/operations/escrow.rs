@@ -115,18 +115,19 @@ pub async fn hold(
             "an approved KYC is required to fund escrow; submit it at /api/v1/kyc/submit".into(),
         ));
     }
-    let milestones = projects::milestones(tx, project_id).await?;
-    let to_fund: Vec<&Milestone> = match milestone_id {
+    // One milestone is read alone: a project may have a hundred.
+    let to_fund: Vec<Milestone> = match milestone_id {
         Some(id) => {
-            let milestone = milestones
-                .iter()
-                .find(|m| m.id == id)
+            let milestone = projects::find_milestone(tx, id)
+                .await?
+                .filter(|m| m.project_id == project.id)
                 .ok_or(OperationError::NotFound("milestone"))?;
             milestone.status.fund()?;
             vec![milestone]
         }
-        None => milestones
-            .iter()
+        None => projects::milestones(tx, project_id)
+            .await?
+            .into_iter()
             .filter(|m| m.status == MilestoneStatus::Pending)
             .collect(),
     };

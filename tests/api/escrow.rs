@@ -335,6 +335,7 @@ async fn illegal_transitions_are_refused_and_leave_the_ledger_unchanged(engine: 
     deposit(&app, &unverified, 50_000).await;
     let (project, milestones) = active_project(&app, &buyer, &seller, &[10_000, 100_000]).await;
     let m = &milestones[0];
+    let (_, elsewhere) = active_project(&app, &buyer, &seller, &[1_000]).await;
 
     let snapshot = |app: &TestApp| {
         let state = app.state.clone();
@@ -364,6 +365,13 @@ async fn illegal_transitions_are_refused_and_leave_the_ledger_unchanged(engine: 
             "/api/v1/escrow/hold",
             json!({"project_id": project, "milestone_id": milestones[1]}),
             409,
+        ),
+        // A milestone of another project is not this project's.
+        (
+            &buyer,
+            "/api/v1/escrow/hold",
+            json!({"project_id": project, "milestone_id": elsewhere[0]}),
+            404,
         ),
         // A buyer cannot pull money back: that is a dispute.
         (&buyer, "/api/v1/escrow/refund", json!({"project_id": project}), 403),
