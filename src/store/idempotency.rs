@@ -34,7 +34,11 @@ pub async fn claim(
     if insert(db, "idempotency_keys.claim", user_id, key, request_hash, 0, "").await? {
         return Ok(None);
     }
-    find(db, user_id, key, request_hash).await
+    // Not inserted, so it is there (as fetching one row would say).
+    match find(db, user_id, key, request_hash).await? {
+        Some(used) => Ok(Some(used)),
+        None => Err(StoreError::Sqlx(sqlx::Error::RowNotFound)),
+    }
 }
 
 /// Stores the key with the response of the operation it guarded, in that

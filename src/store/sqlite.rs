@@ -134,8 +134,9 @@ impl Database {
         }
     }
 
+    /// (Whatever the schema's state: a checkpoint copies pages, and is as
+    /// safe during a migration as after it.)
     async fn checkpoint(&self) -> Result<(), StoreError> {
-        self.ensure_usable()?;
         let obs = &self.observer;
         let mut conn = obs.acquire(self.pool.acquire()).await?;
         let statement = "pragma wal_checkpoint(passive)";
