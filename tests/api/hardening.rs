@@ -62,21 +62,6 @@ async fn answers_are_not_cacheable_and_errors_do_not_echo_a_long_path(engine: En
     assert!(detail.contains("characters in all"), "{detail}");
 }
 
-/// Terminates every connection PostgreSQL has open to `db` (as an
-/// administrator or a failover would).
-async fn terminate_connections(db: &TestDb) {
-    let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
-    let admin = crate::helpers::postgres_admin_url();
-    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap();
-    sqlx::query(
-        "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
-    )
-    .bind(&name)
-    .execute(&mut conn)
-    .await
-    .unwrap();
-}
-
 /// PostgreSQL terminating the service's connections (an administrator, a
 /// failover) is "the database is unavailable" (503, retry), never a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -84,7 +69,18 @@ async fn terminated_connections_answer_503_not_500_and_recover() {
     let db = TestDb::create(Engine::Postgres).await;
     let app = TestApp::spawn_ready(&db.url, &[("DATABASE_MIN_CONNECTIONS", "2")]).await;
     let user = app.user("client").await;
-    let terminate = async || terminate_connections(&db).await;
+    let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
+    let admin = crate::helpers::postgres_admin_url();
+    let terminate = async || {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap();
+        sqlx::query(
+            "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+        )
+        .bind(&name)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    };
     let mut statuses = Vec::new();
     for _ in 0..3 {
         terminate().await;
@@ -115,38 +111,6 @@ async fn terminated_connections_answer_503_not_500_and_recover() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(recovered, "{statuses:?}");
-}
-
-/// A pooled connection is checked (pinged) before use only if it sat idle
-/// for more than half a second (sqlx already pinged it when it came back):
-/// connections PostgreSQL closed while the service was quiet are found and
-/// replaced before a request gets one, so every request after a quiet
-/// second succeeds.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn connections_closed_while_idle_are_replaced_before_use() {
-    let db = TestDb::create(Engine::Postgres).await;
-    let app = TestApp::spawn_ready(&db.url, &[("DATABASE_MIN_CONNECTIONS", "4")]).await;
-    let user = app.user("client").await;
-    let wallet = async || {
-        app.authed(Method::GET, "/api/v1/wallet", &user.token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            .as_u16()
-    };
-    assert_eq!(wallet().await, 200);
-    for _ in 0..3 {
-        terminate_connections(&db).await;
-        tokio::time::sleep(Duration::from_millis(1_000)).await;
-        // One after another: the pool hands out its idle connections
-        // oldest first, so these go through several of them.
-        let mut statuses = Vec::new();
-        for _ in 0..6 {
-            statuses.push(wallet().await);
-        }
-        assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
-    }
 }
 
 /// What sqlx reports when PostgreSQL terminates a backend (SQLSTATE 57P01,
