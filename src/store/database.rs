@@ -5,11 +5,10 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, RwLock};
-use std::time::Duration;
 
 use secrecy::ExposeSecret;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Connection, Executor};
+use sqlx::{AnyPool, Executor};
 
 use super::handle::{Conn, QueryObserver, Tx};
 use super::monitor::SchemaStatus;
@@ -194,32 +193,14 @@ impl Database {
     }
 }
 
-/// A PostgreSQL connection back in the pool for less than this is handed
-/// out without a ping (HikariCP's `aliveBypassWindowMs` is the same idea).
-const PING_IF_IDLE_FOR: Duration = Duration::from_millis(500);
-
-/// What both pools share: the acquire timeout, when a connection is
-/// checked before it is handed out, and, on SQLite, each connection's
-/// settings.
-///
-/// sqlx pings every connection it takes back; pinging it again when it is
-/// handed out (its default) cost a second round trip per use: 19% of the
-/// CPU of `GET /auth/me` on PostgreSQL. A PostgreSQL connection idle for
-/// longer than [`PING_IF_IDLE_FOR`] is still pinged (the server or the
-/// network may have closed it; a failed ping discards it and another is
-/// taken); a SQLite file's connection cannot go stale.
+/// What both pools share: the acquire timeout and, on SQLite, each
+/// connection's settings. A PostgreSQL connection is pinged before it is
+/// handed out (the server may have closed it); a SQLite file's cannot go
+/// stale, and the ping would be one more round trip to its thread.
 fn pool_options(engine: Engine, config: &DatabaseConfig, sqlite_settings: &'static str) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .acquire_timeout(config.acquire_timeout)
-        .test_before_acquire(false)
-        .before_acquire(move |conn, meta| {
-            Box::pin(async move {
-                if engine == Engine::Postgres && meta.idle_for > PING_IF_IDLE_FOR {
-                    conn.ping().await?;
-                }
-                Ok(true)
-            })
-        })
+        .test_before_acquire(engine != Engine::Sqlite)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if engine == Engine::Sqlite {
