@@ -59,7 +59,7 @@ impl Database {
             Engine::Postgres => (raw_url.to_owned(), None),
         };
         let options: AnyConnectOptions = url.parse()?;
-        let pool = pool_options(engine, config, SQLITE_SETTINGS)
+        let pool = pool_options(engine, config, "")
             .max_connections(config.max_connections)
             .min_connections(config.min_connections)
             .connect_lazy_with(options.clone());
@@ -194,17 +194,21 @@ impl Database {
 }
 
 /// What both pools share: the acquire timeout and, on SQLite, each
-/// connection's settings. A PostgreSQL connection is pinged before it is
-/// handed out (the server may have closed it); a SQLite file's cannot go
-/// stale, and the ping would be one more round trip to its thread.
-fn pool_options(engine: Engine, config: &DatabaseConfig, sqlite_settings: &'static str) -> AnyPoolOptions {
+/// connection's settings (and `sqlite_extra`, the writer's). A PostgreSQL
+/// connection is pinged before it is handed out (the server may have
+/// closed it); a SQLite file's cannot go stale, and the ping would be one
+/// more round trip to its thread.
+fn pool_options(engine: Engine, config: &DatabaseConfig, sqlite_extra: &'static str) -> AnyPoolOptions {
     AnyPoolOptions::new()
         .acquire_timeout(config.acquire_timeout)
         .test_before_acquire(engine != Engine::Sqlite)
         .after_connect(move |conn, _meta| {
             Box::pin(async move {
                 if engine == Engine::Sqlite {
-                    conn.execute(sqlite_settings).await?;
+                    conn.execute(SQLITE_SETTINGS).await?;
+                    if !sqlite_extra.is_empty() {
+                        conn.execute(sqlite_extra).await?;
+                    }
                 }
                 Ok(())
             })
@@ -217,11 +221,8 @@ fn pool_options(engine: Engine, config: &DatabaseConfig, sqlite_settings: &'stat
 const SQLITE_SETTINGS: &str = "pragma journal_mode = wal; pragma foreign_keys = on; \
                                pragma busy_timeout = 5000; pragma synchronous = normal;";
 
-/// The writer connection's: the same, without checkpointing the log on
-/// commit (SQLite's default, every 1,000 pages, inside the writer's turn:
-/// about a third of a write transaction's time under load); the
-/// checkpointer does it instead. The log's file is cut back to 64 MiB
-/// when it is reused.
-const SQLITE_WRITER_SETTINGS: &str = "pragma journal_mode = wal; pragma foreign_keys = on; \
-                                      pragma busy_timeout = 5000; pragma synchronous = normal; \
-                                      pragma wal_autocheckpoint = 0; pragma journal_size_limit = 67108864;";
+/// The writer connection's, on top: no checkpoint of the log on commit
+/// (SQLite's default, every 1,000 pages, inside the writer's turn: about a
+/// third of a write transaction's time under load); the checkpointer does
+/// it instead. The log's file is cut back to 64 MiB when it is reused.
+const SQLITE_WRITER_SETTINGS: &str = "pragma wal_autocheckpoint = 0; pragma journal_size_limit = 67108864;";

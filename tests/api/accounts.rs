@@ -7,7 +7,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use reqwest::Method;
 
 use crate::both_engines;
-use crate::helpers::{Engine, PASSWORD, TestApp, TestDb, json};
+use crate::helpers::{Engine, PASSWORD, TestApp, TestDb, TestUser, json};
 
 both_engines!(
     signup_then_login_then_me_returns_the_account,
@@ -440,6 +440,15 @@ async fn a_lost_redis_falls_back_to_in_process_limits() {
 
 fn rand_octet() -> u8 {
     uuid::Uuid::new_v4().as_bytes()[0] % 250 + 1
+}
+
+/// The audit records about `target` (newest first), as the admin API
+/// answers them.
+pub async fn audit_of(app: &TestApp, admin: &TestUser, target: &str) -> Vec<serde_json::Value> {
+    let path = format!("/api/v1/admin/audit?target_id={target}");
+    let (status, trail) = json(app.authed(Method::GET, &path, &admin.token).send().await.unwrap()).await;
+    assert_eq!(status, 200, "{trail}");
+    trail["items"].as_array().cloned().unwrap_or_default()
 }
 
 /// Deactivated, then reactivated by an admin: the account logs in again,

@@ -362,21 +362,8 @@ async fn dispute_milestone(app: &TestApp, admin: &TestUser, amount: i64) -> (Tes
 }
 
 async fn audit_actions(app: &TestApp, admin: &TestUser, target: &str) -> Vec<String> {
-    let (status, trail) = json(
-        app.authed(
-            Method::GET,
-            &format!("/api/v1/admin/audit?target_id={target}"),
-            &admin.token,
-        )
-        .send()
+    crate::accounts::audit_of(app, admin, target)
         .await
-        .unwrap(),
-    )
-    .await;
-    assert_eq!(status, 200, "{trail}");
-    trail["items"]
-        .as_array()
-        .unwrap()
         .iter()
         .map(|r| r["action"].as_str().unwrap().to_owned())
         .collect()

@@ -600,29 +600,13 @@ async fn the_same_key_sent_twenty_times_at_once_moves_money_once(engine: Engine)
     let db = TestDb::create(engine).await;
     let app = app_for_a_crowd(&db).await;
     let user = app.user("client").await;
-    let sends = (0..20).map(|_| {
-        let (client, url, token) = (
-            app.client.clone(),
-            app.url("/api/v1/wallet/deposit"),
-            user.token.clone(),
-        );
-        tokio::spawn(async move {
-            let response = client
-                .post(url)
-                .bearer_auth(token)
-                .header("idempotency-key", "the-one-key")
-                .json(&json!({"amount": 7_000, "currency": "NGN"}))
-                .send()
-                .await
-                .unwrap();
-            let status = response.status().as_u16();
-            let body: Value = response.json().await.unwrap();
-            (status, body["transaction"]["id"].clone())
-        })
-    });
-    let results = futures_join(sends).await;
-    assert!(results.iter().all(|(s, _)| *s == 201), "{results:?}");
-    let ids: std::collections::BTreeSet<String> = results.iter().map(|(_, id)| id.to_string()).collect();
+    let deposit = json!({"amount": 7_000, "currency": "NGN"});
+    let results = send_at_once(&app, &user, "/api/v1/wallet/deposit", "the-one-key", deposit, 20).await;
+    assert!(results.iter().all(|(s, _, _)| *s == 201), "{results:?}");
+    let ids: std::collections::BTreeSet<String> = results
+        .iter()
+        .map(|(_, _, body)| body["transaction"]["id"].to_string())
+        .collect();
     assert_eq!(ids.len(), 1, "every answer names the same transaction");
     assert_eq!(available(&app, &user).await, 7_000, "one transfer");
     assert_books_balance(&app).await;

@@ -584,6 +584,23 @@ async fn sqlite_log_is_checkpointed_in_the_background_and_reused() {
     let mut log = db.sqlite_path().expect("a SQLite file").into_os_string();
     log.push("-wal");
     let log_size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
+    // Write transactions run on the connection that leaves checkpoints to
+    // the checkpointer; reads on the others keep SQLite's default (1,000).
+    let setting = "pragma wal_autocheckpoint";
+    let mut tx = app.state.db.begin().await.unwrap();
+    let (conn, obs) = amani::store::DbHandle::parts(&mut tx);
+    let (writer,): (i64,) = obs
+        .run("test.pragma", sqlx::query_as(setting).fetch_one(conn))
+        .await
+        .unwrap();
+    drop(tx);
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let (conn, obs) = amani::store::DbHandle::parts(&mut conn);
+    let (reader,): (i64,) = obs
+        .run("test.pragma", sqlx::query_as(setting).fetch_one(conn))
+        .await
+        .unwrap();
+    assert_eq!((writer, reader), (0, 1_000));
     let user = app.user("client").await;
     let batch = async || {
         for _ in 0..25 {
