@@ -139,8 +139,8 @@ if [ ! -x "$TOOLS_VENV/bin/openapi-spec-validator" ] || [ ! -x "$TOOLS_VENV/bin/
     apt_install python3-venv
     python3 -m venv "$TOOLS_VENV"
   fi
-  "$TOOLS_VENV/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "moto[server]==5.2.1" \
-    "selenium==4.51.0"
+  "$TOOLS_VENV/bin/pip" install -q "openapi-spec-validator==0.9.0" "schemathesis==4.32.5" "hypothesis==6.170.27" \
+    "moto[server]==5.2.1" "selenium==4.51.0"
 fi
 for tool in openapi-spec-validator schemathesis moto_server; do
   "$TOOLS_VENV/bin/$tool" --help >/dev/null 2>&1 || { log "$tool does not run from $TOOLS_VENV"; exit 1; }
