@@ -2,12 +2,15 @@
 //! resolution. (Money that crosses to a payment provider is in
 //! [`super::payments`].)
 //!
-//! Each runs inside the caller's transaction (which also holds the request's
-//! idempotency key: the key and the money it guards commit together), so the ledger transfers, the state change, the business
+//! Each runs inside the caller's transaction (which also holds the
+//! request's idempotency key: the key and the money it guards commit
+//! together), so the ledger transfers, the state change, the business
 //! record and the audit event commit together or not at all. Each starts by
-//! locking the project row ([`projects::lock`]), so operations on one project
-//! run one at a time and always take row locks in the same order; state
-//! changes are compare-and-set, so a loser of any race changes nothing.
+//! locking the project row ([`projects::lock`], or with one milestone
+//! [`projects::lock_with_milestone`]), so operations on one project run one
+//! at a time and always take row locks in the same order (project,
+//! milestone, accounts); state changes are compare-and-set, so a loser of
+//! any race changes nothing.
 
 use serde_json::json;
 use uuid::Uuid;
@@ -41,30 +44,32 @@ pub fn party(project: &Project, user: &User) -> Result<Party, OperationError> {
 
 /// Locks and loads a project the caller is a party to.
 pub async fn locked_project(tx: &mut Tx, user: &User, project_id: &str) -> Result<(Project, Party), OperationError> {
-    let project = projects::lock(tx, project_id)
-        .await?
-        .ok_or(OperationError::NotFound("project"))?;
+    let project = lock_project(tx, project_id).await?;
     let party = party(&project, user)?;
     Ok((project, party))
 }
 
-/// Locks and loads a milestone's project, then reads the milestone under
-/// that lock (so it cannot be stale): two statements.
+/// Locks and loads a project; "not found" if there is none.
+async fn lock_project(tx: &mut Tx, project_id: &str) -> Result<Project, OperationError> {
+    projects::lock(tx, project_id)
+        .await?
+        .ok_or(OperationError::NotFound("project"))
+}
+
+/// Locks and loads a milestone's project and the milestone as of that
+/// lock (so it cannot be stale): one statement.
 pub async fn locked_milestone(
     tx: &mut Tx,
     user: &User,
     milestone_id: &str,
 ) -> Result<(Project, Party, Milestone), OperationError> {
-    let project = projects::lock_for_milestone(tx, milestone_id)
+    let (project, milestone) = projects::lock_with_milestone(tx, milestone_id)
         .await?
         .ok_or(OperationError::NotFound("milestone"))?;
     let party = party(&project, user).map_err(|e| match e {
         OperationError::NotFound(_) => OperationError::NotFound("milestone"),
         other => other,
     })?;
-    let milestone = projects::find_milestone(tx, milestone_id)
-        .await?
-        .ok_or(OperationError::NotFound("milestone"))?;
     Ok((project, party, milestone))
 }
 
@@ -105,7 +110,20 @@ pub async fn hold(
     milestone_id: Option<&str>,
     notes: Option<&str>,
 ) -> Result<Vec<EscrowTransaction>, OperationError> {
-    let (project, party) = locked_project(tx, buyer, project_id).await?;
+    // One milestone is locked and read with its project (one statement);
+    // if it is not this project's, the project is locked alone, and the
+    // milestone reported missing once the checks below pass.
+    let (project, one) = match milestone_id {
+        Some(id) => match projects::lock_with_milestone(tx, id)
+            .await?
+            .filter(|(project, _)| project.id == project_id)
+        {
+            Some((project, milestone)) => (project, Some(milestone)),
+            None => (lock_project(tx, project_id).await?, None),
+        },
+        None => (lock_project(tx, project_id).await?, None),
+    };
+    let party = party(&project, buyer)?;
     if party != Party::Buyer {
         return Err(OperationError::Forbidden("only the project's buyer funds it".into()));
     }
@@ -117,11 +135,8 @@ pub async fn hold(
     }
     // One milestone is read alone: a project may have a hundred.
     let to_fund: Vec<Milestone> = match milestone_id {
-        Some(id) => {
-            let milestone = projects::find_milestone(tx, id)
-                .await?
-                .filter(|m| m.project_id == project.id)
-                .ok_or(OperationError::NotFound("milestone"))?;
+        Some(_) => {
+            let milestone = one.ok_or(OperationError::NotFound("milestone"))?;
             milestone.status.fund()?;
             vec![milestone]
         }
@@ -427,18 +442,6 @@ async fn record_system_audit(
     .await
 }
 
-/// Locks a milestone's project for work the system does on its own (no
-/// caller to check), and reads the milestone under the lock; None if either
-/// is gone.
-async fn locked_by_system(tx: &mut Tx, milestone_id: &str) -> Result<Option<(Project, Milestone)>, OperationError> {
-    let Some(project) = projects::lock_for_milestone(tx, milestone_id).await? else {
-        return Ok(None);
-    };
-    Ok(projects::find_milestone(tx, milestone_id)
-        .await?
-        .map(|milestone| (project, milestone)))
-}
-
 /// The inspection period of a submission ended without an answer from the
 /// buyer: the system approves the milestone and releases it to the seller.
 /// Only if the milestone is still submitted with this very deadline (an
@@ -449,7 +452,7 @@ pub async fn release_after_inspection(
     milestone_id: &str,
     deadline: &str,
 ) -> Result<Option<EscrowTransaction>, OperationError> {
-    let Some((project, milestone)) = locked_by_system(tx, milestone_id).await? else {
+    let Some((project, milestone)) = projects::lock_with_milestone(tx, milestone_id).await? else {
         return Ok(None);
     };
     if project.status != ProjectStatus::Active
@@ -764,7 +767,7 @@ pub async fn settle_unanswered_dispute(
     milestone_id: &str,
     respond_by: &str,
 ) -> Result<Option<Milestone>, OperationError> {
-    let Some((project, milestone)) = locked_by_system(tx, milestone_id).await? else {
+    let Some((project, milestone)) = projects::lock_with_milestone(tx, milestone_id).await? else {
         return Ok(None);
     };
     if project.status != ProjectStatus::Active

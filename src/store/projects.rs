@@ -3,7 +3,7 @@
 use sqlx::FromRow;
 use uuid::Uuid;
 
-use super::{DbHandle, StoreError, timestamp};
+use super::{DbHandle, Engine, StoreError, timestamp};
 use crate::domain::escrow::{MilestoneStatus, ProjectStatus};
 use crate::domain::money::Currency;
 
@@ -218,6 +218,84 @@ pub async fn lock_for_milestone(db: &mut impl DbHandle, milestone_id: &str) -> R
         .fetch_optional(conn),
     )
     .await
+}
+
+/// A milestone read with its project, for [`lock_with_milestone`]: the
+/// milestone's columns as they are, the project's prefixed with `p_`.
+#[derive(FromRow)]
+struct MilestoneAndProject {
+    #[sqlx(flatten)]
+    milestone: Milestone,
+    p_title: String,
+    p_description: Option<String>,
+    p_buyer_id: String,
+    p_seller_id: String,
+    p_currency: Currency,
+    p_status: ProjectStatus,
+    p_dispute_reason: Option<String>,
+    p_created_at: String,
+    p_updated_at: String,
+    p_inspection_period_seconds: Option<i64>,
+    p_funding_deadline: Option<String>,
+    p_due_date: Option<String>,
+}
+
+impl MilestoneAndProject {
+    fn split(self) -> (Project, Milestone) {
+        let project = Project {
+            id: self.milestone.project_id.clone(),
+            title: self.p_title,
+            description: self.p_description,
+            buyer_id: self.p_buyer_id,
+            seller_id: self.p_seller_id,
+            currency: self.p_currency,
+            status: self.p_status,
+            dispute_reason: self.p_dispute_reason,
+            created_at: self.p_created_at,
+            updated_at: self.p_updated_at,
+            inspection_period_seconds: self.p_inspection_period_seconds,
+            funding_deadline: self.p_funding_deadline,
+            due_date: self.p_due_date,
+        };
+        (project, self.milestone)
+    }
+}
+
+/// Locks a milestone's project and loads it with the milestone, in one
+/// statement; None if there is no such milestone. The same lock as
+/// [`lock`] (operations on one project run one at a time); on PostgreSQL
+/// the milestone's row is locked too, after the project's (the order every
+/// operation takes them in), so it is read as the project's last holder
+/// left it: a row a statement only reads would be as the statement's
+/// snapshot saw it before it waited for the project. SQLite's write
+/// transaction already excludes other writers.
+pub async fn lock_with_milestone(
+    db: &mut impl DbHandle,
+    milestone_id: &str,
+) -> Result<Option<(Project, Milestone)>, StoreError> {
+    const SELECT: &str = "select m.*, p.title as p_title, p.description as p_description, \
+        p.buyer_id as p_buyer_id, p.seller_id as p_seller_id, p.currency as p_currency, \
+        p.status as p_status, p.dispute_reason as p_dispute_reason, p.created_at as p_created_at, \
+        p.updated_at as p_updated_at, p.inspection_period_seconds as p_inspection_period_seconds, \
+        p.funding_deadline as p_funding_deadline, p.due_date as p_due_date \
+        from milestones m join projects p on p.id = m.project_id where m.id = $1";
+    let (conn, obs) = db.parts();
+    let sql = match obs.engine() {
+        // `for no key update`: the lock an update of other than key columns
+        // takes (the one `lock` takes), which a new row referring to the
+        // project does not wait for.
+        Engine::Postgres => format!("{SELECT} for no key update of p, m"),
+        Engine::Sqlite => SELECT.to_owned(),
+    };
+    let row: Option<MilestoneAndProject> = obs
+        .run(
+            "projects.lock_with_milestone",
+            sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(milestone_id)
+                .fetch_optional(conn),
+        )
+        .await?;
+    Ok(row.map(MilestoneAndProject::split))
 }
 
 pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, StoreError> {

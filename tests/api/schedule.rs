@@ -934,7 +934,7 @@ async fn replicas_killed_mid_release_or_running_side_by_side_release_each_milest
         async || {
             let (waiting,): (i64,) = sqlx::query_as(
                 "select count(*) from pg_stat_activity where datname = current_database() \
-             and wait_event_type = 'Lock' and query like 'update projects%'",
+             and wait_event_type = 'Lock' and query like '%from milestones m join projects p%'",
             )
             .fetch_one(&mut watcher)
             .await
