@@ -793,3 +793,74 @@ async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task
     }
     results
 }
+
+/// PostgreSQL: an operation that waited for a milestone's project reads the
+/// milestone as the project's holder left it, not as it was when the
+/// operation's statement started. Here the holder submits the milestone
+/// (by hand, the project locked) while the buyer's approval waits: the
+/// approval then sees a submitted milestone and approves it. (Read as of
+/// its start, it would refuse to approve a milestone that is only funded.)
+#[tokio::test]
+async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() {
+    use sqlx::Connection;
+    let db = TestDb::create(Engine::Postgres).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    deposit(&app, &buyer, 100_000).await;
+    let (project, milestones) = active_project(&app, &buyer, &seller, &[10_000]).await;
+    let milestone = milestones[0].clone();
+    let (status, body) = money_post(
+        &app,
+        &buyer,
+        "/api/v1/escrow/hold",
+        json!({"project_id": project, "milestone_id": milestone}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("begin").execute(&mut holder).await.unwrap();
+    sqlx::query("select id from projects where id = $1 for update")
+        .bind(&project)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let approval = {
+        let request = app
+            .authed(
+                Method::POST,
+                &format!("/api/v1/milestones/{milestone}/approve"),
+                &buyer.token,
+            )
+            .json(&json!({"approve": true}));
+        tokio::spawn(async move { json(request.send().await.unwrap()).await })
+    };
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    crate::server::eventually(
+        std::time::Duration::from_secs(10),
+        "the approval to wait for the project",
+        async || {
+            let (waiting,): (i64,) = sqlx::query_as(
+                "select count(*) from pg_stat_activity where datname = current_database() \
+                 and wait_event_type = 'Lock'",
+            )
+            .fetch_one(&mut watcher)
+            .await
+            .ok()?;
+            (waiting == 1).then_some(())
+        },
+    )
+    .await;
+    sqlx::query("update milestones set status = 'submitted' where id = $1")
+        .bind(&milestone)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    sqlx::raw_sql("commit").execute(&mut holder).await.unwrap();
+
+    let (status, approved) = approval.await.unwrap();
+    assert_eq!(status, 200, "{approved}");
+    assert_eq!(approved["status"], "approved");
+}

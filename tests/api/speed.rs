@@ -641,3 +641,64 @@ async fn sqlite_log_is_checkpointed_in_the_background_and_reused() {
         "every write kept"
     );
 }
+
+/// On a SQLite file write transactions run on the writer's own connection.
+/// One that ends without a commit (a refused money operation; a dropped
+/// transaction) is rolled back before the next writer's turn, at once: the
+/// database's write lock is free for another process right after, and
+/// nothing it wrote stays.
+#[tokio::test]
+async fn sqlite_writer_rolls_back_an_uncommitted_transaction_at_once() {
+    use sqlx::{Connection, Executor};
+
+    let db = TestDb::create(Engine::Sqlite).await;
+    let app = without_workers(&db).await;
+    let admin = app.admin().await;
+    let buyer = crate::escrow::verified_user(&app, "client", &admin).await;
+    let seller = crate::escrow::verified_user(&app, "freelancer", &admin).await;
+    let (project, _) = crate::escrow::active_project(&app, &buyer, &seller, &[10_000]).await;
+    let path = db.sqlite_path().expect("a SQLite file");
+    let mut other = sqlx::SqliteConnection::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    // Another process's writer, which does not wait for a busy lock.
+    other.execute("pragma busy_timeout = 0").await.unwrap();
+    let write_lock_is_free = async |other: &mut sqlx::SqliteConnection, what: &str| {
+        crate::server::eventually(Duration::from_millis(500), what, async || {
+            let begun = other.execute("begin immediate").await.ok()?;
+            other.execute("rollback").await.unwrap();
+            Some(begun)
+        })
+        .await;
+    };
+
+    // A hold the buyer's balance cannot cover: refused, rolled back.
+    let (status, body) =
+        crate::escrow::money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project})).await;
+    assert_eq!(status, 409, "{body}");
+    write_lock_is_free(&mut other, "the write lock after a refused hold").await;
+
+    // A transaction dropped after a write.
+    let mut tx = app.state.db.begin().await.unwrap();
+    let (conn, obs) = amani::store::DbHandle::parts(&mut tx);
+    obs.run(
+        "test.insert",
+        sqlx::query("update projects set title = 'never kept' where id = $1")
+            .bind(&project)
+            .execute(conn),
+    )
+    .await
+    .unwrap();
+    drop(tx);
+    write_lock_is_free(&mut other, "the write lock after a dropped transaction").await;
+    let (title,): (String,) = sqlx::query_as("select title from projects where id = ?")
+        .bind(&project)
+        .fetch_one(&mut other)
+        .await
+        .unwrap();
+    assert_ne!(title, "never kept");
+
+    // The service's next write runs as usual.
+    crate::escrow::deposit(&app, &buyer, 100).await;
+    assert_eq!(crate::escrow::available(&app, &buyer).await, 100);
+}
