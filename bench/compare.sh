@@ -5,7 +5,8 @@
 # - CPU per request, against a bare axum handler (bench/bare_axum.rs) in the
 #   same runs: Amani's /api/v1/ping and /metrics with everything on (JSON
 #   logs at info, metrics with exemplars, OTLP traces at ratio 1.0 to a
-#   local sink), GET /api/v1/auth/me on PostgreSQL;
+#   local sink), /api/v1/ping with the defaults (no trace export), GET
+#   /api/v1/auth/me on PostgreSQL;
 # - the escrow cycle (hold → submit → approve → release, examples/
 #   escrow_load, 8 clients) on SQLite and PostgreSQL: cycles/s, transfers/s,
 #   statements per cycle; pgbench's simple-update on the same server;
@@ -46,6 +47,9 @@ start_process bare "$EX/bare_axum" 18100
 full_env=(LOG_LEVEL=info TRACING_ENABLED=true TRACING_SAMPLE_RATIO=1.0 OTLP_PROTOCOL=http/protobuf
   OTLP_ENDPOINT=http://127.0.0.1:18199 RECONCILE_ENABLED=false)
 start_amani full 18101 "${full_env[@]}"
+# The defaults (JSON logs at info, metrics; no traces exported), so the
+# table shows what the OTLP export itself costs.
+start_amani plain 18105 LOG_LEVEL=info RECONCILE_ENABLED=false
 pg_url=$(new_pg api)
 start_amani pg 18102 DATABASE_URL="$pg_url" RECONCILE_ENABLED=false
 for _ in $(seq 1 50); do curl -fs http://127.0.0.1:18100/api/v1/ping >/dev/null && break; sleep 0.1; done
@@ -61,12 +65,13 @@ record() { # key "rps cpu"
 for _ in $(seq 1 "$ROUNDS"); do
   record bare "$(measure "$pid_bare" http://127.0.0.1:18100/api/v1/ping)"
   record ping "$(measure "$pid_full" http://127.0.0.1:18101/api/v1/ping)"
+  record plain "$(measure "$pid_plain" http://127.0.0.1:18105/api/v1/ping)"
   record metrics "$(measure "$pid_full" http://127.0.0.1:18101/metrics \
     -H 'Accept: application/openmetrics-text; version=1.0.0')"
   record me "$(measure "$pid_pg" http://127.0.0.1:18102/api/v1/auth/me -H "Authorization: Bearer $me_token")"
 done
 spans=$(curl -fs http://127.0.0.1:18199/count)
-stop full; stop pg; stop bare
+stop full; stop plain; stop pg; stop bare
 med() { echo -n "$1" | median; }
 bare_cpu=$(med "${cpu[bare]}")
 
@@ -128,6 +133,8 @@ echo '|---|---:|---:|---|'
 line 'bare axum `/api/v1/ping`' "$(med "${rps[bare]}")" "$bare_cpu µs" "1.00 (the floor)"
 line 'Amani `/api/v1/ping`, everything on' "$(med "${rps[ping]}")" "$(med "${cpu[ping]}") µs" \
   "$(ratio "$(med "${cpu[ping]}")" "$bare_cpu") × bare"
+line 'Amani `/api/v1/ping`, defaults (no trace export)' "$(med "${rps[plain]}")" "$(med "${cpu[plain]}") µs" \
+  "$(ratio "$(med "${cpu[plain]}")" "$bare_cpu") × bare"
 line 'Amani `/metrics` (OpenMetrics), everything on' "$(med "${rps[metrics]}")" "$(med "${cpu[metrics]}") µs" \
   "$(ratio "$(med "${cpu[metrics]}")" "$bare_cpu") × bare"
 line 'Amani `GET /auth/me`, PostgreSQL' "$(med "${rps[me]}")" "$(med "${cpu[me]}") µs" \
