@@ -63,7 +63,7 @@ pub async fn locked_milestone(
     user: &User,
     milestone_id: &str,
 ) -> Result<(Project, Party, Milestone), OperationError> {
-    let (project, milestone) = projects::lock_with_milestone(tx, milestone_id)
+    let (project, milestone) = projects::lock_with_milestone(tx, milestone_id, None)
         .await?
         .ok_or(OperationError::NotFound("milestone"))?;
     let party = party(&project, user).map_err(|e| match e {
@@ -111,13 +111,10 @@ pub async fn hold(
     notes: Option<&str>,
 ) -> Result<Vec<EscrowTransaction>, OperationError> {
     // One milestone is locked and read with its project (one statement);
-    // if it is not this project's, the project is locked alone, and the
-    // milestone reported missing once the checks below pass.
+    // if the project has no such milestone, the project is locked alone,
+    // and the milestone reported missing once the checks below pass.
     let (project, one) = match milestone_id {
-        Some(id) => match projects::lock_with_milestone(tx, id)
-            .await?
-            .filter(|(project, _)| project.id == project_id)
-        {
+        Some(id) => match projects::lock_with_milestone(tx, id, Some(project_id)).await? {
             Some((project, milestone)) => (project, Some(milestone)),
             None => (lock_project(tx, project_id).await?, None),
         },
@@ -452,7 +449,7 @@ pub async fn release_after_inspection(
     milestone_id: &str,
     deadline: &str,
 ) -> Result<Option<EscrowTransaction>, OperationError> {
-    let Some((project, milestone)) = projects::lock_with_milestone(tx, milestone_id).await? else {
+    let Some((project, milestone)) = projects::lock_with_milestone(tx, milestone_id, None).await? else {
         return Ok(None);
     };
     if project.status != ProjectStatus::Active
@@ -767,7 +764,7 @@ pub async fn settle_unanswered_dispute(
     milestone_id: &str,
     respond_by: &str,
 ) -> Result<Option<Milestone>, OperationError> {
-    let Some((project, milestone)) = projects::lock_with_milestone(tx, milestone_id).await? else {
+    let Some((project, milestone)) = projects::lock_with_milestone(tx, milestone_id, None).await? else {
         return Ok(None);
     };
     if project.status != ProjectStatus::Active

@@ -262,7 +262,9 @@ impl MilestoneAndProject {
 }
 
 /// Locks a milestone's project and loads it with the milestone, in one
-/// statement; None if there is no such milestone. The same lock as
+/// statement; None if there is no such milestone (or, with `in_project`,
+/// none in that project: another project's row is then not locked). The
+/// same lock as
 /// [`lock`] (operations on one project run one at a time); on PostgreSQL
 /// the milestone's row is locked too, after the project's (the order every
 /// operation takes them in), so it is read as the project's last holder
@@ -272,6 +274,7 @@ impl MilestoneAndProject {
 pub async fn lock_with_milestone(
     db: &mut impl DbHandle,
     milestone_id: &str,
+    in_project: Option<&str>,
 ) -> Result<Option<(Project, Milestone)>, StoreError> {
     const SELECT: &str = "select m.*, p.title as p_title, p.description as p_description, \
         p.buyer_id as p_buyer_id, p.seller_id as p_seller_id, p.currency as p_currency, \
@@ -280,20 +283,25 @@ pub async fn lock_with_milestone(
         p.funding_deadline as p_funding_deadline, p.due_date as p_due_date \
         from milestones m join projects p on p.id = m.project_id where m.id = $1";
     let (conn, obs) = db.parts();
-    let sql = match obs.engine() {
+    let in_project_sql = if in_project.is_some() {
+        " and m.project_id = $2"
+    } else {
+        ""
+    };
+    let lock_sql = match obs.engine() {
         // `for no key update`: the lock an update of other than key columns
         // takes (the one `lock` takes), which a new row referring to the
         // project does not wait for.
-        Engine::Postgres => format!("{SELECT} for no key update of p, m"),
-        Engine::Sqlite => SELECT.to_owned(),
+        Engine::Postgres => " for no key update of p, m",
+        Engine::Sqlite => "",
     };
+    let mut query =
+        sqlx::query_as(sqlx::AssertSqlSafe(format!("{SELECT}{in_project_sql}{lock_sql}"))).bind(milestone_id);
+    if let Some(project_id) = in_project {
+        query = query.bind(project_id);
+    }
     let row: Option<MilestoneAndProject> = obs
-        .run(
-            "projects.lock_with_milestone",
-            sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(milestone_id)
-                .fetch_optional(conn),
-        )
+        .run("projects.lock_with_milestone", query.fetch_optional(conn))
         .await?;
     Ok(row.map(MilestoneAndProject::split))
 }

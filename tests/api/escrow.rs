@@ -864,3 +864,40 @@ async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() 
     assert_eq!(status, 200, "{approved}");
     assert_eq!(approved["status"], "approved");
 }
+
+/// PostgreSQL: a hold that names a milestone of someone else's project is
+/// "not found" without touching that project: it does not wait for (or
+/// take) the other project's lock.
+#[tokio::test]
+async fn a_hold_naming_another_projects_milestone_does_not_lock_that_project() {
+    use sqlx::Connection;
+    let db = TestDb::create(Engine::Postgres).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let other_buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    deposit(&app, &buyer, 100_000).await;
+    let (project, _) = active_project(&app, &buyer, &seller, &[10_000]).await;
+    let (other_project, others) = active_project(&app, &other_buyer, &seller, &[10_000]).await;
+
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("begin").execute(&mut holder).await.unwrap();
+    sqlx::query("select id from projects where id = $1 for update")
+        .bind(&other_project)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    let hold = money_post(
+        &app,
+        &buyer,
+        "/api/v1/escrow/hold",
+        json!({"project_id": project, "milestone_id": others[0]}),
+    );
+    let (status, problem) = tokio::time::timeout(std::time::Duration::from_secs(5), hold)
+        .await
+        .expect("the hold answered without waiting for the other project");
+    assert_eq!(status, 404, "{problem}");
+    assert_eq!(available(&app, &buyer).await, 100_000, "nothing moved");
+    sqlx::raw_sql("rollback").execute(&mut holder).await.unwrap();
+}
