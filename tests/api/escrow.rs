@@ -802,7 +802,6 @@ async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task
 /// its start, it would refuse to approve a milestone that is only funded.)
 #[tokio::test]
 async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() {
-    use sqlx::Connection;
     let db = TestDb::create(Engine::Postgres).await;
     let app = TestApp::spawn(&db).await;
     let admin = app.admin().await;
@@ -820,13 +819,7 @@ async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() 
     .await;
     assert_eq!(status, 201, "{body}");
 
-    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql("begin").execute(&mut holder).await.unwrap();
-    sqlx::query("select id from projects where id = $1 for update")
-        .bind(&project)
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = project_locked_elsewhere(&db, &project).await;
     let approval = {
         let request = app
             .authed(
@@ -837,7 +830,9 @@ async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() 
             .json(&json!({"approve": true}));
         tokio::spawn(async move { json(request.send().await.unwrap()).await })
     };
-    let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
+        .await
+        .unwrap();
     crate::server::eventually(
         std::time::Duration::from_secs(10),
         "the approval to wait for the project",
@@ -870,7 +865,6 @@ async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() 
 /// take) the other project's lock.
 #[tokio::test]
 async fn a_hold_naming_another_projects_milestone_does_not_lock_that_project() {
-    use sqlx::Connection;
     let db = TestDb::create(Engine::Postgres).await;
     let app = TestApp::spawn(&db).await;
     let admin = app.admin().await;
@@ -881,13 +875,7 @@ async fn a_hold_naming_another_projects_milestone_does_not_lock_that_project() {
     let (project, _) = active_project(&app, &buyer, &seller, &[10_000]).await;
     let (other_project, others) = active_project(&app, &other_buyer, &seller, &[10_000]).await;
 
-    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql("begin").execute(&mut holder).await.unwrap();
-    sqlx::query("select id from projects where id = $1 for update")
-        .bind(&other_project)
-        .execute(&mut holder)
-        .await
-        .unwrap();
+    let mut holder = project_locked_elsewhere(&db, &other_project).await;
     let hold = money_post(
         &app,
         &buyer,
@@ -900,4 +888,19 @@ async fn a_hold_naming_another_projects_milestone_does_not_lock_that_project() {
     assert_eq!(status, 404, "{problem}");
     assert_eq!(available(&app, &buyer).await, 100_000, "nothing moved");
     sqlx::raw_sql("rollback").execute(&mut holder).await.unwrap();
+}
+
+/// PostgreSQL: a connection of the test's own, in a transaction that holds
+/// `project`'s row lock (as another request in the middle of its work
+/// would) until it commits or rolls back.
+pub async fn project_locked_elsewhere(db: &TestDb, project: &str) -> sqlx::PgConnection {
+    use sqlx::Connection;
+    let mut holder = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    sqlx::raw_sql("begin").execute(&mut holder).await.unwrap();
+    sqlx::query("select id from projects where id = $1 for update")
+        .bind(project)
+        .execute(&mut holder)
+        .await
+        .unwrap();
+    holder
 }

@@ -911,13 +911,7 @@ async fn replicas_killed_mid_release_or_running_side_by_side_release_each_milest
     // The test holds the project's row lock, so a replica's release blocks
     // inside its transaction (the job already marked done there).
     submit(&app, &seller, &ids[0]).await;
-    let mut blocker = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    sqlx::raw_sql("begin").execute(&mut blocker).await.unwrap();
-    sqlx::query("select id from projects where id = $1 for update")
-        .bind(&project_id)
-        .execute(&mut blocker)
-        .await
-        .unwrap();
+    let mut blocker = crate::escrow::project_locked_elsewhere(&db, &project_id).await;
     let replica = || {
         crate::server::Server::start(&[
             ("DATABASE_URL", db.url.as_str()),
