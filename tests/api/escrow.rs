@@ -839,7 +839,7 @@ async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() 
         async || {
             let (waiting,): (i64,) = sqlx::query_as(
                 "select count(*) from pg_stat_activity where datname = current_database() \
-                 and wait_event_type = 'Lock'",
+                 and wait_event_type = 'Lock' and query like '%from milestones m join projects p%'",
             )
             .fetch_one(&mut watcher)
             .await
