@@ -830,24 +830,7 @@ async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() 
             .json(&json!({"approve": true}));
         tokio::spawn(async move { json(request.send().await.unwrap()).await })
     };
-    let mut watcher = <sqlx::PgConnection as sqlx::Connection>::connect(&db.url)
-        .await
-        .unwrap();
-    crate::server::eventually(
-        std::time::Duration::from_secs(10),
-        "the approval to wait for the project",
-        async || {
-            let (waiting,): (i64,) = sqlx::query_as(
-                "select count(*) from pg_stat_activity where datname = current_database() \
-                 and wait_event_type = 'Lock' and query like '%from milestones m join projects p%'",
-            )
-            .fetch_one(&mut watcher)
-            .await
-            .ok()?;
-            (waiting == 1).then_some(())
-        },
-    )
-    .await;
+    waiting_to_lock_a_milestone(&db, std::time::Duration::from_secs(10), "the approval").await;
     sqlx::query("update milestones set status = 'submitted' where id = $1")
         .bind(&milestone)
         .execute(&mut holder)
@@ -903,4 +886,24 @@ pub async fn project_locked_elsewhere(db: &TestDb, project: &str) -> sqlx::PgCon
         .await
         .unwrap();
     holder
+}
+
+/// PostgreSQL: waits (up to `limit`) until one connection to `db` is
+/// waiting for a row lock in the statement that locks and loads a milestone
+/// with its project (`who` is blocked, say, behind
+/// [`project_locked_elsewhere`]).
+pub async fn waiting_to_lock_a_milestone(db: &TestDb, limit: std::time::Duration, who: &str) {
+    use sqlx::Connection;
+    let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
+    crate::server::eventually(limit, &format!("{who} to wait for the project's lock"), async || {
+        let (waiting,): (i64,) = sqlx::query_as(
+            "select count(*) from pg_stat_activity where datname = current_database() \
+             and wait_event_type = 'Lock' and query like '%from milestones m join projects p%'",
+        )
+        .fetch_one(&mut watcher)
+        .await
+        .ok()?;
+        (waiting == 1).then_some(())
+    })
+    .await;
 }

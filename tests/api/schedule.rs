@@ -921,22 +921,8 @@ async fn replicas_killed_mid_release_or_running_side_by_side_release_each_milest
         ])
     };
     let doomed = replica();
+    crate::escrow::waiting_to_lock_a_milestone(&db, Duration::from_secs(30), "the replica's release").await;
     let mut watcher = sqlx::PgConnection::connect(&db.url).await.unwrap();
-    crate::server::eventually(
-        Duration::from_secs(30),
-        "the replica to block mid-release",
-        async || {
-            let (waiting,): (i64,) = sqlx::query_as(
-                "select count(*) from pg_stat_activity where datname = current_database() \
-             and wait_event_type = 'Lock' and query like '%from milestones m join projects p%'",
-            )
-            .fetch_one(&mut watcher)
-            .await
-            .ok()?;
-            (waiting == 1).then_some(())
-        },
-    )
-    .await;
     drop(doomed); // SIGKILL, its transaction open
     sqlx::raw_sql("rollback").execute(&mut blocker).await.unwrap();
     let (done, attempts): (Option<String>, i64) =
