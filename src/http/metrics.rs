@@ -97,11 +97,17 @@ pub async fn refresh_stored_gauges(state: AppState, mut stop: tokio::sync::watch
             let mut conn = state.db.acquire().await?;
             crate::store::gauges::refresh(&mut conn, metrics, state.config.payments.reconcile.stuck_after).await
         };
-        if let Err(err) = refreshed.await {
-            tracing::debug!(error = %err, "stored-state gauges not refreshed");
-        }
+        // Not refreshed (the database is down, or not migrated yet at
+        // start): try again in a second rather than a full period.
+        let next = match refreshed.await {
+            Ok(()) => GAUGE_REFRESH,
+            Err(err) => {
+                tracing::debug!(error = %err, "stored-state gauges not refreshed");
+                std::time::Duration::from_secs(1)
+            }
+        };
         tokio::select! {
-            _ = tokio::time::sleep(GAUGE_REFRESH) => {}
+            _ = tokio::time::sleep(next) => {}
             _ = stop.changed() => return,
         }
     }
