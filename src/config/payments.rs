@@ -15,6 +15,16 @@ pub enum GatewayKind {
     Fincra,
 }
 
+impl GatewayKind {
+    /// The `provider` label of its metrics (what `Gateway::name` answers).
+    pub fn name(self) -> &'static str {
+        match self {
+            GatewayKind::Sandbox => "sandbox",
+            GatewayKind::Fincra => "fincra",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PaymentConfig {
     pub gateway: GatewayKind,

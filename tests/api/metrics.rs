@@ -67,6 +67,17 @@ async fn metrics_expose_the_seed_names_with_route_templates_as_endpoints(engine:
             "{name} missing from /metrics:\n{text}"
         );
     }
+    // The gateway calls' series exist at zero for the configured provider
+    // (the sandbox here), not for the one this instance never calls.
+    assert!(
+        text.contains(r#"amani_gateway_request_duration_seconds_count{provider="sandbox",operation="checkout"} 0"#),
+        "{text}"
+    );
+    assert!(
+        !text.contains(r#"amani_gateway_requests_total{provider="fincra""#),
+        "{text}"
+    );
+    assert!(!text.contains(r#"amani_gateway_request_duration_seconds_count{provider="fincra""#));
     let info = samples(&text, "amani_app_info")[0];
     for label in ["version=\"", "environment=\"test\"", "app_name=\"Amani\"", "git_sha=\""] {
         assert!(info.contains(label), "{info}");

@@ -400,9 +400,14 @@ async fn a_deposit_is_credited_only_when_fincra_confirms_the_full_amount(engine:
         r#"amani_payment_mispayments_total{kind="deposit"} 2"#,
         r#"amani_webhooks_received_total{provider="fincra",outcome="duplicate"} 1"#,
         r#"amani_gateway_requests_total{provider="fincra",operation="checkout",outcome="success"} 3"#,
+        // Created at zero for the configured provider before its first call.
+        r#"amani_gateway_request_duration_seconds_count{provider="fincra",operation="payout"} 0"#,
     ] {
         assert!(metrics.contains(line), "{line}");
     }
+    // And not for the provider this instance never calls.
+    assert!(!metrics.contains(r#"amani_gateway_requests_total{provider="sandbox""#));
+    assert!(!metrics.contains(r#"amani_gateway_request_duration_seconds_count{provider="sandbox""#));
 }
 
 async fn a_payout_that_timed_out_after_fincra_paid_is_settled_once_by_reconciliation(engine: Engine) {
