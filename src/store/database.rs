@@ -8,7 +8,7 @@ use std::sync::{Arc, RwLock};
 
 use secrecy::ExposeSecret;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
-use sqlx::{AnyPool, Executor};
+use sqlx::{AnyPool, Connection, Executor};
 
 use super::handle::{Conn, QueryObserver, Tx};
 use super::monitor::SchemaStatus;
@@ -25,6 +25,9 @@ pub struct Database {
     /// Last known reachability; cleared by a statement that hits a connection
     /// error so the next requests fail fast, set again by the monitor.
     pub(super) reachable: Arc<AtomicBool>,
+    /// Notified when a request finds the database lost (the monitor then
+    /// checks at once).
+    pub(super) recheck: Arc<tokio::sync::Notify>,
     pub(super) observer: QueryObserver,
     /// SQLite admits one writer at a time; its busy handler makes waiting
     /// writers sleep and retry, which is unfair (a writer can starve past the
@@ -70,13 +73,15 @@ impl Database {
         });
         metrics.db_connections_max.set(i64::from(config.max_connections));
         let reachable = Arc::new(AtomicBool::new(false));
+        let recheck = Arc::new(tokio::sync::Notify::new());
         Ok(Arc::new(Database {
             pool,
             engine,
             auto_migrate: config.auto_migrate,
             sqlite_path,
-            observer: QueryObserver::new(metrics, engine, Arc::clone(&reachable)),
+            observer: QueryObserver::new(metrics, engine, Arc::clone(&reachable), Arc::clone(&recheck)),
             reachable,
+            recheck,
             sqlite_writer: Arc::new(tokio::sync::Mutex::new(())),
             sqlite_write_pool,
             sqlite_lock: std::sync::Mutex::new(None),
@@ -194,26 +199,43 @@ impl Database {
 }
 
 /// What both pools share: the acquire timeout and, on SQLite, each
-/// connection's settings (and `sqlite_extra`, the writer's). A PostgreSQL
-/// connection is pinged before it is handed out (the server may have
-/// closed it); a SQLite file's cannot go stale, and the ping would be one
-/// more round trip to its thread.
+/// connection's settings (and `sqlite_extra`, the writer's).
+///
+/// sqlx pings every connection when it comes back to the pool (a broken
+/// one is closed there). A PostgreSQL connection that has then sat idle
+/// for [`PING_IF_IDLE_FOR`] or more is pinged again before it is handed
+/// out: the server, a proxy or the network may have closed it meanwhile.
+/// One handed back within that time is used as it is (the ping would be a
+/// third round trip for a one-statement request). A SQLite file's
+/// connection cannot go stale, and its ping would be one more round trip
+/// to its thread.
 fn pool_options(engine: Engine, config: &DatabaseConfig, sqlite_extra: &'static str) -> AnyPoolOptions {
-    AnyPoolOptions::new()
+    let options = AnyPoolOptions::new()
         .acquire_timeout(config.acquire_timeout)
-        .test_before_acquire(engine != Engine::Sqlite)
-        .after_connect(move |conn, _meta| {
+        .test_before_acquire(false);
+    if engine != Engine::Sqlite {
+        return options.before_acquire(|conn, meta| {
             Box::pin(async move {
-                if engine == Engine::Sqlite {
-                    conn.execute(SQLITE_SETTINGS).await?;
-                    if !sqlite_extra.is_empty() {
-                        conn.execute(sqlite_extra).await?;
-                    }
-                }
-                Ok(())
+                // `false` closes it and another is taken or opened, as
+                // sqlx does when its own ping fails.
+                Ok(meta.idle_for < PING_IF_IDLE_FOR || conn.ping().await.is_ok())
             })
+        });
+    }
+    options.after_connect(move |conn, _meta| {
+        Box::pin(async move {
+            conn.execute(SQLITE_SETTINGS).await?;
+            if !sqlite_extra.is_empty() {
+                conn.execute(sqlite_extra).await?;
+            }
+            Ok(())
         })
+    })
 }
+
+/// How long a PostgreSQL connection may sit in the pool and still be handed
+/// out without a ping first (see [`pool_options`]).
+const PING_IF_IDLE_FOR: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Every SQLite connection's settings: WAL lets readers run beside the one
 /// writer; the busy timeout turns a brief write lock into a wait rather

@@ -22,6 +22,9 @@ pub struct QueryObserver {
     metrics: Arc<Metrics>,
     engine: Engine,
     reachable: Arc<AtomicBool>,
+    /// Wakes the monitor when a statement loses its connection, so that
+    /// it checks the database now (see `connection_lost`).
+    recheck: Arc<tokio::sync::Notify>,
 }
 
 impl QueryObserver {
@@ -30,11 +33,17 @@ impl QueryObserver {
         self.engine
     }
 
-    pub(super) fn new(metrics: Arc<Metrics>, engine: Engine, reachable: Arc<AtomicBool>) -> QueryObserver {
+    pub(super) fn new(
+        metrics: Arc<Metrics>,
+        engine: Engine,
+        reachable: Arc<AtomicBool>,
+        recheck: Arc<tokio::sync::Notify>,
+    ) -> QueryObserver {
         QueryObserver {
             metrics,
             engine,
             reachable,
+            recheck,
         }
     }
 
@@ -64,7 +73,12 @@ impl QueryObserver {
             .db_query_duration
             .get_or_create(&OperationLabels { operation })
             .observe(started.elapsed().as_secs_f64());
-        self.note_connection_loss(operation, result)
+        if let Err(err) = &result
+            && is_connection_error(err)
+        {
+            self.connection_lost(operation);
+        }
+        Ok(result?)
     }
 
     /// Waits for a pooled connection. Not a statement, so not timed into
@@ -77,7 +91,10 @@ impl QueryObserver {
     pub async fn acquire<T>(&self, acquire: impl Future<Output = Result<T, sqlx::Error>>) -> Result<T, StoreError> {
         match acquire.await {
             Ok(conn) => Ok(conn),
-            Err(err) if is_connection_error(&err) => self.note_connection_loss("pool.acquire", Err(err)),
+            Err(err) if is_connection_error(&err) => {
+                self.mark_unreachable("pool.acquire");
+                Err(err.into())
+            }
             Err(err) => {
                 self.mark_unreachable("pool.acquire");
                 Err(StoreError::Unavailable(format!("no connection could be opened: {err}")))
@@ -86,12 +103,12 @@ impl QueryObserver {
     }
 
     /// Turns a failure that is not the server's answer (no SQLSTATE: a
-    /// protocol or I/O problem) into "unavailable", marking the database
-    /// lost; the server's own refusals pass through.
+    /// protocol or I/O problem) into "unavailable" and has the database
+    /// checked; the server's own refusals pass through.
     pub(super) fn unavailable_unless_answered<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
         match result {
             Err(StoreError::Sqlx(err)) if err.as_database_error().is_none() => {
-                self.mark_unreachable("transaction.begin");
+                self.connection_lost("transaction.begin");
                 Err(StoreError::Unavailable(format!(
                     "no transaction could be started: {err}"
                 )))
@@ -100,17 +117,18 @@ impl QueryObserver {
         }
     }
 
-    fn note_connection_loss<T>(
-        &self,
-        operation: &'static str,
-        result: Result<T, sqlx::Error>,
-    ) -> Result<T, StoreError> {
-        if let Err(err) = &result
-            && is_connection_error(err)
-        {
-            self.mark_unreachable(operation);
-        }
-        Ok(result?)
+    /// A statement lost its connection. That one connection may have died
+    /// alone (the server ended it, a proxy dropped it while it sat in the
+    /// pool): the request fails (503) and the monitor checks the database
+    /// at once, marking it down only if it cannot reach it either. Failing
+    /// to get a connection at all ([`Self::acquire`]) marks it down at once.
+    fn connection_lost(&self, operation: &'static str) {
+        tracing::debug!(
+            engine = self.engine.as_str(),
+            operation,
+            "a database connection was lost"
+        );
+        self.recheck.notify_one();
     }
 
     /// Records that the database was lost (logged once per outage), so the

@@ -53,7 +53,7 @@ impl Database {
     async fn check_inner(&self) -> Result<SchemaStatus, StoreError> {
         self.prepare_sqlite_file()?;
         let obs = &self.observer;
-        let mut conn = obs.acquire(self.pool.acquire()).await?;
+        let mut conn = self.live_connection().await?;
         obs.run("health.ping", sqlx::query("select 1").execute(&mut *conn))
             .await?;
         let tables = self.list_tables(&mut conn).await?;
@@ -89,6 +89,22 @@ impl Database {
         })
     }
 
+    /// A pooled connection that answers a ping. One the server or the
+    /// network closed while it sat in the pool is dropped (sqlx closes it
+    /// when its own ping on return fails) and the next one tried, so a dead
+    /// connection is not mistaken for a dead database; the pool failing to
+    /// give one at all is the answer.
+    async fn live_connection(&self) -> Result<sqlx::pool::PoolConnection<sqlx::Any>, StoreError> {
+        let tries = self.pool.options().get_max_connections() + 1;
+        for _ in 1..tries {
+            let mut conn = self.observer.acquire(self.pool.acquire()).await?;
+            if sqlx::Connection::ping(&mut *conn).await.is_ok() {
+                return Ok(conn);
+            }
+        }
+        self.observer.acquire(self.pool.acquire()).await
+    }
+
     async fn list_tables(&self, conn: &mut sqlx::AnyConnection) -> Result<Vec<String>, StoreError> {
         let sql = match self.engine {
             Engine::Sqlite => "select name from sqlite_master where type = 'table'",
@@ -111,8 +127,9 @@ impl Database {
     }
 
     /// Keeps the database status fresh for the life of the process: retries
-    /// every second while down, rechecks every five seconds while up, and
-    /// applies migrations as soon as it can when `AUTO_MIGRATE` is on.
+    /// every second while down, rechecks every five seconds while up (and
+    /// at once when a statement loses its connection), and applies
+    /// migrations as soon as it can when `AUTO_MIGRATE` is on.
     pub async fn run_monitor(self: Arc<Self>, mut stop: tokio::sync::watch::Receiver<bool>) {
         let mut last_error: Option<String> = None;
         loop {
@@ -149,6 +166,7 @@ impl Database {
             };
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
+                _ = self.recheck.notified() => {}
                 _ = stop.changed() => return,
             }
         }

@@ -62,6 +62,33 @@ async fn answers_are_not_cacheable_and_errors_do_not_echo_a_long_path(engine: En
     assert!(detail.contains("characters in all"), "{detail}");
 }
 
+/// Has PostgreSQL end every connection to the test database (as an
+/// administrator or a failover would); answers how many it ended.
+async fn terminate_connections(db: &TestDb) -> usize {
+    let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap();
+    let mut admin = <sqlx::PgConnection as sqlx::Connection>::connect(&crate::helpers::postgres_admin_url())
+        .await
+        .unwrap();
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
+    )
+    .bind(name)
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    ended.len()
+}
+
+/// The status of `GET /api/v1/wallet` (a read that needs the database).
+async fn wallet_status(app: &TestApp, user: &crate::helpers::TestUser) -> u16 {
+    app.authed(Method::GET, "/api/v1/wallet", &user.token)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
 /// PostgreSQL terminating the service's connections (an administrator, a
 /// failover) is "the database is unavailable" (503, retry), never a 500.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -69,48 +96,82 @@ async fn terminated_connections_answer_503_not_500_and_recover() {
     let db = TestDb::create(Engine::Postgres).await;
     let app = TestApp::spawn_ready(&db.url, &[("DATABASE_MIN_CONNECTIONS", "2")]).await;
     let user = app.user("client").await;
-    let name = db.url.rsplit('/').next().unwrap().split('?').next().unwrap().to_owned();
-    let admin = crate::helpers::postgres_admin_url();
-    let terminate = async || {
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&admin).await.unwrap();
-        sqlx::query(
-            "select pg_terminate_backend(pid) from pg_stat_activity where datname = $1 and pid <> pg_backend_pid()",
-        )
-        .bind(&name)
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    };
     let mut statuses = Vec::new();
     for _ in 0..3 {
-        terminate().await;
+        terminate_connections(&db).await;
         for _ in 0..5 {
-            let response = app
-                .authed(Method::GET, "/api/v1/wallet", &user.token)
-                .send()
-                .await
-                .unwrap();
-            statuses.push(response.status().as_u16());
+            statuses.push(wallet_status(&app, &user).await);
         }
     }
     assert!(statuses.iter().all(|s| *s == 200 || *s == 503), "{statuses:?}");
     // And it recovers without a restart.
     let mut recovered = false;
     for _ in 0..50 {
-        if app
-            .authed(Method::GET, "/api/v1/wallet", &user.token)
-            .send()
-            .await
-            .unwrap()
-            .status()
-            == 200
-        {
+        if wallet_status(&app, &user).await == 200 {
             recovered = true;
             break;
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert!(recovered, "{statuses:?}");
+}
+
+/// A connection the server closed while it sat idle in the pool is never
+/// handed to a request: one idle for half a second or more is pinged first
+/// and replaced (one handed back just before is used without that ping).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_closed_while_idle_are_replaced_before_a_request_sees_them() {
+    let db = TestDb::create(Engine::Postgres).await;
+    let app = TestApp::spawn_ready(&db.url, &[("DATABASE_MIN_CONNECTIONS", "2")]).await;
+    let user = app.user("client").await;
+    for round in 0..3 {
+        let terminated = terminate_connections(&db).await;
+        assert!(terminated > 0, "round {round}: the pool holds connections");
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        for _ in 0..5 {
+            assert_eq!(wallet_status(&app, &user).await, 200, "round {round}");
+        }
+    }
+}
+
+/// One connection the server closed is not the database lost: a request
+/// that takes it straight back (inside the half second in which it is not
+/// pinged first) fails with 503, but the database is not marked down — the
+/// monitor checks at once and finds it — so the next requests succeed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_dead_connection_fails_one_request_not_the_database() {
+    let db = TestDb::create(Engine::Postgres).await;
+    // One connection, so the request after the termination must take it.
+    let app = TestApp::spawn_ready(
+        &db.url,
+        &[
+            ("DATABASE_MAX_CONNECTIONS", "1"),
+            ("RECONCILE_ENABLED", "false"),
+            ("WEBHOOK_DELIVERY_ENABLED", "false"),
+            ("SCHEDULER_ENABLED", "false"),
+        ],
+    )
+    .await;
+    let user = app.user("client").await;
+    let wallet = async || wallet_status(&app, &user).await;
+    let mut refused = 0;
+    for round in 0..3 {
+        assert_eq!(wallet().await, 200, "round {round}");
+        assert_eq!(terminate_connections(&db).await, 1, "round {round}");
+        let status = wallet().await;
+        assert!(status == 200 || status == 503, "round {round}: {status}");
+        refused += usize::from(status == 503);
+        assert!(
+            app.state.db.is_reachable(),
+            "round {round}: one dead connection marked the database down"
+        );
+        crate::server::eventually(Duration::from_secs(3), "a request served again", async || {
+            (wallet().await == 200).then_some(())
+        })
+        .await;
+    }
+    // The dead connection really was handed out (else this proves nothing).
+    assert!(refused > 0, "no request met the dead connection");
 }
 
 /// What sqlx reports when PostgreSQL terminates a backend (SQLSTATE 57P01,
