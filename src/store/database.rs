@@ -22,10 +22,11 @@ pub struct Database {
     pub(super) engine: Engine,
     pub(super) auto_migrate: bool,
     pub(super) sqlite_path: Option<PathBuf>,
-    /// Last known reachability; cleared by a statement that hits a connection
-    /// error so the next requests fail fast, set again by the monitor.
+    /// Last known reachability; cleared when no connection can be had or
+    /// the monitor's check fails, so the next requests fail fast; set
+    /// again by the monitor.
     pub(super) reachable: Arc<AtomicBool>,
-    /// Notified when a request finds the database lost (the monitor then
+    /// Notified when a statement loses its connection (the monitor then
     /// checks at once).
     pub(super) recheck: Arc<tokio::sync::Notify>,
     pub(super) observer: QueryObserver,
@@ -176,8 +177,9 @@ impl Database {
         &self.pool
     }
 
-    /// Called by the error path when a request met a connection error, so
-    /// that the following requests fail fast until the monitor sees it back.
+    /// Called by the health check when the database did not answer in
+    /// time, so that the following requests fail fast until the monitor
+    /// sees it back.
     pub fn mark_unreachable(&self) {
         self.observer.mark_unreachable("check");
     }
