@@ -98,7 +98,7 @@ pub async fn list(
 /// `milestone.overdue` event written, once. None otherwise.
 #[tracing::instrument(name = "milestone.overdue", skip_all, fields(milestone_id = %id))]
 pub async fn mark_overdue(tx: &mut Tx, id: &str, due_date: &str) -> Result<Option<Milestone>, OperationError> {
-    let Some(project) = projects::lock_for_milestone(tx, id).await? else {
+    let Some((project, _)) = projects::lock_with_milestone(tx, id, None).await? else {
         return Ok(None);
     };
     if project.status != crate::domain::escrow::ProjectStatus::Active {

@@ -204,22 +204,6 @@ pub async fn lock(db: &mut impl DbHandle, id: &str) -> Result<Option<Project>, S
     .await
 }
 
-/// Locks and loads the project a milestone belongs to (a milestone never
-/// moves between projects), in one statement.
-pub async fn lock_for_milestone(db: &mut impl DbHandle, milestone_id: &str) -> Result<Option<Project>, StoreError> {
-    let (conn, obs) = db.parts();
-    obs.run(
-        "projects.lock_for_milestone",
-        sqlx::query_as(
-            "update projects set updated_at = updated_at \
-             where id = (select project_id from milestones where id = $1) returning *",
-        )
-        .bind(milestone_id)
-        .fetch_optional(conn),
-    )
-    .await
-}
-
 /// A milestone read with its project, for [`lock_with_milestone`]: the
 /// milestone's columns as they are, the project's prefixed with `p_`.
 #[derive(FromRow)]
