@@ -28,6 +28,20 @@ pub async fn money_post(app: &TestApp, user: &TestUser, path: &str, body: Value)
     keyed_post(app, user, path, &key, body).await
 }
 
+/// The buyer funds one milestone of their project (201, or the test
+/// fails); answers the hold's body.
+pub async fn hold_milestone(app: &TestApp, buyer: &TestUser, project: &str, milestone: &str) -> Value {
+    let (status, body) = money_post(
+        app,
+        buyer,
+        "/api/v1/escrow/hold",
+        json!({"project_id": project, "milestone_id": milestone}),
+    )
+    .await;
+    assert_eq!(status, 201, "{body}");
+    body
+}
+
 pub async fn keyed_post(app: &TestApp, user: &TestUser, path: &str, key: &str, body: Value) -> (u16, Value) {
     let response = app
         .authed(Method::POST, path, &user.token)
@@ -229,14 +243,7 @@ async fn the_full_escrow_cycle_keeps_exact_balances_and_balanced_books(engine: E
     assert_eq!(assert_books_balance(&app).await, 0);
 
     let (project, milestones) = active_project(&app, &buyer, &seller, &[40_000, 20_000]).await;
-    let (status, hold) = money_post(
-        &app,
-        &buyer,
-        "/api/v1/escrow/hold",
-        json!({"project_id": project, "milestone_id": milestones[0]}),
-    )
-    .await;
-    assert_eq!(status, 201, "{hold}");
+    let hold = hold_milestone(&app, &buyer, &project, &milestones[0]).await;
     assert_eq!(hold["transactions"][0]["fee"], 1_000, "2.5% of 40,000");
     assert_eq!(available(&app, &buyer).await, 59_000);
     assert_eq!(assert_books_balance(&app).await, 40_000);
@@ -413,14 +420,7 @@ async fn illegal_transitions_are_refused_and_leave_the_ledger_unchanged(engine: 
     assert!(problem["detail"].as_str().unwrap().contains("KYC"));
 
     // Fund, then try the wrong order of everything else.
-    let (status, _) = money_post(
-        &app,
-        &buyer,
-        "/api/v1/escrow/hold",
-        json!({"project_id": project, "milestone_id": m}),
-    )
-    .await;
-    assert_eq!(status, 201);
+    hold_milestone(&app, &buyer, &project, m).await;
     let during = snapshot(&app).await;
     for (user, path, body, expected) in [
         (&buyer, format!("/api/v1/milestones/{m}/submit"), json!({}), 409),
@@ -810,14 +810,7 @@ async fn an_operation_that_waited_for_the_project_reads_the_milestone_as_left() 
     deposit(&app, &buyer, 100_000).await;
     let (project, milestones) = active_project(&app, &buyer, &seller, &[10_000]).await;
     let milestone = milestones[0].clone();
-    let (status, body) = money_post(
-        &app,
-        &buyer,
-        "/api/v1/escrow/hold",
-        json!({"project_id": project, "milestone_id": milestone}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    hold_milestone(&app, &buyer, &project, &milestone).await;
 
     let mut holder = project_locked_elsewhere(&db, &project).await;
     let approval = {

@@ -379,14 +379,7 @@ async fn a_project_not_funded_by_its_deadline_expires_and_refunds_what_is_held(e
     assert_eq!(status, 200, "{sent}");
     // Accepted and half funded, nothing delivered: refunded and cancelled.
     let (half, half_milestones) = active_project(&app, &buyer, &seller, &[20_000, 30_000]).await;
-    let (status, _) = money_post(
-        &app,
-        &buyer,
-        "/api/v1/escrow/hold",
-        json!({"project_id": half, "milestone_id": half_milestones[0]}),
-    )
-    .await;
-    assert_eq!(status, 201);
+    crate::escrow::hold_milestone(&app, &buyer, &half, &half_milestones[0]).await;
     // Fully funded: kept.
     let (full, _) = active_project(&app, &buyer, &seller, &[40_000]).await;
     money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": full})).await;

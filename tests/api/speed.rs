@@ -252,14 +252,7 @@ async fn a_deal_from_hold_to_release_stays_within_its_statement_budget(engine: E
 
     let before = statements_by_operation(&app);
     let transactions_before = transactions_ended(&app);
-    let (status, body) = crate::escrow::money_post(
-        &app,
-        &buyer,
-        "/api/v1/escrow/hold",
-        json!({"project_id": project, "milestone_id": milestone}),
-    )
-    .await;
-    assert_eq!(status, 201, "{body}");
+    crate::escrow::hold_milestone(&app, &buyer, &project, milestone).await;
     for (user, path, body) in [
         (&seller, format!("/api/v1/milestones/{milestone}/submit"), json!({})),
         (
@@ -587,20 +580,19 @@ async fn sqlite_log_is_checkpointed_in_the_background_and_reused() {
     let log_size = || std::fs::metadata(&log).map(|m| m.len()).unwrap_or(0);
     // Write transactions run on the connection that leaves checkpoints to
     // the checkpointer; reads on the others keep SQLite's default (1,000).
-    let setting = "pragma wal_autocheckpoint";
-    let mut tx = app.state.db.begin().await.unwrap();
-    let (conn, obs) = amani::store::DbHandle::parts(&mut tx);
-    let (writer,): (i64,) = obs
-        .run("test.pragma", sqlx::query_as(setting).fetch_one(conn))
-        .await
-        .unwrap();
-    drop(tx);
-    let mut conn = app.state.db.acquire().await.unwrap();
-    let (conn, obs) = amani::store::DbHandle::parts(&mut conn);
-    let (reader,): (i64,) = obs
-        .run("test.pragma", sqlx::query_as(setting).fetch_one(conn))
-        .await
-        .unwrap();
+    async fn autocheckpoint(handle: &mut impl amani::store::DbHandle) -> i64 {
+        let (conn, obs) = handle.parts();
+        let (pages,): (i64,) = obs
+            .run(
+                "test.pragma",
+                sqlx::query_as("pragma wal_autocheckpoint").fetch_one(conn),
+            )
+            .await
+            .unwrap();
+        pages
+    }
+    let writer = autocheckpoint(&mut app.state.db.begin().await.unwrap()).await;
+    let reader = autocheckpoint(&mut app.state.db.acquire().await.unwrap()).await;
     assert_eq!((writer, reader), (0, 1_000));
     let user = app.user("client").await;
     let batch = async || {
