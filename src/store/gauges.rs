@@ -1,5 +1,6 @@
-//! Database-derived gauges, computed at scrape time so that every replica
-//! reports what the database says, not what it happened to see.
+//! Database-derived gauges, read from the database (every 5 s, in the
+//! background: `http::metrics::refresh_stored_gauges`) so that every
+//! replica reports what the database says, not what it happened to see.
 
 use super::StoreError;
 use crate::domain::money::Currency;

@@ -134,14 +134,16 @@ async fn unknown_paths_and_invented_methods_do_not_create_series(engine: Engine)
     app.get("/warm-up").await;
     // Nor are the stored-state gauges' statements, whose first round can
     // come after readiness (it is retried a second after a database that
-    // was not migrated yet): wait for it.
+    // was not migrated yet): wait for the whole round, every statement of
+    // it (one appearing says the others are under way, not done).
     crate::server::eventually(
         std::time::Duration::from_secs(12),
         "the gauges' first refresh",
         async || {
-            scrape(&app)
-                .await
-                .contains(r#"operation="kyc_submissions.count_pending""#)
+            let text = scrape(&app).await;
+            crate::speed::GAUGE_REFRESH_OPERATIONS
+                .iter()
+                .all(|op| text.contains(&format!(r#"operation="{op}""#)))
                 .then_some(())
         },
     )

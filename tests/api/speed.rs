@@ -181,7 +181,7 @@ both_engines!(a_deal_from_hold_to_release_stays_within_its_statement_budget);
 
 /// The statements of the stored-state gauges' refresh (every 5 s, in the
 /// background): never a request's.
-const GAUGE_REFRESH_OPERATIONS: [&str; 8] = [
+pub const GAUGE_REFRESH_OPERATIONS: [&str; 8] = [
     "kyc_submissions.count_pending",
     "ledger_accounts.escrow_totals",
     "escrow_transactions.pending_by_age",
