@@ -511,19 +511,14 @@ async fn create_admin(
     )
     .await
     .map_err(|e| e.to_string())?;
-    crate::store::audit::record(
-        &mut tx,
-        crate::store::audit::AuditEvent {
-            actor_id: None,
-            action: "user.admin_created",
-            target_type: "user",
-            target_id: Some(&user.id),
-            request_id: None,
-            details: serde_json::json!({ "via": "cli" }),
-        },
-    )
-    .await
-    .map_err(|e| e.to_string())?;
+    tx.audit(crate::store::audit::AuditEvent {
+        actor_id: None,
+        action: "user.admin_created",
+        target_type: "user",
+        target_id: Some(&user.id),
+        request_id: None,
+        details: serde_json::json!({ "via": "cli" }),
+    });
     tx.commit().await.map_err(|e| e.to_string())?;
     db.close().await;
     let report = serde_json::json!({ "id": user.id, "email": user.email, "role": "admin" });

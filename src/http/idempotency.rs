@@ -84,14 +84,19 @@ where
         }
     };
     let body = serde_json::to_string(&value).map_err(ApiError::internal)?;
-    if !idempotency::record(&mut tx, user_id, &key, &hash, status.as_u16(), &body).await? {
-        drop(tx);
+    let record = idempotency::Record {
+        user_id,
+        key: &key,
+        request_hash: &hash,
+        status: status.as_u16(),
+        body: &body,
+    };
+    if !tx.commit_with_key(&record).await? {
         let used = used(state, user_id, &key, &hash)
             .await?
             .ok_or_else(|| ApiError::internal("an idempotency key was stored and then not found"))?;
         return answer_used(used);
     }
-    tx.commit().await?;
     Ok((
         status,
         [(header::CONTENT_TYPE, HeaderValue::from_static("application/json"))],

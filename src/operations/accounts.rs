@@ -17,7 +17,7 @@ use crate::auth::{passwords, secret};
 use crate::domain::account::{Email, Role, check_password_policy, lockout_after};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::users::{self, NewUser, ProfileChange, User};
-use crate::store::{Database, DbHandle, console, login_failures};
+use crate::store::{Database, Tx, console, login_failures};
 use crate::telemetry::metrics::Metrics;
 
 /// What account operations need.
@@ -56,26 +56,15 @@ pub struct Issued {
     pub expires_in: i64,
 }
 
-async fn audit_user(
-    db: &mut impl DbHandle,
-    actor_id: Option<&str>,
-    action: &str,
-    target_id: Option<&str>,
-    details: serde_json::Value,
-) -> Result<(), OperationError> {
-    audit::record(
-        db,
-        AuditEvent {
-            actor_id,
-            action,
-            target_type: "user",
-            target_id,
-            request_id: crate::telemetry::request_id::current_string().as_deref(),
-            details,
-        },
-    )
-    .await?;
-    Ok(())
+fn audit_user(tx: &mut Tx, actor_id: Option<&str>, action: &str, target_id: Option<&str>, details: serde_json::Value) {
+    tx.audit(AuditEvent {
+        actor_id,
+        action,
+        target_type: "user",
+        target_id,
+        request_id: crate::telemetry::request_id::current_string().as_deref(),
+        details,
+    });
 }
 
 fn internal(err: impl std::fmt::Display) -> OperationError {
@@ -167,8 +156,7 @@ impl Accounts<'_> {
             "user.signup",
             Some(&user.id),
             json!({ "role": user.role.as_str() }),
-        )
-        .await?;
+        );
         tx.commit().await?;
         self.metrics.user_registrations.inc();
         tracing::info!(user_id = %user.id, role = user.role.as_str(), "user signed up");
@@ -229,12 +217,16 @@ impl Accounts<'_> {
                     note_failure(self.db, key).await?;
                 }
                 let mut conn = self.db.acquire().await?;
-                audit_user(
+                audit::record(
                     &mut conn,
-                    None,
-                    "user.login_failed",
-                    other.as_ref().map(|u| u.id.as_str()),
-                    json!({ "reason": reason, "ip": ip }),
+                    AuditEvent {
+                        actor_id: None,
+                        action: "user.login_failed",
+                        target_type: "user",
+                        target_id: other.as_ref().map(|u| u.id.as_str()),
+                        request_id: crate::telemetry::request_id::current_string().as_deref(),
+                        details: json!({ "reason": reason, "ip": ip }),
+                    },
                 )
                 .await?;
                 tracing::info!(reason, "login failed");
@@ -290,8 +282,7 @@ impl Accounts<'_> {
             "user.password_changed",
             Some(&user.id),
             json!({}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         self.issue(user, user.token_version + 1)
     }
@@ -304,7 +295,7 @@ impl Accounts<'_> {
         if !users::set_active(&mut tx, id, true).await? {
             return Err(OperationError::NotFound("user"));
         }
-        audit_user(&mut tx, Some(&admin.id), "user.reactivated", Some(id), json!({})).await?;
+        audit_user(&mut tx, Some(&admin.id), "user.reactivated", Some(id), json!({}));
         let user = users::find_by_id(&mut tx, id)
             .await?
             .ok_or(OperationError::NotFound("user"))?;
@@ -323,7 +314,7 @@ impl Accounts<'_> {
         if !users::set_active(&mut tx, id, false).await? {
             return Err(OperationError::NotFound("user"));
         }
-        audit_user(&mut tx, Some(&admin.id), "user.deactivated", Some(id), json!({})).await?;
+        audit_user(&mut tx, Some(&admin.id), "user.deactivated", Some(id), json!({}));
         let user = users::find_by_id(&mut tx, id)
             .await?
             .ok_or(OperationError::NotFound("user"))?;
@@ -374,8 +365,7 @@ impl Accounts<'_> {
             "user.password_reset_issued",
             Some(id),
             json!({ "expires_at": expires_at }),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(IssuedReset {
             token,
@@ -418,8 +408,7 @@ impl Accounts<'_> {
             "user.password_reset",
             Some(&user.id),
             json!({}),
-        )
-        .await?;
+        );
         tx.commit().await?;
         clear_failures(self.db, &format!("login:{email}")).await?;
         tracing::info!(user_id = %user.id, "password reset with a link");

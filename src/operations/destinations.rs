@@ -9,33 +9,23 @@ use crate::domain::DomainError;
 use crate::domain::payout::{NewDestination, names_match};
 use crate::gateway::{AccountQuery, GatewayError, observed};
 use crate::operations::OperationError;
-use crate::store::audit::{self, AuditEvent};
+use crate::store::audit::AuditEvent;
 use crate::store::destinations::{self, Destination};
 use crate::store::users::User;
-use crate::store::{DbHandle, StoreError, kyc};
+use crate::store::{Tx, kyc};
 
 /// Most destinations one user may keep.
 pub const MAX_PER_USER: usize = 20;
 
-async fn audit_destination(
-    db: &mut impl DbHandle,
-    user: &User,
-    action: &str,
-    destination_id: &str,
-    details: serde_json::Value,
-) -> Result<(), StoreError> {
-    audit::record(
-        db,
-        AuditEvent {
-            actor_id: Some(&user.id),
-            action,
-            target_type: "payout_destination",
-            target_id: Some(destination_id),
-            request_id: crate::telemetry::request_id::current_string().as_deref(),
-            details,
-        },
-    )
-    .await
+fn audit_destination(tx: &mut Tx, user: &User, action: &str, destination_id: &str, details: serde_json::Value) {
+    tx.audit(AuditEvent {
+        actor_id: Some(&user.id),
+        action,
+        target_type: "payout_destination",
+        target_id: Some(destination_id),
+        request_id: crate::telemetry::request_id::current_string().as_deref(),
+        details,
+    });
 }
 
 impl Payments {
@@ -99,8 +89,7 @@ impl Payments {
             "payout_destination.added",
             &destination.id,
             json!({ "kind": destination.kind, "currency": destination.currency }),
-        )
-        .await?;
+        );
         tx.commit().await?;
         Ok(destination)
     }
@@ -118,7 +107,7 @@ impl Payments {
         if !destinations::remove(&mut tx, &user.id, id).await? {
             return Err(OperationError::NotFound("payout destination"));
         }
-        audit_destination(&mut tx, user, "payout_destination.removed", id, json!({})).await?;
+        audit_destination(&mut tx, user, "payout_destination.removed", id, json!({}));
         tx.commit().await?;
         Ok(())
     }

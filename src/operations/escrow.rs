@@ -22,7 +22,7 @@ use crate::domain::escrow::{MilestoneStatus, Party, ProjectStatus};
 use crate::domain::event::EventType;
 use crate::domain::money::fee_for;
 use crate::domain::payment::{TransactionKind, TransactionStatus};
-use crate::store::audit::{self, AuditEvent};
+use crate::store::audit::AuditEvent;
 use crate::store::escrow::{self as records, EscrowTransaction, NewTransaction};
 use crate::store::ledger::{self, Account, Transfer};
 use crate::store::projects::{self, Milestone, Project};
@@ -75,27 +75,23 @@ pub async fn locked_milestone(
 
 /// Records `action` by `actor` in the audit trail, in the transaction of the
 /// change, with the request's id.
-pub async fn record_audit(
+pub fn record_audit(
     tx: &mut Tx,
     actor: &User,
     action: &str,
     target_type: &str,
     target_id: &str,
     details: serde_json::Value,
-) -> Result<(), StoreError> {
+) {
     let request_id = crate::telemetry::request_id::current_string();
-    audit::record(
-        tx,
-        AuditEvent {
-            actor_id: Some(&actor.id),
-            action,
-            target_type,
-            target_id: Some(target_id),
-            request_id: request_id.as_deref(),
-            details,
-        },
-    )
-    .await
+    tx.audit(AuditEvent {
+        actor_id: Some(&actor.id),
+        action,
+        target_type,
+        target_id: Some(target_id),
+        request_id: request_id.as_deref(),
+        details,
+    });
 }
 
 /// The buyer funds one milestone, or every pending milestone, from their
@@ -190,8 +186,7 @@ pub async fn hold(
             "milestone",
             &milestone.id,
             json!({ "amount": milestone.amount, "fee": fee, "transaction_id": id }),
-        )
-        .await?;
+        );
         tx.emit(events::milestone(EventType::MilestoneFunded, &project, &funded));
         tx.emit(events::transaction(EventType::EscrowHeld, &held));
         ids.push((id, milestone.amount, fee));
@@ -336,8 +331,7 @@ pub async fn release(
         "milestone",
         &milestone.id,
         json!({ "amount": amount, "transaction_id": released.id }),
-    )
-    .await?;
+    );
     Ok(released)
 }
 
@@ -413,30 +407,26 @@ pub const FUNDING_DEADLINE_PASSED: &str = "funding deadline passed";
 
 /// Records an action the system took on its own (a scheduled job): no
 /// actor id, `"actor": "system"` and the reason in the details.
-async fn record_system_audit(
+fn record_system_audit(
     tx: &mut Tx,
     action: &str,
     target_type: &str,
     target_id: &str,
     reason: &str,
     mut details: serde_json::Value,
-) -> Result<(), StoreError> {
+) {
     if let Some(map) = details.as_object_mut() {
         map.insert("actor".into(), json!("system"));
         map.insert("reason".into(), json!(reason));
     }
-    audit::record(
-        tx,
-        AuditEvent {
-            actor_id: None,
-            action,
-            target_type,
-            target_id: Some(target_id),
-            request_id: None,
-            details,
-        },
-    )
-    .await
+    tx.audit(AuditEvent {
+        actor_id: None,
+        action,
+        target_type,
+        target_id: Some(target_id),
+        request_id: None,
+        details,
+    });
 }
 
 /// The inspection period of a submission ended without an answer from the
@@ -478,8 +468,7 @@ pub async fn release_after_inspection(
         &milestone.id,
         INSPECTION_ELAPSED,
         json!({ "amount": amount, "transaction_id": released.id, "deadline": deadline }),
-    )
-    .await?;
+    );
     tracing::info!(milestone_id, amount, "milestone released after its inspection period");
     Ok(Some(released))
 }
@@ -520,8 +509,7 @@ pub async fn expire_unfunded(tx: &mut Tx, project_id: &str) -> Result<Option<Vec
         project_id,
         FUNDING_DEADLINE_PASSED,
         json!({ "from": project.status.as_str(), "refunds": refunds.len() }),
-    )
-    .await?;
+    );
     tracing::info!(project_id, refunds = refunds.len(), "project expired unfunded");
     Ok(Some(refunds))
 }
@@ -602,8 +590,7 @@ pub async fn refund(
             "milestone",
             &milestone.id,
             json!({ "amount": refunded.amount, "transaction_id": refunded.id }),
-        )
-        .await?;
+        );
         done.push(refunded);
     }
     settle_project(tx, &project).await?;
@@ -632,8 +619,7 @@ pub async fn cancel(tx: &mut Tx, actor: &User, project_id: &str) -> Result<Vec<E
         "project",
         project_id,
         json!({ "refunds": refunds.len() }),
-    )
-    .await?;
+    );
     Ok(refunds)
 }
 
@@ -713,8 +699,7 @@ pub async fn resolve_dispute(
         "project",
         project_id,
         json!({ "to_seller": to_seller, "to_buyer": to_buyer }),
-    )
-    .await?;
+    );
     Ok(done)
 }
 
@@ -749,8 +734,7 @@ pub async fn resolve_milestone_dispute(
         "milestone",
         milestone_id,
         json!({ "to_seller": to_seller, "to_buyer": held - to_seller, "status": after.status.as_str() }),
-    )
-    .await?;
+    );
     Ok((after, moved))
 }
 
@@ -797,7 +781,6 @@ pub async fn settle_unanswered_dispute(
         milestone_id,
         DISPUTE_UNANSWERED,
         json!({ "to_seller": to_seller, "to_buyer": to_buyer, "respond_by": respond_by }),
-    )
-    .await?;
+    );
     Ok(Some(after))
 }

@@ -11,7 +11,7 @@ use crate::domain::kyc::{Decision, DocumentType, IdNumber, KycKind, KycStatus};
 use crate::store::audit::{self, AuditEvent};
 use crate::store::kyc::{self, NewDocument, NewSubmission, Submission};
 use crate::store::users::User;
-use crate::store::{Database, DbHandle};
+use crate::store::{Database, Tx};
 use crate::telemetry::metrics::{Metrics, StatusLabels};
 
 /// A submission as the user gave it, already parsed (the document's type
@@ -33,26 +33,15 @@ fn sealing_failed(err: impl std::fmt::Display) -> OperationError {
     OperationError::Internal(format!("sealing a KYC submission failed: {err}"))
 }
 
-async fn audit_kyc(
-    db: &mut impl DbHandle,
-    actor_id: &str,
-    action: &str,
-    submission_id: &str,
-    details: serde_json::Value,
-) -> Result<(), OperationError> {
-    audit::record(
-        db,
-        AuditEvent {
-            actor_id: Some(actor_id),
-            action,
-            target_type: "kyc_submission",
-            target_id: Some(submission_id),
-            request_id: crate::telemetry::request_id::current_string().as_deref(),
-            details,
-        },
-    )
-    .await?;
-    Ok(())
+fn audit_kyc(tx: &mut Tx, actor_id: &str, action: &str, submission_id: &str, details: serde_json::Value) {
+    tx.audit(AuditEvent {
+        actor_id: Some(actor_id),
+        action,
+        target_type: "kyc_submission",
+        target_id: Some(submission_id),
+        request_id: crate::telemetry::request_id::current_string().as_deref(),
+        details,
+    });
 }
 
 impl Kyc<'_> {
@@ -104,8 +93,7 @@ impl Kyc<'_> {
             action,
             &submission.id,
             json!({ "type": form.kind.as_str(), "has_document": form.document.is_some() }),
-        )
-        .await?;
+        );
         tx.commit().await?;
         self.metrics
             .kyc_submissions
@@ -154,7 +142,7 @@ impl Kyc<'_> {
         } else {
             "kyc.rejected"
         };
-        audit_kyc(&mut tx, &admin.id, action, id, json!({ "user_id": submission.user_id })).await?;
+        audit_kyc(&mut tx, &admin.id, action, id, json!({ "user_id": submission.user_id }));
         let decided = kyc::find(&mut tx, id)
             .await?
             .ok_or_else(|| OperationError::Internal(format!("KYC submission {id} vanished while decided")))?;
@@ -190,12 +178,16 @@ impl Kyc<'_> {
         let (content_type, sealed) = kyc::document(&mut conn, &document_id)
             .await?
             .ok_or(OperationError::NotFound("document for this submission"))?;
-        audit_kyc(
+        audit::record(
             &mut conn,
-            &admin.id,
-            "kyc.document_viewed",
-            id,
-            json!({ "user_id": submission.user_id }),
+            AuditEvent {
+                actor_id: Some(&admin.id),
+                action: "kyc.document_viewed",
+                target_type: "kyc_submission",
+                target_id: Some(id),
+                request_id: crate::telemetry::request_id::current_string().as_deref(),
+                details: json!({ "user_id": submission.user_id }),
+            },
         )
         .await?;
         drop(conn);

@@ -198,8 +198,7 @@ async fn transition(
         "milestone",
         id,
         json!({ "from": milestone.status.as_str(), "to": to.as_str(), "inspection_deadline": deadline }),
-    )
-    .await?;
+    );
     tx.commit().await?;
     Ok(moved)
 }
@@ -314,8 +313,7 @@ pub async fn dispute(
         "milestone",
         id,
         json!({ "from": milestone.status.as_str(), "by": by, "respond_by": respond_by }),
-    )
-    .await?;
+    );
     tx.commit().await?;
     Ok(disputed)
 }
@@ -356,8 +354,7 @@ pub async fn answer_dispute(db: &Database, user: &User, id: &str, response: &str
         "milestone",
         id,
         json!({}),
-    )
-    .await?;
+    );
     tx.commit().await?;
     Ok(answered)
 }
@@ -400,8 +397,7 @@ pub async fn attach_evidence(
         "milestone",
         id,
         json!({ "file_id": file.id, "content_type": content_type, "size_bytes": size_bytes }),
-    )
-    .await?;
+    );
     tx.commit().await?;
     Ok(file)
 }

@@ -34,7 +34,7 @@ use crate::domain::payment::{Decision, PaymentKind, Settlement, TransactionStatu
 use crate::domain::payout::DestinationKind;
 use crate::gateway::{Beneficiary, CheckoutRequest, GatewayError, PaymentGateway, PayoutRequest, observed};
 use crate::operations::OperationError;
-use crate::store::audit::{self, AuditEvent};
+use crate::store::audit::AuditEvent;
 use crate::store::escrow::{self as records, EscrowTransaction, NewTransaction};
 use crate::store::idempotency::{self, Used};
 use crate::store::ledger::{self, Account, Transfer};
@@ -188,18 +188,14 @@ impl Payments {
         let (kind, id, amount, currency) = (new.kind, new.id.to_owned(), new.amount, new.currency.to_owned());
         records::insert(&mut tx, new).await?;
         extra(&mut tx).await?;
-        audit::record(
-            &mut tx,
-            AuditEvent {
-                actor_id: Some(&user.id),
-                action: &format!("wallet.{kind}.requested"),
-                target_type: "escrow_transaction",
-                target_id: Some(&id),
-                request_id: crate::telemetry::request_id::current_string().as_deref(),
-                details: json!({ "amount": amount, "currency": currency, "provider": self.gateway.name() }),
-            },
-        )
-        .await?;
+        tx.audit(AuditEvent {
+            actor_id: Some(&user.id),
+            action: &format!("wallet.{kind}.requested"),
+            target_type: "escrow_transaction",
+            target_id: Some(&id),
+            request_id: crate::telemetry::request_id::current_string().as_deref(),
+            details: json!({ "amount": amount, "currency": currency, "provider": self.gateway.name() }),
+        });
         tx.commit().await?;
         Ok(Some(()))
     }
@@ -442,18 +438,14 @@ impl Payments {
             )
             .await?;
         }
-        audit::record(
-            &mut tx,
-            AuditEvent {
-                actor_id: None,
-                action: &format!("wallet.{}.{to}", kind.as_str()),
-                target_type: "escrow_transaction",
-                target_id: Some(reference),
-                request_id: crate::telemetry::request_id::current_string().as_deref(),
-                details: json!({ "amount": record.amount, "received": received, "reason": reason }),
-            },
-        )
-        .await?;
+        tx.audit(AuditEvent {
+            actor_id: None,
+            action: &format!("wallet.{}.{to}", kind.as_str()),
+            target_type: "escrow_transaction",
+            target_id: Some(reference),
+            request_id: crate::telemetry::request_id::current_string().as_deref(),
+            details: json!({ "amount": record.amount, "received": received, "reason": reason }),
+        });
         let settled = records::find(&mut tx, reference)
             .await?
             .ok_or_else(|| broken(format!("transaction {reference} vanished while it was settled")))?;

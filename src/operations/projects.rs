@@ -149,8 +149,7 @@ pub async fn create(db: &Database, buyer: &User, terms: NewProjectTerms) -> Resu
         "project",
         &id,
         json!({ "seller_id": seller.id }),
-    )
-    .await?;
+    );
     let created = reload(&mut tx, &id).await?;
     tx.emit(events::project(EventType::ProjectCreated, &created.project));
     tx.commit().await?;
@@ -242,7 +241,7 @@ pub async fn delete(db: &Database, user: &User, id: &str) -> Result<(), Operatio
     }
     project.status.check_editable()?;
     projects::delete_draft(&mut tx, id).await?;
-    record_audit(&mut tx, user, "project.deleted", "project", id, json!({})).await?;
+    record_audit(&mut tx, user, "project.deleted", "project", id, json!({}));
     tx.commit().await?;
     Ok(())
 }
@@ -288,8 +287,7 @@ async fn transition(
         "project",
         id,
         json!({ "from": project.status.as_str(), "to": to.as_str() }),
-    )
-    .await?;
+    );
     let changed = reload(&mut tx, id).await?;
     tx.commit().await?;
     Ok(changed)

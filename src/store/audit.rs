@@ -1,10 +1,13 @@
-//! The append-only audit trail. Callers pass the transaction the audited
-//! change happens in, so the event and the change commit or roll back together.
+//! The append-only audit trail. Callers add a record to the transaction
+//! the audited change happens in ([`Tx::audit`]), so the record and the
+//! change commit or roll back together.
 
-use sqlx::FromRow;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, FromRow};
 use uuid::Uuid;
 
-use super::{DbHandle, StoreError, timestamp};
+use super::{DbHandle, StoreError, Tx, timestamp};
 
 /// One audited action. `details` is a small JSON object of ids and states,
 /// never secrets or personal data.
@@ -18,26 +21,90 @@ pub struct AuditEvent<'a> {
     pub details: serde_json::Value,
 }
 
+/// Values bound per audit row.
+const COLUMNS: usize = 8;
+
+/// An audit record waiting in its transaction for the commit.
+#[derive(Debug)]
+pub(super) struct Pending {
+    id: String,
+    occurred_at: String,
+    actor_id: Option<String>,
+    action: String,
+    target_type: String,
+    target_id: Option<String>,
+    request_id: Option<String>,
+    details: String,
+}
+
+impl Pending {
+    fn new(event: AuditEvent<'_>) -> Pending {
+        Pending {
+            id: Uuid::now_v7().to_string(),
+            occurred_at: timestamp::now(),
+            actor_id: event.actor_id.map(str::to_owned),
+            action: event.action.to_owned(),
+            target_type: event.target_type.to_owned(),
+            target_id: event.target_id.map(str::to_owned),
+            request_id: event.request_id.map(str::to_owned),
+            details: event.details.to_string(),
+        }
+    }
+}
+
+impl Tx {
+    /// Adds a record to the audit trail in this transaction: written by
+    /// [`Tx::commit`] with the transaction's events (one statement for
+    /// both), or never if the transaction is dropped. The record's time is
+    /// now, not the commit's.
+    pub fn audit(&mut self, event: AuditEvent<'_>) {
+        self.audits.push(Pending::new(event));
+    }
+}
+
+/// Writes a record now, on `db`: for an action that changes nothing else
+/// (a failed login, a document viewed). A change records its action with
+/// [`Tx::audit`] instead.
 pub async fn record(db: &mut impl DbHandle, event: AuditEvent<'_>) -> Result<(), StoreError> {
+    let records = [Pending::new(event)];
+    let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(insert_sql(0, 1))), &records);
     let (conn, obs) = db.parts();
-    obs.run(
-        "audit_events.insert",
-        sqlx::query(
-            "insert into audit_events (id, occurred_at, actor_id, action, target_type, target_id, request_id, details) \
-         values ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(timestamp::now())
-        .bind(event.actor_id)
-        .bind(event.action)
-        .bind(event.target_type)
-        .bind(event.target_id)
-        .bind(event.request_id)
-        .bind(event.details.to_string())
-        .execute(conn),
-    )
-    .await?;
+    obs.run("audit_events.insert", query.execute(conn)).await?;
     Ok(())
+}
+
+/// The insert of `rows` records whose values are parameters
+/// `$first + 1` onwards (bound by [`bind_all`]).
+pub(super) fn insert_sql(first: usize, rows: usize) -> String {
+    format!(
+        "insert into audit_events (id, occurred_at, actor_id, action, target_type, target_id, request_id, details) \
+         values {}",
+        super::value_rows(first, rows, COLUMNS)
+    )
+}
+
+/// Binds the values of [`insert_sql`]'s rows.
+pub(super) fn bind_all<'q>(
+    mut query: Query<'q, Any, AnyArguments>,
+    records: &[Pending],
+) -> Query<'q, Any, AnyArguments> {
+    for record in records {
+        query = query
+            .bind(record.id.clone())
+            .bind(record.occurred_at.clone())
+            .bind(record.actor_id.clone())
+            .bind(record.action.clone())
+            .bind(record.target_type.clone())
+            .bind(record.target_id.clone())
+            .bind(record.request_id.clone())
+            .bind(record.details.clone());
+    }
+    query
+}
+
+/// The number of values [`bind_all`] binds for `rows` records.
+pub(super) fn parameters(rows: usize) -> usize {
+    rows * COLUMNS
 }
 
 /// One audited action, as stored and as the admin API answers it.

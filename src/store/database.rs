@@ -146,6 +146,7 @@ impl Database {
             tx,
             obs: self.observer.clone(),
             _writer: writer,
+            audits: Vec::new(),
             events: Vec::new(),
             timer: super::handle::TxTimer::start(&self.observer, started),
         })

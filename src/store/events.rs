@@ -1,13 +1,15 @@
 //! The event log: an outbox written with the change it describes.
 //!
 //! An operation calls [`Tx::emit`] next to its audit record; the events are
-//! kept with the transaction and inserted by [`Tx::commit`] in one
-//! statement just before `COMMIT`, so an event exists if and only if its
-//! change committed, and a transaction with several events pays for one
-//! insert. Events are immutable; only `dispatched_at` is set later, once the
+//! kept with the transaction and inserted by [`Tx::commit`], with the audit
+//! records, in one statement just before `COMMIT`, so an event exists if and
+//! only if its change committed, and a transaction with several events pays
+//! for one insert. Events are immutable; only `dispatched_at` is set later, once the
 //! webhook worker has created their deliveries.
 
-use sqlx::FromRow;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, FromRow};
 use uuid::Uuid;
 
 use super::{DbHandle, StoreError, Tx, timestamp};
@@ -64,27 +66,27 @@ impl Pending {
 /// Values bound per event row.
 const COLUMNS: usize = 12;
 
-/// Inserts a transaction's events, in the order they were emitted, in one
-/// statement.
-pub(super) async fn insert_all(db: &mut impl DbHandle, events: &[Pending]) -> Result<(), StoreError> {
-    if events.is_empty() {
-        return Ok(());
-    }
-    let mut sql = String::from(
+/// The insert of `rows` events whose values are parameters `$first + 1`
+/// onwards (bound by [`bind_all`]).
+pub(super) fn insert_sql(first: usize, rows: usize) -> String {
+    format!(
         "insert into events (id, type, created_at, user_id, counterparty_id, project_id, subject_type, subject_id, \
-         order_key, data, request_id, traceparent) values ",
-    );
-    for row in 0..events.len() {
-        let base = row * COLUMNS;
-        let placeholders: Vec<String> = (1..=COLUMNS).map(|c| format!("${}", base + c)).collect();
-        if row > 0 {
-            sql.push_str(", ");
-        }
-        sql.push('(');
-        sql.push_str(&placeholders.join(", "));
-        sql.push(')');
-    }
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+         order_key, data, request_id, traceparent) values {}",
+        super::value_rows(first, rows, COLUMNS)
+    )
+}
+
+/// The number of values [`bind_all`] binds for `rows` events.
+pub(super) fn parameters(rows: usize) -> usize {
+    rows * COLUMNS
+}
+
+/// Binds the values of [`insert_sql`]'s rows, in the order the events were
+/// emitted.
+pub(super) fn bind_all<'q>(
+    mut query: Query<'q, Any, AnyArguments>,
+    events: &[Pending],
+) -> Query<'q, Any, AnyArguments> {
     for pending in events {
         let event = &pending.event;
         let order_key = event
@@ -106,9 +108,7 @@ pub(super) async fn insert_all(db: &mut impl DbHandle, events: &[Pending]) -> Re
             .bind(pending.request_id.clone())
             .bind(pending.traceparent.clone());
     }
-    let (conn, obs) = db.parts();
-    obs.run("events.insert", query.execute(conn)).await?;
-    Ok(())
+    query
 }
 
 /// A stored event.

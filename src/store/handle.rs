@@ -182,7 +182,9 @@ pub struct Tx {
     /// SQLite only: this process's turn as the single writer, held until the
     /// transaction ends (see [`super::Database::begin`]).
     pub(super) _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
-    /// Events emitted in this transaction ([`Tx::emit`]), written at commit.
+    /// Audit records ([`Tx::audit`]) and events ([`Tx::emit`]) of this
+    /// transaction, written at commit.
+    pub(super) audits: Vec<super::audit::Pending>,
     pub(super) events: Vec<super::events::Pending>,
     pub(super) timer: TxTimer,
 }
@@ -219,10 +221,27 @@ impl Drop for TxTimer {
 }
 
 impl Tx {
-    /// Writes the transaction's events (one statement), then commits.
+    /// Writes the transaction's audit records and events (one statement),
+    /// then commits.
     pub async fn commit(mut self) -> Result<(), StoreError> {
+        self.write_kept(None).await?;
+        self.finish().await
+    }
+
+    /// Like [`Tx::commit`], storing an idempotency key with its response
+    /// in the same statement as the audit records and events. `false`: the
+    /// key was stored by another request first, and this transaction was
+    /// rolled back (see [`super::idempotency`]).
+    pub async fn commit_with_key(mut self, key: &super::idempotency::Record<'_>) -> Result<bool, StoreError> {
+        if !self.write_kept(Some(key)).await? {
+            return Ok(false);
+        }
+        self.finish().await?;
+        Ok(true)
+    }
+
+    async fn finish(mut self) -> Result<(), StoreError> {
         let events = std::mem::take(&mut self.events);
-        super::events::insert_all(&mut self, &events).await?;
         let Tx { tx, obs, mut timer, .. } = self;
         obs.run("transaction.commit", tx.commit()).await?;
         timer.committed = true;
@@ -239,6 +258,69 @@ impl Tx {
                 .inc();
         }
         Ok(())
+    }
+
+    /// Inserts what the transaction kept for its commit — audit records,
+    /// events and the idempotency key, each one insert — in one round
+    /// trip: on PostgreSQL one statement (the first inserts as
+    /// data-modifying `WITH`s), on SQLite the inserts sent as one (sqlx
+    /// binds each its own `$n` parameters). `false`: the key was there.
+    async fn write_kept(&mut self, key: Option<&super::idempotency::Record<'_>>) -> Result<bool, StoreError> {
+        let (audits, events) = (&self.audits, &self.events);
+        let audit_parameters = super::audit::parameters(audits.len());
+        let mut inserts = Vec::new();
+        if !audits.is_empty() {
+            inserts.push(super::audit::insert_sql(0, audits.len()));
+        }
+        if !events.is_empty() {
+            inserts.push(super::events::insert_sql(audit_parameters, events.len()));
+        }
+        if key.is_some() {
+            let first = audit_parameters + super::events::parameters(events.len());
+            inserts.push(super::idempotency::insert_sql(first));
+        }
+        let operation = match (!audits.is_empty(), !events.is_empty(), key.is_some()) {
+            (false, false, false) => return Ok(true),
+            (true, false, false) => "audit_events.insert",
+            (false, true, false) => "events.insert",
+            (true, true, false) => "audit_events+events.insert",
+            (false, false, true) => "idempotency_keys.record",
+            (true, false, true) => "audit_events+idempotency_keys.insert",
+            (false, true, true) => "events+idempotency_keys.insert",
+            (true, true, true) => "audit_events+events+idempotency_keys.insert",
+        };
+        let sql = match self.obs.engine() {
+            Engine::Postgres => {
+                let last = inserts.pop().unwrap_or_default();
+                let kept: Vec<String> = inserts
+                    .iter()
+                    .enumerate()
+                    .map(|(i, insert)| format!("kept_{i} as ({insert})"))
+                    .collect();
+                if kept.is_empty() {
+                    last
+                } else {
+                    format!("with {} {last}", kept.join(", "))
+                }
+            }
+            Engine::Sqlite => inserts.join("; "),
+        };
+        // Only placeholders are generated; every value is bound.
+        let mut query = super::audit::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), audits);
+        query = super::events::bind_all(query, events);
+        let (conn, obs) = (&mut self.tx, &self.obs);
+        match key {
+            None => {
+                obs.run(operation, query.execute(&mut **conn)).await?;
+                Ok(true)
+            }
+            Some(key) => {
+                let query = super::idempotency::bind(query, key);
+                // One row from the key's `returning` if it was stored.
+                let rows = obs.run(operation, query.fetch_all(&mut **conn)).await?;
+                Ok(!rows.is_empty())
+            }
+        }
     }
 }
 

@@ -2,7 +2,8 @@
 //! they guard, so the key and what it did commit together or not at all.
 //!
 //! Two ways to use a key:
-//! - [`record`] after the operation, with its response (one statement): a
+//! - a [`Record`] stored at commit, with the operation's response (written
+//!   with the transaction's audit records and events in one statement): a
 //!   duplicate runs the operation too, but its own key insert then finds the
 //!   first one's — on PostgreSQL after waiting for it to commit — so it
 //!   rolls back and replays what [`find`] returns. Operations that end in
@@ -13,6 +14,10 @@
 //!
 //! If the operation fails, its transaction (and the key) roll back, so the
 //! client may retry with the same key.
+
+use sqlx::Any;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
 
 use super::{DbHandle, StoreError, timestamp};
 
@@ -31,7 +36,20 @@ pub async fn claim(
     key: &str,
     request_hash: &str,
 ) -> Result<Option<Used>, StoreError> {
-    if insert(db, "idempotency_keys.claim", user_id, key, request_hash, 0, "").await? {
+    let unanswered = Record {
+        user_id,
+        key,
+        request_hash,
+        status: 0,
+        body: "",
+    };
+    let query = bind(sqlx::query(sqlx::AssertSqlSafe(insert_sql(0))), &unanswered);
+    let (conn, obs) = db.parts();
+    if obs
+        .run("idempotency_keys.claim", query.fetch_optional(conn))
+        .await?
+        .is_some()
+    {
         return Ok(None);
     }
     // Not inserted, so it is there (as fetching one row would say).
@@ -41,48 +59,42 @@ pub async fn claim(
     }
 }
 
-/// Stores the key with the response of the operation it guarded, in that
-/// operation's transaction. `false`: the key was stored by another request
-/// (on PostgreSQL, once that request committed): roll this one back and
-/// answer with [`find`].
-pub async fn record(
-    db: &mut impl DbHandle,
-    user_id: &str,
-    key: &str,
-    request_hash: &str,
-    status: u16,
-    body: &str,
-) -> Result<bool, StoreError> {
-    insert(db, "idempotency_keys.record", user_id, key, request_hash, status, body).await
+/// A key to store with the response of the operation it guarded, in that
+/// operation's transaction: [`Tx::commit_with_key`](super::Tx::commit_with_key) writes it (one
+/// statement with the transaction's audit records and events) and answers
+/// `false` if the key was stored by another request (on PostgreSQL, once
+/// that request committed): this one is then rolled back, to be answered
+/// with [`find`].
+pub struct Record<'a> {
+    pub user_id: &'a str,
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub status: u16,
+    pub body: &'a str,
 }
 
-async fn insert(
-    db: &mut impl DbHandle,
-    operation: &'static str,
-    user_id: &str,
-    key: &str,
-    request_hash: &str,
-    status: u16,
-    body: &str,
-) -> Result<bool, StoreError> {
-    let (conn, obs) = db.parts();
-    let inserted = obs
-        .run(
-            operation,
-            sqlx::query(
-                "insert into idempotency_keys (user_id, key, request_hash, response_status, response_body, created_at) \
-                 values ($1, $2, $3, $4, $5, $6) on conflict (user_id, key) do nothing",
-            )
-            .bind(user_id)
-            .bind(key)
-            .bind(request_hash)
-            .bind(i64::from(status))
-            .bind(body)
-            .bind(timestamp::now())
-            .execute(conn),
-        )
-        .await?;
-    Ok(inserted.rows_affected() == 1)
+/// Values bound for a [`Record`].
+const COLUMNS: usize = 6;
+
+/// The insert of `record` with parameters `$first + 1` onwards, answering
+/// one row if it stored the key and none if the key was there.
+pub(super) fn insert_sql(first: usize) -> String {
+    format!(
+        "insert into idempotency_keys (user_id, key, request_hash, response_status, response_body, created_at) \
+         values {} on conflict (user_id, key) do nothing returning 1",
+        super::value_rows(first, 1, COLUMNS)
+    )
+}
+
+/// Binds the values of [`insert_sql`].
+pub(super) fn bind<'q>(query: Query<'q, Any, AnyArguments>, record: &Record<'_>) -> Query<'q, Any, AnyArguments> {
+    query
+        .bind(record.user_id.to_owned())
+        .bind(record.key.to_owned())
+        .bind(record.request_hash.to_owned())
+        .bind(i64::from(record.status))
+        .bind(record.body.to_owned())
+        .bind(timestamp::now())
 }
 
 /// What the key answers if it was used: its response when `request_hash`

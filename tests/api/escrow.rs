@@ -183,7 +183,75 @@ both_engines!(
     the_same_key_sent_at_once_holds_and_releases_once,
     a_dispute_is_resolved_by_a_split_and_a_cancel_refunds_the_buyer,
     a_client_names_the_freelancer_by_email,
+    a_key_found_at_commit_rolls_back_the_transaction_with_its_audit_and_events,
 );
+
+/// A transaction whose idempotency key was stored first (by a duplicate
+/// that committed meanwhile) is rolled back whole: the audit record and
+/// the event written in the same statement as its key insert are gone
+/// with it, and the key keeps the first response.
+async fn a_key_found_at_commit_rolls_back_the_transaction_with_its_audit_and_events(engine: Engine) {
+    use amani::domain::event::EventType;
+    use amani::store::audit::AuditEvent;
+    use amani::store::events::NewEvent;
+    use amani::store::idempotency::{self, Record, Used};
+
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let user = app.user("client").await;
+    let subject = uuid::Uuid::now_v7().to_string();
+    let attempt = async |action: &str, body: &str| -> bool {
+        let mut tx = app.state.db.begin().await.unwrap();
+        tx.audit(AuditEvent {
+            actor_id: Some(&user.id),
+            action,
+            target_type: "project",
+            target_id: Some(&subject),
+            request_id: None,
+            details: json!({}),
+        });
+        tx.emit(NewEvent {
+            event_type: EventType::ProjectCreated,
+            user_id: Some(user.id.clone()),
+            counterparty_id: None,
+            project_id: Some(subject.clone()),
+            subject_id: subject.clone(),
+            data: json!({ "action": action }),
+        });
+        let key = Record {
+            user_id: &user.id,
+            key: "commit-key",
+            request_hash: "same",
+            status: 201,
+            body,
+        };
+        tx.commit_with_key(&key).await.unwrap()
+    };
+    assert!(attempt("test.first", r#"{"n":1}"#).await, "the first stores its key");
+    assert!(!attempt("test.second", r#"{"n":2}"#).await, "the second finds it");
+
+    let trail = crate::accounts::audit_of(&app, &admin, &subject).await;
+    let actions: Vec<&str> = trail.iter().filter_map(|r| r["action"].as_str()).collect();
+    assert_eq!(actions, ["test.first"], "{trail:#?}");
+    let (status, events) = crate::events::events(&app, &admin, &format!("?project_id={subject}")).await;
+    assert_eq!(status, 200, "{events}");
+    let written: Vec<&Value> = events["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| &e["data"]["action"])
+        .collect();
+    assert_eq!(written, [&json!("test.first")], "{events}");
+    let mut conn = app.state.db.acquire().await.unwrap();
+    match idempotency::find(&mut conn, &user.id, "commit-key", "same")
+        .await
+        .unwrap()
+    {
+        Some(Used::Replay { status, body }) => assert_eq!((status, body.as_str()), (201, r#"{"n":1}"#)),
+        _ => panic!("the key keeps the first response"),
+    }
+}
 
 async fn a_client_names_the_freelancer_by_email(engine: Engine) {
     let db = TestDb::create(engine).await;

@@ -67,7 +67,8 @@ async fn received(server: &MockServer, secret: &str) -> Vec<(String, Value)> {
         .collect()
 }
 
-async fn events(app: &TestApp, user: &TestUser, query: &str) -> (u16, Value) {
+/// `GET /api/v1/events{query}` as `user`.
+pub async fn events(app: &TestApp, user: &TestUser, query: &str) -> (u16, Value) {
     json(
         app.authed(Method::GET, &format!("/api/v1/events{query}"), &user.token)
             .send()
@@ -77,7 +78,7 @@ async fn events(app: &TestApp, user: &TestUser, query: &str) -> (u16, Value) {
     .await
 }
 
-fn types_of(items: &[Value], project: &str) -> Vec<String> {
+pub fn types_of(items: &[Value], project: &str) -> Vec<String> {
     items
         .iter()
         .filter(|e| e["project_id"] == project)
@@ -85,7 +86,8 @@ fn types_of(items: &[Value], project: &str) -> Vec<String> {
         .collect()
 }
 
-const DEAL: [&str; 10] = [
+/// The events of one deal, in order: created to completed, one milestone.
+pub const DEAL: [&str; 10] = [
     "project.created",
     "project.sent",
     "project.accepted",
