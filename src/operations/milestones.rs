@@ -17,7 +17,7 @@ use crate::domain::money::Money;
 use crate::store::dispute_files::{self, DisputeFile};
 use crate::store::projects::{self, Milestone, NewMilestone};
 use crate::store::users::User;
-use crate::store::{Database, DbHandle, Tx, jobs, timestamp};
+use crate::store::{Database, DbHandle, Tx, timestamp};
 
 async fn reload(db: &mut impl DbHandle, id: &str) -> Result<Milestone, OperationError> {
     projects::find_milestone(db, id)
@@ -188,7 +188,7 @@ async fn transition(
         return Err(conflict("the milestone changed meanwhile; reload it"));
     };
     if let Some(deadline) = &deadline {
-        jobs::schedule(&mut tx, scheduler::INSPECTION_ELAPSED, id, deadline).await?;
+        tx.schedule(scheduler::INSPECTION_ELAPSED, id, deadline);
     }
     tx.emit(events::milestone(step.event, &project, &moved));
     record_audit(
@@ -304,7 +304,7 @@ pub async fn dispute(
     let Some(disputed) = projects::open_dispute(&mut tx, id, milestone.status, &dispute).await? else {
         return Err(conflict("the milestone changed meanwhile; reload it"));
     };
-    jobs::schedule(&mut tx, scheduler::DISPUTE_UNANSWERED, id, &respond_by).await?;
+    tx.schedule(scheduler::DISPUTE_UNANSWERED, id, &respond_by);
     tx.emit(events::milestone(EventType::MilestoneDisputed, &project, &disputed));
     record_audit(
         &mut tx,

@@ -19,7 +19,7 @@ use crate::store::escrow::EscrowTransaction;
 use crate::store::ledger::{self, Account};
 use crate::store::projects::{self, Milestone, NewProject, Project};
 use crate::store::users::{self, User};
-use crate::store::{Database, DbHandle, Tx, jobs, timestamp};
+use crate::store::{Database, DbHandle, Tx, timestamp};
 
 pub use crate::domain::escrow::MAX_MILESTONES;
 
@@ -269,14 +269,14 @@ async fn transition(
         // could still change).
         for milestone in projects::milestones(&mut tx, id).await? {
             if let Some(due) = &milestone.due_date {
-                jobs::schedule(&mut tx, scheduler::MILESTONE_DUE, &milestone.id, due).await?;
+                tx.schedule(scheduler::MILESTONE_DUE, &milestone.id, due);
             }
         }
     }
     if let Some(after) = funding_deadline {
         let deadline = timestamp::format(OffsetDateTime::now_utc() + after);
         projects::set_funding_deadline(&mut tx, id, &deadline).await?;
-        jobs::schedule(&mut tx, scheduler::FUNDING_DEADLINE, id, &deadline).await?;
+        tx.schedule(scheduler::FUNDING_DEADLINE, id, &deadline);
         moved.funding_deadline = Some(deadline);
     }
     tx.emit(events::project(event, &moved));

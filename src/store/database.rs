@@ -148,6 +148,7 @@ impl Database {
             _writer: writer,
             audits: Vec::new(),
             events: Vec::new(),
+            jobs: Vec::new(),
             timer: super::handle::TxTimer::start(&self.observer, started),
         })
     }

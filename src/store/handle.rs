@@ -182,10 +182,11 @@ pub struct Tx {
     /// SQLite only: this process's turn as the single writer, held until the
     /// transaction ends (see [`super::Database::begin`]).
     pub(super) _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
-    /// Audit records ([`Tx::audit`]) and events ([`Tx::emit`]) of this
-    /// transaction, written at commit.
+    /// Audit records ([`Tx::audit`]), events ([`Tx::emit`]) and scheduled
+    /// jobs ([`Tx::schedule`]) of this transaction, written at commit.
     pub(super) audits: Vec<super::audit::Pending>,
     pub(super) events: Vec<super::events::Pending>,
+    pub(super) jobs: Vec<super::jobs::Pending>,
     pub(super) timer: TxTimer,
 }
 
@@ -221,15 +222,15 @@ impl Drop for TxTimer {
 }
 
 impl Tx {
-    /// Writes the transaction's audit records and events (one statement),
-    /// then commits.
+    /// Writes the transaction's audit records, events and scheduled jobs
+    /// (one statement), then commits.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.write_kept(None).await?;
         self.finish().await
     }
 
     /// Like [`Tx::commit`], storing an idempotency key with its response
-    /// in the same statement as the audit records and events. `false`: the
+    /// in the same statement as the rest. `false`: the
     /// key was stored by another request first, and this transaction was
     /// rolled back (see [`super::idempotency`]).
     pub async fn commit_with_key(mut self, key: &super::idempotency::Record<'_>) -> Result<bool, StoreError> {
@@ -261,34 +262,37 @@ impl Tx {
     }
 
     /// Inserts what the transaction kept for its commit — audit records,
-    /// events and the idempotency key, each one insert — in one round
-    /// trip: on PostgreSQL one statement (the first inserts as
-    /// data-modifying `WITH`s), on SQLite the inserts sent as one (sqlx
-    /// binds each its own `$n` parameters). `false`: the key was there.
+    /// events, scheduled jobs and the idempotency key, one insert each — in
+    /// one round trip: on PostgreSQL one statement (the first inserts as
+    /// data-modifying `WITH`s), on SQLite the inserts sent as one (sqlx binds
+    /// each its own `$n` parameters). `false`: the key was there.
     async fn write_kept(&mut self, key: Option<&super::idempotency::Record<'_>>) -> Result<bool, StoreError> {
-        let (audits, events) = (&self.audits, &self.events);
-        let audit_parameters = super::audit::parameters(audits.len());
-        let mut inserts = Vec::new();
+        let (audits, events, jobs) = (&self.audits, &self.events, &self.jobs);
+        // (operation name if it is the only insert, SQL), in binding order.
+        let mut inserts: Vec<(&'static str, String)> = Vec::new();
+        let mut bound = 0;
         if !audits.is_empty() {
-            inserts.push(super::audit::insert_sql(0, audits.len()));
+            inserts.push(("audit_events.insert", super::audit::insert_sql(bound, audits.len())));
+            bound += super::audit::parameters(audits.len());
         }
         if !events.is_empty() {
-            inserts.push(super::events::insert_sql(audit_parameters, events.len()));
+            inserts.push(("events.insert", super::events::insert_sql(bound, events.len())));
+            bound += super::events::parameters(events.len());
+        }
+        if !jobs.is_empty() {
+            inserts.push(("scheduled_jobs.insert", super::jobs::insert_sql(bound, jobs.len())));
+            bound += super::jobs::parameters(jobs.len());
         }
         if key.is_some() {
-            let first = audit_parameters + super::events::parameters(events.len());
-            inserts.push(super::idempotency::insert_sql(first));
+            // Last: its `returning` is the statement's answer.
+            inserts.push(("idempotency_keys.record", super::idempotency::insert_sql(bound)));
         }
-        let operation = match (!audits.is_empty(), !events.is_empty(), key.is_some()) {
-            (false, false, false) => return Ok(true),
-            (true, false, false) => "audit_events.insert",
-            (false, true, false) => "events.insert",
-            (true, true, false) => "audit_events+events.insert",
-            (false, false, true) => "idempotency_keys.record",
-            (true, false, true) => "audit_events+idempotency_keys.insert",
-            (false, true, true) => "events+idempotency_keys.insert",
-            (true, true, true) => "audit_events+events+idempotency_keys.insert",
+        let operation = match inserts.as_slice() {
+            [] => return Ok(true),
+            [(only, _)] => *only,
+            _ => "transaction.commit_writes",
         };
+        let mut inserts: Vec<String> = inserts.into_iter().map(|(_, sql)| sql).collect();
         let sql = match self.obs.engine() {
             Engine::Postgres => {
                 let last = inserts.pop().unwrap_or_default();
@@ -308,6 +312,7 @@ impl Tx {
         // Only placeholders are generated; every value is bound.
         let mut query = super::audit::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), audits);
         query = super::events::bind_all(query, events);
+        query = super::jobs::bind_all(query, jobs);
         let (conn, obs) = (&mut self.tx, &self.obs);
         match key {
             None => {

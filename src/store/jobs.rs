@@ -2,16 +2,19 @@
 //! inspection period elapsed, expire a project not funded in time).
 //!
 //! A job is scheduled in the transaction of the change that makes it due (a
-//! submission, a project sent), so it exists exactly when its cause does. A
+//! submission, a project sent: [`Tx::schedule`], written at commit), so it
+//! exists exactly when its cause does. A
 //! replica claims it with a lease (compare-and-set on `lease_until`) and
 //! marks it done with [`finish`] as the first statement of the transaction
 //! that does the work: if two replicas ever run one job (a lease ran out),
 //! the second's `finish` finds it done and its transaction is dropped.
 
-use sqlx::FromRow;
+use sqlx::any::AnyArguments;
+use sqlx::query::Query;
+use sqlx::{Any, FromRow};
 use uuid::Uuid;
 
-use super::{DbHandle, StoreError, timestamp};
+use super::{DbHandle, StoreError, Tx, timestamp};
 
 #[derive(Debug, Clone, FromRow)]
 pub struct Job {
@@ -23,25 +26,61 @@ pub struct Job {
     pub attempts: i64,
 }
 
-/// Schedules `kind` for `target_id` at `due_at`; scheduling the same job
-/// twice is a no-op.
-pub async fn schedule(db: &mut impl DbHandle, kind: &str, target_id: &str, due_at: &str) -> Result<(), StoreError> {
-    let (conn, obs) = db.parts();
-    obs.run(
-        "scheduled_jobs.insert",
-        sqlx::query(
-            "insert into scheduled_jobs (id, kind, target_id, due_at, created_at) values ($1, $2, $3, $4, $5) \
-             on conflict (kind, target_id, due_at) do nothing",
-        )
-        .bind(Uuid::now_v7().to_string())
-        .bind(kind)
-        .bind(target_id)
-        .bind(due_at)
-        .bind(timestamp::now())
-        .execute(conn),
+/// Values bound per job row.
+const COLUMNS: usize = 5;
+
+/// A job waiting in its transaction for the commit.
+#[derive(Debug)]
+pub(super) struct Pending {
+    id: String,
+    kind: String,
+    target_id: String,
+    due_at: String,
+    created_at: String,
+}
+
+impl Tx {
+    /// Schedules `kind` for `target_id` at `due_at` in this transaction:
+    /// written by [`Tx::commit`] with its audit records and events (one
+    /// statement), or never if the transaction is dropped. Scheduling the
+    /// same job twice is a no-op.
+    pub fn schedule(&mut self, kind: &str, target_id: &str, due_at: &str) {
+        self.jobs.push(Pending {
+            id: Uuid::now_v7().to_string(),
+            kind: kind.to_owned(),
+            target_id: target_id.to_owned(),
+            due_at: due_at.to_owned(),
+            created_at: timestamp::now(),
+        });
+    }
+}
+
+/// The insert of `rows` jobs whose values are parameters `$first + 1`
+/// onwards (bound by [`bind_all`]).
+pub(super) fn insert_sql(first: usize, rows: usize) -> String {
+    format!(
+        "insert into scheduled_jobs (id, kind, target_id, due_at, created_at) values {} \
+         on conflict (kind, target_id, due_at) do nothing",
+        super::value_rows(first, rows, COLUMNS)
     )
-    .await?;
-    Ok(())
+}
+
+/// Binds the values of [`insert_sql`]'s rows.
+pub(super) fn bind_all<'q>(mut query: Query<'q, Any, AnyArguments>, jobs: &[Pending]) -> Query<'q, Any, AnyArguments> {
+    for job in jobs {
+        query = query
+            .bind(job.id.clone())
+            .bind(job.kind.clone())
+            .bind(job.target_id.clone())
+            .bind(job.due_at.clone())
+            .bind(job.created_at.clone());
+    }
+    query
+}
+
+/// The number of values [`bind_all`] binds for `rows` jobs.
+pub(super) fn parameters(rows: usize) -> usize {
+    rows * COLUMNS
 }
 
 /// Jobs due at `now`, not done and not leased, earliest first.
