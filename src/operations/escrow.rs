@@ -23,7 +23,7 @@ use crate::domain::event::EventType;
 use crate::domain::money::fee_for;
 use crate::domain::payment::{TransactionKind, TransactionStatus};
 use crate::store::audit::AuditEvent;
-use crate::store::escrow::{self as records, EscrowTransaction, NewTransaction};
+use crate::store::escrow::{EscrowTransaction, NewTransaction};
 use crate::store::ledger::{self, Account, Transfer};
 use crate::store::projects::{self, Milestone, Project};
 use crate::store::users::User;
@@ -160,25 +160,21 @@ pub async fn hold(
             return Err(conflict("the milestone changed while it was being funded; retry"));
         };
         let id = Uuid::now_v7().to_string();
-        let held = records::insert(
-            tx,
-            NewTransaction {
-                id: &id,
-                kind: TransactionKind::Hold,
-                status: TransactionStatus::Completed,
-                user_id: &buyer.id,
-                counterparty_id: Some(&project.seller_id),
-                project_id: Some(&project.id),
-                milestone_id: Some(&milestone.id),
-                amount: milestone.amount,
-                fee,
-                currency: project.currency,
-                provider: None,
-                notes,
-                destination_id: None,
-            },
-        )
-        .await?;
+        let held = tx.record(NewTransaction {
+            id: &id,
+            kind: TransactionKind::Hold,
+            status: TransactionStatus::Completed,
+            user_id: &buyer.id,
+            counterparty_id: Some(&project.seller_id),
+            project_id: Some(&project.id),
+            milestone_id: Some(&milestone.id),
+            amount: milestone.amount,
+            fee,
+            currency: project.currency,
+            provider: None,
+            notes,
+            destination_id: None,
+        });
         record_audit(
             tx,
             buyer,
@@ -252,25 +248,21 @@ async fn move_escrow(
         Outflow::Refund => (TransactionKind::Refund, &project.buyer_id, &project.seller_id),
     };
     let id = Uuid::now_v7().to_string();
-    let moved = records::insert(
-        tx,
-        NewTransaction {
-            id: &id,
-            kind,
-            status: TransactionStatus::Completed,
-            user_id: to,
-            counterparty_id: Some(from),
-            project_id: Some(&project.id),
-            milestone_id,
-            amount,
-            fee: 0,
-            currency: project.currency,
-            provider: None,
-            notes,
-            destination_id: None,
-        },
-    )
-    .await?;
+    let moved = tx.record(NewTransaction {
+        id: &id,
+        kind,
+        status: TransactionStatus::Completed,
+        user_id: to,
+        counterparty_id: Some(from),
+        project_id: Some(&project.id),
+        milestone_id,
+        amount,
+        fee: 0,
+        currency: project.currency,
+        provider: None,
+        notes,
+        destination_id: None,
+    });
     ledger::transfer(
         tx,
         Transfer {

@@ -2,11 +2,10 @@
 //! the audited change happens in ([`Tx::audit`]), so the record and the
 //! change commit or roll back together.
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, FromRow};
+use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::kept::{self, KeptRow, Values};
 use super::{DbHandle, StoreError, Tx, timestamp};
 
 /// One audited action. `details` is a small JSON object of ids and states,
@@ -20,9 +19,6 @@ pub struct AuditEvent<'a> {
     pub request_id: Option<&'a str>,
     pub details: serde_json::Value,
 }
-
-/// Values bound per audit row.
-const COLUMNS: usize = 8;
 
 /// An audit record waiting in its transaction for the commit.
 #[derive(Debug)]
@@ -62,49 +58,32 @@ impl Tx {
     }
 }
 
+impl KeptRow for Pending {
+    const INSERT: &'static str =
+        "insert into audit_events (id, occurred_at, actor_id, action, target_type, target_id, request_id, details)";
+    const COLUMNS: usize = 8;
+    const OPERATION: &'static str = "audit_events.insert";
+
+    fn bind(&self, values: &mut Values) {
+        values.add(self.id.as_str());
+        values.add(self.occurred_at.as_str());
+        values.add(self.actor_id.as_deref());
+        values.add(self.action.as_str());
+        values.add(self.target_type.as_str());
+        values.add(self.target_id.as_deref());
+        values.add(self.request_id.as_deref());
+        values.add(self.details.as_str());
+    }
+}
+
 /// Writes a record now, on `db`: for an action that changes nothing else
 /// (a failed login, a document viewed). A change records its action with
 /// [`Tx::audit`] instead.
 pub async fn record(db: &mut impl DbHandle, event: AuditEvent<'_>) -> Result<(), StoreError> {
-    let records = [Pending::new(event)];
-    let query = bind_all(sqlx::query(sqlx::AssertSqlSafe(insert_sql(0, 1))), &records);
+    let query = kept::insert_one(&Pending::new(event))?;
     let (conn, obs) = db.parts();
-    obs.run("audit_events.insert", query.execute(conn)).await?;
+    obs.run(Pending::OPERATION, query.execute(conn)).await?;
     Ok(())
-}
-
-/// The insert of `rows` records whose values are parameters
-/// `$first + 1` onwards (bound by [`bind_all`]).
-pub(super) fn insert_sql(first: usize, rows: usize) -> String {
-    format!(
-        "insert into audit_events (id, occurred_at, actor_id, action, target_type, target_id, request_id, details) \
-         values {}",
-        super::value_rows(first, rows, COLUMNS)
-    )
-}
-
-/// Binds the values of [`insert_sql`]'s rows.
-pub(super) fn bind_all<'q>(
-    mut query: Query<'q, Any, AnyArguments>,
-    records: &[Pending],
-) -> Query<'q, Any, AnyArguments> {
-    for record in records {
-        query = query
-            .bind(record.id.clone())
-            .bind(record.occurred_at.clone())
-            .bind(record.actor_id.clone())
-            .bind(record.action.clone())
-            .bind(record.target_type.clone())
-            .bind(record.target_id.clone())
-            .bind(record.request_id.clone())
-            .bind(record.details.clone());
-    }
-    query
-}
-
-/// The number of values [`bind_all`] binds for `rows` records.
-pub(super) fn parameters(rows: usize) -> usize {
-    rows * COLUMNS
 }
 
 /// One audited action, as stored and as the admin API answers it.

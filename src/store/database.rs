@@ -146,6 +146,8 @@ impl Database {
             tx,
             obs: self.observer.clone(),
             _writer: writer,
+            records: Vec::new(),
+            transfers: Vec::new(),
             audits: Vec::new(),
             events: Vec::new(),
             jobs: Vec::new(),

@@ -3,7 +3,8 @@
 
 use sqlx::FromRow;
 
-use super::{DbHandle, StoreError, timestamp};
+use super::kept::{KeptRow, Values};
+use super::{DbHandle, StoreError, Tx, timestamp};
 use crate::domain::money::Currency;
 use crate::domain::payment::{TransactionKind, TransactionStatus};
 
@@ -62,6 +63,68 @@ pub struct NewTransaction<'a> {
     pub provider: Option<&'a str>,
     pub notes: Option<&'a str>,
     pub destination_id: Option<&'a str>,
+}
+
+impl Tx {
+    /// Keeps a business record for the commit (written with the
+    /// transaction's other kept rows, see [`super::kept`]) and returns it as
+    /// it will be stored. For records nothing in the transaction reads back
+    /// and whose id is new (escrow's holds and releases); a payment, whose
+    /// reference may be a duplicate, is written at once by [`insert`].
+    pub fn record(&mut self, new: NewTransaction<'_>) -> EscrowTransaction {
+        let now = timestamp::now();
+        let record = EscrowTransaction {
+            id: new.id.to_owned(),
+            kind: new.kind,
+            status: new.status,
+            user_id: new.user_id.to_owned(),
+            counterparty_id: new.counterparty_id.map(str::to_owned),
+            project_id: new.project_id.map(str::to_owned),
+            milestone_id: new.milestone_id.map(str::to_owned),
+            amount: new.amount,
+            fee: new.fee,
+            currency: new.currency,
+            provider: new.provider.map(str::to_owned),
+            gateway_reference: Some(new.id.to_owned()),
+            notes: new.notes.map(str::to_owned),
+            created_at: now.clone(),
+            updated_at: now,
+            checkout_url: None,
+            destination_id: new.destination_id.map(str::to_owned),
+            failure_reason: None,
+            amount_received: None,
+        };
+        self.records.push(record.clone());
+        record
+    }
+}
+
+impl KeptRow for EscrowTransaction {
+    const INSERT: &'static str = concat!("insert into escrow_transactions (", columns!(), ")");
+    const COLUMNS: usize = 19;
+    const OPERATION: &'static str = "escrow_transactions.insert";
+
+    fn bind(&self, values: &mut Values) {
+        values.add(self.id.as_str());
+        values.add(self.kind);
+        values.add(self.status);
+        values.add(self.user_id.as_str());
+        values.add(self.counterparty_id.as_deref());
+        values.add(self.project_id.as_deref());
+        values.add(self.milestone_id.as_deref());
+        values.add(self.amount);
+        values.add(self.fee);
+        values.add(self.currency);
+        values.add(self.provider.as_deref());
+        values.add(self.gateway_reference.as_deref());
+        values.add(self.notes.as_deref());
+        values.add(self.created_at.as_str());
+        values.add(self.updated_at.as_str());
+        values.add(self.checkout_url.as_deref());
+        values.add(self.destination_id.as_deref());
+        values.add(self.failure_reason.as_deref());
+        values.add(self.amount_received);
+    }
 }
 
 /// Writes a business record and returns it as stored.

@@ -7,11 +7,10 @@
 //! for one insert. Events are immutable; only `dispatched_at` is set later, once the
 //! webhook worker has created their deliveries.
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, FromRow};
+use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::kept::{KeptRow, Values};
 use super::{DbHandle, StoreError, Tx, timestamp};
 use crate::domain::event::EventType;
 
@@ -63,52 +62,32 @@ impl Pending {
     }
 }
 
-/// Values bound per event row.
-const COLUMNS: usize = 12;
+impl KeptRow for Pending {
+    const INSERT: &'static str = "insert into events (id, type, created_at, user_id, counterparty_id, project_id, \
+                                  subject_type, subject_id, order_key, data, request_id, traceparent)";
+    const COLUMNS: usize = 12;
+    const OPERATION: &'static str = "events.insert";
 
-/// The insert of `rows` events whose values are parameters `$first + 1`
-/// onwards (bound by [`bind_all`]).
-pub(super) fn insert_sql(first: usize, rows: usize) -> String {
-    format!(
-        "insert into events (id, type, created_at, user_id, counterparty_id, project_id, subject_type, subject_id, \
-         order_key, data, request_id, traceparent) values {}",
-        super::value_rows(first, rows, COLUMNS)
-    )
-}
-
-/// The number of values [`bind_all`] binds for `rows` events.
-pub(super) fn parameters(rows: usize) -> usize {
-    rows * COLUMNS
-}
-
-/// Binds the values of [`insert_sql`]'s rows, in the order the events were
-/// emitted.
-pub(super) fn bind_all<'q>(
-    mut query: Query<'q, Any, AnyArguments>,
-    events: &[Pending],
-) -> Query<'q, Any, AnyArguments> {
-    for pending in events {
-        let event = &pending.event;
+    fn bind(&self, values: &mut Values) {
+        let event = &self.event;
         let order_key = event
             .project_id
-            .as_ref()
-            .or(event.user_id.as_ref())
+            .as_deref()
+            .or(event.user_id.as_deref())
             .unwrap_or(&event.subject_id);
-        query = query
-            .bind(pending.id.clone())
-            .bind(event.event_type.as_str())
-            .bind(pending.created_at.clone())
-            .bind(event.user_id.clone())
-            .bind(event.counterparty_id.clone())
-            .bind(event.project_id.clone())
-            .bind(event.event_type.subject().as_str())
-            .bind(event.subject_id.clone())
-            .bind(order_key.clone())
-            .bind(event.data.to_string())
-            .bind(pending.request_id.clone())
-            .bind(pending.traceparent.clone());
+        values.add(self.id.as_str());
+        values.add(event.event_type.as_str());
+        values.add(self.created_at.as_str());
+        values.add(event.user_id.as_deref());
+        values.add(event.counterparty_id.as_deref());
+        values.add(event.project_id.as_deref());
+        values.add(event.event_type.subject().as_str());
+        values.add(event.subject_id.as_str());
+        values.add(order_key);
+        values.add(event.data.to_string());
+        values.add(self.request_id.as_deref());
+        values.add(self.traceparent.as_deref());
     }
-    query
 }
 
 /// A stored event.

@@ -14,6 +14,7 @@ use sqlx::pool::PoolConnection;
 use sqlx::{Any, AnyConnection, Transaction};
 use tracing::Instrument;
 
+use super::kept::Batch;
 use super::{Engine, StoreError, is_connection_error};
 use crate::telemetry::metrics::{Metrics, OperationLabels};
 
@@ -182,8 +183,12 @@ pub struct Tx {
     /// SQLite only: this process's turn as the single writer, held until the
     /// transaction ends (see [`super::Database::begin`]).
     pub(super) _writer: Option<tokio::sync::OwnedMutexGuard<()>>,
-    /// Audit records ([`Tx::audit`]), events ([`Tx::emit`]) and scheduled
-    /// jobs ([`Tx::schedule`]) of this transaction, written at commit.
+    /// What this transaction keeps for its commit (see [`super::kept`]):
+    /// business records ([`Tx::record`]), ledger transfers (a posting's),
+    /// audit records ([`Tx::audit`]), events ([`Tx::emit`]) and scheduled
+    /// jobs ([`Tx::schedule`]).
+    pub(super) records: Vec<super::escrow::EscrowTransaction>,
+    pub(super) transfers: Vec<super::ledger::PendingTransfer>,
     pub(super) audits: Vec<super::audit::Pending>,
     pub(super) events: Vec<super::events::Pending>,
     pub(super) jobs: Vec<super::jobs::Pending>,
@@ -222,8 +227,8 @@ impl Drop for TxTimer {
 }
 
 impl Tx {
-    /// Writes the transaction's audit records, events and scheduled jobs
-    /// (one statement), then commits.
+    /// Writes what the transaction kept for its commit (one statement),
+    /// then commits.
     pub async fn commit(mut self) -> Result<(), StoreError> {
         self.write_kept(None).await?;
         self.finish().await
@@ -261,71 +266,30 @@ impl Tx {
         Ok(())
     }
 
-    /// Inserts what the transaction kept for its commit — audit records,
-    /// events, scheduled jobs and the idempotency key, one insert each — in
-    /// one round trip: on PostgreSQL one statement (the first inserts as
-    /// data-modifying `WITH`s), on SQLite the inserts sent as one (sqlx binds
-    /// each its own `$n` parameters). `false`: the key was there.
+    /// Inserts what the transaction kept for its commit in one round trip
+    /// (see [`super::kept`]). `false`: the key was there.
     async fn write_kept(&mut self, key: Option<&super::idempotency::Record<'_>>) -> Result<bool, StoreError> {
-        let (audits, events, jobs) = (&self.audits, &self.events, &self.jobs);
-        // (operation name if it is the only insert, SQL), in binding order.
-        let mut inserts: Vec<(&'static str, String)> = Vec::new();
-        let mut bound = 0;
-        if !audits.is_empty() {
-            inserts.push(("audit_events.insert", super::audit::insert_sql(bound, audits.len())));
-            bound += super::audit::parameters(audits.len());
+        let mut batch = Batch::default();
+        batch.add(&self.records);
+        batch.add(&self.transfers);
+        batch.add(&self.audits);
+        batch.add(&self.events);
+        batch.add(&self.jobs);
+        // Last: its `returning` is the statement's answer.
+        if let Some(key) = key {
+            batch.add(std::slice::from_ref(key));
         }
-        if !events.is_empty() {
-            inserts.push(("events.insert", super::events::insert_sql(bound, events.len())));
-            bound += super::events::parameters(events.len());
-        }
-        if !jobs.is_empty() {
-            inserts.push(("scheduled_jobs.insert", super::jobs::insert_sql(bound, jobs.len())));
-            bound += super::jobs::parameters(jobs.len());
-        }
-        if key.is_some() {
-            // Last: its `returning` is the statement's answer.
-            inserts.push(("idempotency_keys.record", super::idempotency::insert_sql(bound)));
-        }
-        let operation = match inserts.as_slice() {
-            [] => return Ok(true),
-            [(only, _)] => *only,
-            _ => "transaction.commit_writes",
+        let Some((operation, query)) = batch.query(self.obs.engine())? else {
+            return Ok(true);
         };
-        let mut inserts: Vec<String> = inserts.into_iter().map(|(_, sql)| sql).collect();
-        let sql = match self.obs.engine() {
-            Engine::Postgres => {
-                let last = inserts.pop().unwrap_or_default();
-                let kept: Vec<String> = inserts
-                    .iter()
-                    .enumerate()
-                    .map(|(i, insert)| format!("kept_{i} as ({insert})"))
-                    .collect();
-                if kept.is_empty() {
-                    last
-                } else {
-                    format!("with {} {last}", kept.join(", "))
-                }
-            }
-            Engine::Sqlite => inserts.join("; "),
-        };
-        // Only placeholders are generated; every value is bound.
-        let mut query = super::audit::bind_all(sqlx::query(sqlx::AssertSqlSafe(sql)), audits);
-        query = super::events::bind_all(query, events);
-        query = super::jobs::bind_all(query, jobs);
-        let (conn, obs) = (&mut self.tx, &self.obs);
-        match key {
-            None => {
-                obs.run(operation, query.execute(&mut **conn)).await?;
-                Ok(true)
-            }
-            Some(key) => {
-                let query = super::idempotency::bind(query, key);
-                // One row from the key's `returning` if it was stored.
-                let rows = obs.run(operation, query.fetch_all(&mut **conn)).await?;
-                Ok(!rows.is_empty())
-            }
+        let (conn, obs) = (&mut *self.tx, &self.obs);
+        if key.is_none() {
+            obs.run(operation, query.execute(conn)).await?;
+            return Ok(true);
         }
+        // One row from the key's `returning` if it was stored.
+        let rows = obs.run(operation, query.fetch_all(conn)).await?;
+        Ok(!rows.is_empty())
     }
 }
 

@@ -15,10 +15,7 @@
 //! If the operation fails, its transaction (and the key) roll back, so the
 //! client may retry with the same key.
 
-use sqlx::Any;
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-
+use super::kept::{self, KeptRow, Values};
 use super::{DbHandle, StoreError, timestamp};
 
 /// What a key that was already used answers.
@@ -43,8 +40,8 @@ pub async fn claim(
         status: 0,
         body: "",
     };
-    let query = bind(sqlx::query(sqlx::AssertSqlSafe(insert_sql(0))), &unanswered);
     let (conn, obs) = db.parts();
+    let query = kept::insert_one(&unanswered)?;
     if obs
         .run("idempotency_keys.claim", query.fetch_optional(conn))
         .await?
@@ -73,28 +70,22 @@ pub struct Record<'a> {
     pub body: &'a str,
 }
 
-/// Values bound for a [`Record`].
-const COLUMNS: usize = 6;
+impl KeptRow for Record<'_> {
+    const INSERT: &'static str =
+        "insert into idempotency_keys (user_id, key, request_hash, response_status, response_body, created_at)";
+    const COLUMNS: usize = 6;
+    /// One row if the key was stored, none if it was there.
+    const AFTER: &'static str = " on conflict (user_id, key) do nothing returning 1";
+    const OPERATION: &'static str = "idempotency_keys.record";
 
-/// The insert of `record` with parameters `$first + 1` onwards, answering
-/// one row if it stored the key and none if the key was there.
-pub(super) fn insert_sql(first: usize) -> String {
-    format!(
-        "insert into idempotency_keys (user_id, key, request_hash, response_status, response_body, created_at) \
-         values {} on conflict (user_id, key) do nothing returning 1",
-        super::value_rows(first, 1, COLUMNS)
-    )
-}
-
-/// Binds the values of [`insert_sql`].
-pub(super) fn bind<'q>(query: Query<'q, Any, AnyArguments>, record: &Record<'_>) -> Query<'q, Any, AnyArguments> {
-    query
-        .bind(record.user_id.to_owned())
-        .bind(record.key.to_owned())
-        .bind(record.request_hash.to_owned())
-        .bind(i64::from(record.status))
-        .bind(record.body.to_owned())
-        .bind(timestamp::now())
+    fn bind(&self, values: &mut Values) {
+        values.add(self.user_id);
+        values.add(self.key);
+        values.add(self.request_hash);
+        values.add(i64::from(self.status));
+        values.add(self.body);
+        values.add(timestamp::now());
+    }
 }
 
 /// What the key answers if it was used: its response when `request_hash`

@@ -9,11 +9,10 @@
 //! that does the work: if two replicas ever run one job (a lease ran out),
 //! the second's `finish` finds it done and its transaction is dropped.
 
-use sqlx::any::AnyArguments;
-use sqlx::query::Query;
-use sqlx::{Any, FromRow};
+use sqlx::FromRow;
 use uuid::Uuid;
 
+use super::kept::{KeptRow, Values};
 use super::{DbHandle, StoreError, Tx, timestamp};
 
 #[derive(Debug, Clone, FromRow)]
@@ -25,9 +24,6 @@ pub struct Job {
     /// Attempts started, this one included once claimed.
     pub attempts: i64,
 }
-
-/// Values bound per job row.
-const COLUMNS: usize = 5;
 
 /// A job waiting in its transaction for the commit.
 #[derive(Debug)]
@@ -55,32 +51,19 @@ impl Tx {
     }
 }
 
-/// The insert of `rows` jobs whose values are parameters `$first + 1`
-/// onwards (bound by [`bind_all`]).
-pub(super) fn insert_sql(first: usize, rows: usize) -> String {
-    format!(
-        "insert into scheduled_jobs (id, kind, target_id, due_at, created_at) values {} \
-         on conflict (kind, target_id, due_at) do nothing",
-        super::value_rows(first, rows, COLUMNS)
-    )
-}
+impl KeptRow for Pending {
+    const INSERT: &'static str = "insert into scheduled_jobs (id, kind, target_id, due_at, created_at)";
+    const COLUMNS: usize = 5;
+    const AFTER: &'static str = " on conflict (kind, target_id, due_at) do nothing";
+    const OPERATION: &'static str = "scheduled_jobs.insert";
 
-/// Binds the values of [`insert_sql`]'s rows.
-pub(super) fn bind_all<'q>(mut query: Query<'q, Any, AnyArguments>, jobs: &[Pending]) -> Query<'q, Any, AnyArguments> {
-    for job in jobs {
-        query = query
-            .bind(job.id.clone())
-            .bind(job.kind.clone())
-            .bind(job.target_id.clone())
-            .bind(job.due_at.clone())
-            .bind(job.created_at.clone());
+    fn bind(&self, values: &mut Values) {
+        values.add(self.id.as_str());
+        values.add(self.kind.as_str());
+        values.add(self.target_id.as_str());
+        values.add(self.due_at.as_str());
+        values.add(self.created_at.as_str());
     }
-    query
-}
-
-/// The number of values [`bind_all`] binds for `rows` jobs.
-pub(super) fn parameters(rows: usize) -> usize {
-    rows * COLUMNS
 }
 
 /// Jobs due at `now`, not done and not leased, earliest first.

@@ -14,7 +14,8 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 use uuid::Uuid;
 
-use super::{DbHandle, Engine, StoreError, timestamp};
+use super::kept::{KeptRow, Values};
+use super::{DbHandle, Engine, StoreError, Tx, timestamp};
 use crate::domain::money::{Currency, MAX_BALANCE};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -140,8 +141,8 @@ pub async fn open(db: &mut impl DbHandle, account: &Account) -> Result<(), Store
 }
 
 /// Posts a transfer: see [`post`].
-pub async fn transfer(db: &mut impl DbHandle, transfer: Transfer<'_>) -> Result<(), StoreError> {
-    post(db, &[transfer]).await
+pub async fn transfer(tx: &mut Tx, transfer: Transfer<'_>) -> Result<(), StoreError> {
+    post(tx, &[transfer]).await
 }
 
 /// An account's change in one posting, and the bounds its balance must end
@@ -182,7 +183,8 @@ impl Change<'_> {
 
 /// Posts transfers together: every account's balance changes by its net
 /// amount in one compare-and-set statement (each balance must end within
-/// its bounds), then the transfers are recorded in one statement. Fails
+/// its bounds), and the transfers' rows are kept for the commit (written
+/// with the transaction's other kept rows, see [`super::kept`]). Fails
 /// with [`StoreError::InsufficientFunds`] or [`StoreError::BalanceLimit`]
 /// when an account's bounds refuse its change, and the caller's transaction
 /// must then be dropped (the other accounts' changes are in it).
@@ -190,8 +192,9 @@ impl Change<'_> {
 /// An account is created by its first credit: an account that cannot go
 /// negative and does not exist holds 0, so a debit from it is refused like
 /// any other debit the balance cannot cover.
-pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<(), StoreError> {
-    // A hold posts two a milestone (eight parameters each to record).
+pub async fn post(tx: &mut Tx, transfers: &[Transfer<'_>]) -> Result<(), StoreError> {
+    // A hold posts two a milestone (eight parameters each in the commit's
+    // insert).
     const MAX_TRANSFERS: usize = 2 * crate::domain::escrow::MAX_MILESTONES;
     if transfers.is_empty() {
         return Ok(());
@@ -224,7 +227,8 @@ pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<
     changes.retain(|_, change| change.delta != 0);
     if changes.is_empty() {
         // (Transfers that cancel out change no balance.)
-        return record_transfers(db, transfers).await;
+        record_transfers(tx, transfers);
+        return Ok(());
     }
 
     // One statement changes every account that exists and whose bounds
@@ -233,7 +237,7 @@ pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<
     // does: two postings that share accounts then never hold one each and
     // wait for the other (one UPDATE alone locks rows in whatever order it
     // finds them). SQLite's write transaction already excludes the others.
-    let (_, obs) = db.parts();
+    let (_, obs) = tx.parts();
     let postgres = obs.engine() == Engine::Postgres;
     let mut sql = String::new();
     if postgres {
@@ -270,7 +274,7 @@ pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<
         let (low, high) = change.allowed_before();
         query = query.bind(id.clone()).bind(change.delta).bind(low).bind(high);
     }
-    let (conn, obs) = db.parts();
+    let (conn, obs) = tx.parts();
     let changed: Vec<(String,)> = obs.run("ledger_accounts.post", query.fetch_all(conn)).await?;
     if changed.len() != changes.len() {
         // Not changed: refused by its bounds, or not created yet.
@@ -282,12 +286,12 @@ pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<
             if !(low..=high).contains(&0) {
                 return Err(change.refused(id.clone()));
             }
-            if open_account(db, change.account, id, change.delta).await? {
+            if open_account(tx, change.account, id, change.delta).await? {
                 continue;
             }
             // Another transaction created it meanwhile (or it existed and
             // its bounds refused the change): change it on its own.
-            let (conn, obs) = db.parts();
+            let (conn, obs) = tx.parts();
             let changed = obs
                 .run(
                     "ledger_accounts.post_one",
@@ -307,46 +311,55 @@ pub async fn post(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<
         }
     }
 
-    record_transfers(db, transfers).await
+    record_transfers(tx, transfers);
+    Ok(())
 }
 
-/// Records posted transfers, in one statement.
-async fn record_transfers(db: &mut impl DbHandle, transfers: &[Transfer<'_>]) -> Result<(), StoreError> {
-    let mut sql = String::from(
-        "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, currency, \
-         escrow_transaction_id, created_at) values",
-    );
-    for i in 0..transfers.len() {
-        let n = 8 * i;
-        let comma = if i == 0 { "" } else { "," };
-        sql.push_str(&format!(
-            "{comma} (${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5,
-            n + 6,
-            n + 7,
-            n + 8
-        ));
+/// A posted transfer's row, kept by its transaction and written at commit
+/// (nothing reads a transfer back in the transaction that posts it).
+#[derive(Debug)]
+pub(super) struct PendingTransfer {
+    id: String,
+    kind: &'static str,
+    debit_account_id: String,
+    credit_account_id: String,
+    amount: i64,
+    currency: Currency,
+    escrow_transaction_id: Option<String>,
+    created_at: String,
+}
+
+impl KeptRow for PendingTransfer {
+    const INSERT: &'static str = "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, \
+                                  currency, escrow_transaction_id, created_at)";
+    const COLUMNS: usize = 8;
+    const OPERATION: &'static str = "ledger_transfers.insert";
+
+    fn bind(&self, values: &mut Values) {
+        values.add(self.id.as_str());
+        values.add(self.kind);
+        values.add(self.debit_account_id.as_str());
+        values.add(self.credit_account_id.as_str());
+        values.add(self.amount);
+        values.add(self.currency.code());
+        values.add(self.escrow_transaction_id.as_deref());
+        values.add(self.created_at.as_str());
     }
-    let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+}
+
+/// Keeps posted transfers' rows for the commit.
+fn record_transfers(tx: &mut Tx, transfers: &[Transfer<'_>]) {
     let now = timestamp::now();
-    for transfer in transfers {
-        query = query
-            .bind(Uuid::now_v7().to_string())
-            .bind(transfer.kind)
-            .bind(transfer.debit.id())
-            .bind(transfer.credit.id())
-            .bind(transfer.amount)
-            .bind(transfer.debit.currency.code())
-            .bind(transfer.escrow_transaction_id)
-            .bind(now.clone());
-    }
-    let (conn, obs) = db.parts();
-    obs.run("ledger_transfers.insert", query.execute(conn)).await?;
-    Ok(())
+    tx.transfers.extend(transfers.iter().map(|transfer| PendingTransfer {
+        id: Uuid::now_v7().to_string(),
+        kind: transfer.kind,
+        debit_account_id: transfer.debit.id(),
+        credit_account_id: transfer.credit.id(),
+        amount: transfer.amount,
+        currency: transfer.debit.currency,
+        escrow_transaction_id: transfer.escrow_transaction_id.map(str::to_owned),
+        created_at: now.clone(),
+    }));
 }
 
 pub async fn balance(db: &mut impl DbHandle, account: &Account) -> Result<i64, StoreError> {

@@ -37,6 +37,7 @@ pub mod gauges;
 mod handle;
 pub mod idempotency;
 pub mod jobs;
+mod kept;
 pub mod kyc;
 pub mod ledger;
 pub mod login_failures;
@@ -152,33 +153,10 @@ impl Engine {
     }
 }
 
-/// `rows` parenthesised lists of `columns` parameters each, numbered from
-/// `$first + 1`: the `values` of a multi-row insert (only placeholders are
-/// generated; every value is bound).
-fn value_rows(first: usize, rows: usize, columns: usize) -> String {
-    let row = |r: usize| {
-        let params: Vec<String> = (1..=columns).map(|c| format!("${}", first + r * columns + c)).collect();
-        format!("({})", params.join(", "))
-    };
-    (0..rows).map(row).collect::<Vec<_>>().join(", ")
-}
-
 static INSTALL_DRIVERS: Once = Once::new();
 
 /// Installs sqlx's `Any` drivers (once per process); needed before any
 /// `AnyConnection::connect` outside a [`Database`].
 pub fn install_drivers() {
     INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
-}
-
-#[cfg(test)]
-mod tests {
-    use super::value_rows;
-
-    #[test]
-    fn value_rows_number_parameters_on_from_the_first() {
-        assert_eq!(value_rows(0, 1, 2), "($1, $2)");
-        assert_eq!(value_rows(16, 2, 3), "($17, $18, $19), ($20, $21, $22)");
-        assert_eq!(value_rows(0, 0, 3), "");
-    }
 }
