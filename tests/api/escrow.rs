@@ -184,7 +184,43 @@ both_engines!(
     a_dispute_is_resolved_by_a_split_and_a_cancel_refunds_the_buyer,
     a_client_names_the_freelancer_by_email,
     a_key_found_at_commit_rolls_back_the_transaction_with_its_audit_and_events,
+    a_hold_of_a_hundred_milestones_commits_in_one_statement,
 );
+
+/// The largest hold there is (every milestone of a project with the most
+/// milestones allowed) writes its records, 200 transfers, audit records,
+/// events and key in the commit's one statement, within both engines'
+/// limits on bound values, and the books balance.
+async fn a_hold_of_a_hundred_milestones_commits_in_one_statement(engine: Engine) {
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    let amounts = vec![1_000; amani::domain::escrow::MAX_MILESTONES];
+    deposit(&app, &buyer, 1_000 * 100 + 25 * 100).await;
+    let (project, _) = active_project(&app, &buyer, &seller, &amounts).await;
+    let (status, hold) = money_post(&app, &buyer, "/api/v1/escrow/hold", json!({"project_id": project})).await;
+    assert_eq!(status, 201, "{hold}");
+    let held = hold["transactions"].as_array().unwrap();
+    assert_eq!(held.len(), 100);
+    assert!(held.iter().all(|t| t["amount"] == 1_000 && t["fee"] == 25), "{hold}");
+    assert_eq!(available(&app, &buyer).await, 0);
+    let (status, listed) = json(
+        app.authed(
+            Method::GET,
+            "/api/v1/escrow/transactions?type=hold&page_size=100",
+            &buyer.token,
+        )
+        .send()
+        .await
+        .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200, "{listed}");
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(100), "{listed}");
+    assert_books_balance(&app).await;
+}
 
 /// A transaction whose idempotency key was stored first (by a duplicate
 /// that committed meanwhile) is rolled back whole: the audit record and
