@@ -50,6 +50,14 @@ impl Values {
             self.failed = Some(err);
         }
     }
+
+    /// The statement `sql` with these values bound.
+    fn query<'q>(self, sql: String) -> Result<AnyQuery<'q>, StoreError> {
+        match self.failed {
+            Some(err) => Err(StoreError::Sqlx(sqlx::Error::Encode(err))),
+            None => Ok(sqlx::query_with(sqlx::AssertSqlSafe(sql), self.arguments)),
+        }
+    }
 }
 
 /// Inserts of several kinds of rows, sent as one.
@@ -66,11 +74,17 @@ impl Batch {
         if rows.is_empty() {
             return;
         }
-        let sql = insert_sql::<R>(self.values.arguments.len(), rows.len());
-        self.inserts.push((R::OPERATION, sql));
+        let first = self.values.arguments.len();
+        self.inserts.push((R::OPERATION, insert_sql::<R>(first, rows.len())));
         for row in rows {
             row.bind(&mut self.values);
         }
+        debug_assert_eq!(
+            self.values.arguments.len() - first,
+            rows.len() * R::COLUMNS,
+            "{} binds COLUMNS values a row",
+            R::OPERATION
+        );
     }
 
     /// The statement and its operation name: the one insert's own, or
@@ -110,16 +124,6 @@ pub(super) fn insert_one<'q, R: KeptRow>(row: &R) -> Result<AnyQuery<'q>, StoreE
     let mut values = Values::default();
     row.bind(&mut values);
     values.query(insert_sql::<R>(0, 1))
-}
-
-impl Values {
-    /// The statement `sql` with these values bound.
-    fn query<'q>(self, sql: String) -> Result<AnyQuery<'q>, StoreError> {
-        match self.failed {
-            Some(err) => Err(StoreError::Sqlx(sqlx::Error::Encode(err))),
-            None => Ok(sqlx::query_with(sqlx::AssertSqlSafe(sql), self.arguments)),
-        }
-    }
 }
 
 /// The insert of `rows` rows of `R`, its parameters numbered from
