@@ -50,9 +50,9 @@ impl Pending {
 
 impl Tx {
     /// Adds a record to the audit trail in this transaction: written by
-    /// [`Tx::commit`] with the transaction's events (one statement for
-    /// both), or never if the transaction is dropped. The record's time is
-    /// now, not the commit's.
+    /// [`Tx::commit`] with the transaction's other kept rows (one statement,
+    /// see [`super::kept`]), or never if the transaction is dropped. The
+    /// record's time is now, not the commit's.
     pub fn audit(&mut self, event: AuditEvent<'_>) {
         self.audits.push(Pending::new(event));
     }
@@ -61,7 +61,6 @@ impl Tx {
 impl KeptRow for Pending {
     const INSERT: &'static str =
         "insert into audit_events (id, occurred_at, actor_id, action, target_type, target_id, request_id, details)";
-    const COLUMNS: usize = 8;
     const OPERATION: &'static str = "audit_events.insert";
 
     fn bind(&self, values: &mut Values) {

@@ -101,7 +101,6 @@ impl Tx {
 
 impl KeptRow for EscrowTransaction {
     const INSERT: &'static str = concat!("insert into escrow_transactions (", columns!(), ")");
-    const COLUMNS: usize = 19;
     const OPERATION: &'static str = "escrow_transactions.insert";
 
     fn bind(&self, values: &mut Values) {

@@ -65,7 +65,6 @@ impl Pending {
 impl KeptRow for Pending {
     const INSERT: &'static str = "insert into events (id, type, created_at, user_id, counterparty_id, project_id, \
                                   subject_type, subject_id, order_key, data, request_id, traceparent)";
-    const COLUMNS: usize = 12;
     const OPERATION: &'static str = "events.insert";
 
     fn bind(&self, values: &mut Values) {

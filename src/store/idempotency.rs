@@ -73,7 +73,6 @@ pub struct Record<'a> {
 impl KeptRow for Record<'_> {
     const INSERT: &'static str =
         "insert into idempotency_keys (user_id, key, request_hash, response_status, response_body, created_at)";
-    const COLUMNS: usize = 6;
     /// One row if the key was stored, none if it was there.
     const AFTER: &'static str = " on conflict (user_id, key) do nothing returning 1";
     const OPERATION: &'static str = "idempotency_keys.record";

@@ -3,11 +3,11 @@
 //!
 //! A job is scheduled in the transaction of the change that makes it due (a
 //! submission, a project sent: [`Tx::schedule`], written at commit), so it
-//! exists exactly when its cause does. A
-//! replica claims it with a lease (compare-and-set on `lease_until`) and
-//! marks it done with [`finish`] as the first statement of the transaction
-//! that does the work: if two replicas ever run one job (a lease ran out),
-//! the second's `finish` finds it done and its transaction is dropped.
+//! exists exactly when its cause does. A replica claims it with a lease
+//! (compare-and-set on `lease_until`) and marks it done with [`finish`] as
+//! the first statement of the transaction that does the work: if two
+//! replicas ever run one job (a lease ran out), the second's `finish` finds
+//! it done and its transaction is dropped.
 
 use sqlx::FromRow;
 use uuid::Uuid;
@@ -37,8 +37,8 @@ pub(super) struct Pending {
 
 impl Tx {
     /// Schedules `kind` for `target_id` at `due_at` in this transaction:
-    /// written by [`Tx::commit`] with its audit records and events (one
-    /// statement), or never if the transaction is dropped. Scheduling the
+    /// written by [`Tx::commit`] with its other kept rows (one statement,
+    /// see [`super::kept`]), or never if the transaction is dropped. Scheduling the
     /// same job twice is a no-op.
     pub fn schedule(&mut self, kind: &str, target_id: &str, due_at: &str) {
         self.jobs.push(Pending {
@@ -53,7 +53,6 @@ impl Tx {
 
 impl KeptRow for Pending {
     const INSERT: &'static str = "insert into scheduled_jobs (id, kind, target_id, due_at, created_at)";
-    const COLUMNS: usize = 5;
     const AFTER: &'static str = " on conflict (kind, target_id, due_at) do nothing";
     const OPERATION: &'static str = "scheduled_jobs.insert";
 

@@ -21,10 +21,9 @@ type AnyQuery<'q> = Query<'q, Any, AnyArguments>;
 
 /// A row of one table, inserted at commit with the other kept rows.
 pub(super) trait KeptRow {
-    /// `insert into <table> (<columns>)`.
+    /// `insert into <table> (<columns>)`: [`KeptRow::bind`] adds one value
+    /// for each column named.
     const INSERT: &'static str;
-    /// How many values [`KeptRow::bind`] adds.
-    const COLUMNS: usize;
     /// What follows the values (an `on conflict` clause), or nothing.
     const AFTER: &'static str = "";
     /// The statement's operation name when it inserts these rows alone.
@@ -81,8 +80,8 @@ impl Batch {
         }
         debug_assert_eq!(
             self.values.arguments.len() - first,
-            rows.len() * R::COLUMNS,
-            "{} binds COLUMNS values a row",
+            rows.len() * columns_named(R::INSERT),
+            "{} binds one value a column",
             R::OPERATION
         );
     }
@@ -132,9 +131,22 @@ fn insert_sql<R: KeptRow>(first: usize, rows: usize) -> String {
     format!(
         "{} values {}{}",
         R::INSERT,
-        value_rows(first, rows, R::COLUMNS),
+        value_rows(first, rows, columns_named(R::INSERT)),
         R::AFTER
     )
+}
+
+/// How many columns `insert into t (a, b, c)` names (its commas, plus one).
+const fn columns_named(insert: &str) -> usize {
+    let bytes = insert.as_bytes();
+    let (mut i, mut columns) = (0, 1);
+    while i < bytes.len() {
+        if bytes[i] == b',' {
+            columns += 1;
+        }
+        i += 1;
+    }
+    columns
 }
 
 /// `rows` parenthesised lists of `columns` parameters each, numbered from
@@ -152,6 +164,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn an_insert_names_its_columns_between_commas() {
+        assert_eq!(columns_named("insert into keys (k)"), 1);
+        assert_eq!(columns_named("insert into pairs (name, n)"), 2);
+    }
+
+    #[test]
     fn value_rows_number_parameters_on_from_the_first() {
         assert_eq!(value_rows(0, 1, 2), "($1, $2)");
         assert_eq!(value_rows(16, 2, 3), "($17, $18, $19), ($20, $21, $22)");
@@ -162,7 +180,6 @@ mod tests {
 
     impl KeptRow for Pair {
         const INSERT: &'static str = "insert into pairs (name, n)";
-        const COLUMNS: usize = 2;
         const OPERATION: &'static str = "pairs.insert";
         fn bind(&self, values: &mut Values) {
             values.add(self.0);
@@ -174,7 +191,6 @@ mod tests {
 
     impl KeptRow for Key {
         const INSERT: &'static str = "insert into keys (k)";
-        const COLUMNS: usize = 1;
         const AFTER: &'static str = " on conflict do nothing returning 1";
         const OPERATION: &'static str = "keys.insert";
         fn bind(&self, values: &mut Values) {

@@ -332,7 +332,6 @@ pub(super) struct PendingTransfer {
 impl KeptRow for PendingTransfer {
     const INSERT: &'static str = "insert into ledger_transfers (id, kind, debit_account_id, credit_account_id, amount, \
                                   currency, escrow_transaction_id, created_at)";
-    const COLUMNS: usize = 8;
     const OPERATION: &'static str = "ledger_transfers.insert";
 
     fn bind(&self, values: &mut Values) {
