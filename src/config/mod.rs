@@ -877,6 +877,18 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_is_named_as_its_metrics_name_it_in_any_case() {
+        let sandbox = config(&[("PAYMENT_GATEWAY", "SandBox")]).unwrap();
+        assert_eq!(sandbox.payments.gateway, payments::GatewayKind::Sandbox);
+        let refused = config(&[("PAYMENT_GATEWAY", "paystack")]).unwrap_err();
+        assert_eq!(refused.variable(), "PAYMENT_GATEWAY");
+        assert_eq!(
+            payments::GatewayKind::ALL.map(|kind| kind.name()),
+            ["sandbox", "fincra"]
+        );
+    }
+
+    #[test]
     fn production_refuses_the_sandbox_gateway_and_picks_fincras_live_url() {
         let prod = ("ENVIRONMENT", "production");
         let key = "k".repeat(32);

@@ -16,8 +16,11 @@ pub enum GatewayKind {
 }
 
 impl GatewayKind {
-    /// The `provider` label of its metrics (what `Gateway::name` answers).
-    pub fn name(self) -> &'static str {
+    pub const ALL: [GatewayKind; 2] = [GatewayKind::Sandbox, GatewayKind::Fincra];
+
+    /// The `provider` label of its metrics and logs (what each gateway's
+    /// `PaymentGateway::name` answers).
+    pub const fn name(self) -> &'static str {
         match self {
             GatewayKind::Sandbox => "sandbox",
             GatewayKind::Fincra => "fincra",
@@ -123,11 +126,10 @@ pub(super) fn parse_payments(vars: &Vars, environment: Environment) -> Result<Pa
     };
     let payments = PaymentConfig {
         gateway: vars.parse_with("PAYMENT_GATEWAY", GatewayKind::Sandbox, |v| {
-            match v.to_ascii_lowercase().as_str() {
-                "sandbox" => Ok(GatewayKind::Sandbox),
-                "fincra" => Ok(GatewayKind::Fincra),
-                _ => Err("sandbox or fincra".into()),
-            }
+            GatewayKind::ALL
+                .into_iter()
+                .find(|kind| v.eq_ignore_ascii_case(kind.name()))
+                .ok_or_else(|| "sandbox or fincra".into())
         })?,
         fincra_api_key: secret("FINCRA_API_KEY"),
         fincra_api_secret: secret("FINCRA_API_SECRET"),

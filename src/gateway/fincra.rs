@@ -272,7 +272,7 @@ fn split_name(full: &str) -> (String, String) {
 
 impl PaymentGateway for Fincra {
     fn name(&self) -> &'static str {
-        "fincra"
+        crate::config::GatewayKind::Fincra.name()
     }
 
     fn checkout<'a>(&'a self, request: CheckoutRequest<'a>) -> BoxFuture<'a, Result<CheckoutStarted, GatewayError>> {

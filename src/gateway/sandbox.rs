@@ -116,7 +116,7 @@ impl Sandbox {
 
 impl PaymentGateway for Sandbox {
     fn name(&self) -> &'static str {
-        "sandbox"
+        crate::config::GatewayKind::Sandbox.name()
     }
 
     fn checkout<'a>(&'a self, request: CheckoutRequest<'a>) -> BoxFuture<'a, Result<CheckoutStarted, GatewayError>> {

@@ -32,6 +32,7 @@ use prometheus_client::registry::Registry;
 use super::process::ProcessCollector;
 use crate::build_info::BuildInfo;
 use crate::config::Config;
+use crate::config::GatewayKind;
 
 /// The seed's request-latency buckets (the Python client's defaults), in seconds.
 pub const HTTP_BUCKETS: [f64; 14] = [
@@ -50,7 +51,7 @@ pub const ESCROW_TYPES: [&str; 5] = ["hold", "release", "refund", "deposit", "wi
 pub const OUTCOMES: [&str; 2] = ["succeeded", "failed"];
 pub const KYC_STATUSES: [&str; 3] = ["pending", "approved", "rejected"];
 pub const ALERT_CHANNELS: [&str; 2] = ["slack", "pagerduty"];
-pub const GATEWAY_PROVIDERS: [&str; 2] = ["sandbox", "fincra"];
+pub const GATEWAY_PROVIDERS: [&str; 2] = [GatewayKind::ALL[0].name(), GatewayKind::ALL[1].name()];
 pub const GATEWAY_OPERATIONS: [&str; 5] = ["checkout", "payout", "verify", "payout_status", "resolve"];
 pub const GATEWAY_OUTCOMES: [&str; 3] = ["success", "error", "timeout"];
 pub const WEBHOOK_OUTCOMES: [&str; 7] = [
