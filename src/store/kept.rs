@@ -24,6 +24,8 @@ pub(super) trait KeptRow {
     /// `insert into <table> (<columns>)`: [`KeptRow::bind`] adds one value
     /// for each column named.
     const INSERT: &'static str;
+    /// How many columns [`KeptRow::INSERT`] names (derived, at compile time).
+    const COLUMNS: usize = columns_named(Self::INSERT);
     /// What follows the values (an `on conflict` clause), or nothing.
     const AFTER: &'static str = "";
     /// The statement's operation name when it inserts these rows alone.
@@ -80,7 +82,7 @@ impl Batch {
         }
         debug_assert_eq!(
             self.values.arguments.len() - first,
-            rows.len() * columns_named(R::INSERT),
+            rows.len() * R::COLUMNS,
             "{} binds one value a column",
             R::OPERATION
         );
@@ -131,7 +133,7 @@ fn insert_sql<R: KeptRow>(first: usize, rows: usize) -> String {
     format!(
         "{} values {}{}",
         R::INSERT,
-        value_rows(first, rows, columns_named(R::INSERT)),
+        value_rows(first, rows, R::COLUMNS),
         R::AFTER
     )
 }
