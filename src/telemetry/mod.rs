@@ -106,7 +106,17 @@ pub fn init(config: &Config, output: LogOutput) -> Result<TelemetryGuard, traces
             ),
         ),
     };
+    // A span carries what a trace view needs: its fields, its parent and
+    // its times. Not the code location (the same helper for every request
+    // or statement), the thread (meaningless for async tasks), nor busy and
+    // idle time (two clock reads and a lock every time a request's future
+    // is polled); and the OTel context is read from the span when needed
+    // (`traces::inject_trace`), not made current on every poll.
     let otel = tracing_opentelemetry::layer()
+        .with_location(false)
+        .with_threads(false)
+        .with_tracked_inactivity(false)
+        .with_context_activation(false)
         .with_tracer(traces::tracer(&tracer_provider))
         .with_filter(ours());
     let logger_provider = logs::provider(config)?;

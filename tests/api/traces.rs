@@ -128,6 +128,17 @@ fn assert_request_trace(server_span: &Span, spans: &[Span]) {
         Some("200")
     );
     assert_eq!(attribute(server_span, "request_id").as_deref(), Some("trace-test-1"));
+    // Not exported, not computed per request: the code location, the
+    // thread, busy and idle time.
+    for span in spans {
+        let extra: Vec<&str> = span
+            .attributes
+            .iter()
+            .map(|kv| kv.key.as_str())
+            .filter(|key| key.starts_with("code.") || key.starts_with("thread.") || key.ends_with("_ns"))
+            .collect();
+        assert!(extra.is_empty(), "span {} carries {extra:?}", span.name);
+    }
     let db_span = spans
         .iter()
         .find(|s| s.name == "health.ping")
