@@ -29,6 +29,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
 use axum::middleware::{from_fn, from_fn_with_state};
 use axum::response::{IntoResponse, Response};
+use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::set_header::SetResponseHeaderLayer;
@@ -45,8 +46,7 @@ use error::ApiError;
 /// Builds the whole application: routes, docs and middleware.
 ///
 /// ## Middleware order
-/// `Router::layer` wraps everything added before it, so the *last* call is
-/// the *outermost* layer. From the outside in:
+/// From the outside in:
 /// 0. When `SENTRY_DSN` is set, Sentry's two layers wrap all of the below
 ///    (a hub per request, so tags set by the layers inside stay with it).
 /// 1. `request_id` — assigns the id first, so every later layer, log line
@@ -57,35 +57,50 @@ use error::ApiError;
 ///    rejections are logged (and counted) too.
 /// 3. `CatchPanicLayer` — a panicking middleware becomes a 500 problem and
 ///    the server keeps serving; it sits inside observe so the 500 is logged.
-/// 4. CORS, then the security headers.
+/// 4. A NUL in the URL refused, CORS, then the security headers.
 /// 5. Inside the routes: the body-size limit, honoured by the extractors that
 ///    read bodies; `record_route`, which reports the matched template; then
 ///    `TimeoutLayer` (abandons a request after `REQUEST_TIMEOUT_SECONDS`) and
 ///    a second panic catcher, both inside `record_route` so a timed-out or
 ///    panicking request keeps its route label in logs and metrics.
+///
+/// Each stack is one `ServiceBuilder` given to one `layer` call (the first
+/// layer the outermost): every `Router::layer` call boxes the routes once
+/// more, and every box is cloned for every request.
 pub fn router(state: AppState) -> Router {
     let config = &state.config;
+    let unless_set = |name, value| SetResponseHeaderLayer::if_not_present(name, HeaderValue::from_static(value));
+    let sentry = config.sentry.dsn.is_some();
     // `Router::layer` wraps each route separately, inside the point where
     // axum answers 405 (with its `Allow` header). Nesting the routes as the
     // fallback of an outer router makes the stack below wrap the whole app.
-    let mut app = Router::new().fallback_service(routes(state.clone()));
-    for (name, value) in security_headers(config) {
-        app = app.layer(SetResponseHeaderLayer::if_not_present(name, value));
-    }
-    let sentry = config.sentry.dsn.is_some();
-    app.layer(tower::util::option_layer(cors(config)))
-        .layer(from_fn(refuse_nul_in_uri))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(from_fn_with_state(state.clone(), access_log::observe))
-        .layer(from_fn(request_id::middleware))
-        // Sentry outermost, in the order its maintainers document for axum:
-        // a hub per request, then the HTTP layer (request data, transaction).
-        .layer(tower::util::option_layer(sentry.then(|| {
-            sentry::integrations::tower::SentryHttpLayer::new().enable_transaction()
-        })))
-        .layer(tower::util::option_layer(sentry.then(
-            sentry::integrations::tower::NewSentryLayer::<axum::extract::Request>::new_from_top,
-        )))
+    Router::new().fallback_service(routes(state.clone())).layer(
+        ServiceBuilder::new()
+            // Sentry outermost, in the order its maintainers document for
+            // axum: a hub per request, then the HTTP layer (request data,
+            // transaction).
+            .option_layer(
+                sentry.then(sentry::integrations::tower::NewSentryLayer::<axum::extract::Request>::new_from_top),
+            )
+            .option_layer(sentry.then(|| sentry::integrations::tower::SentryHttpLayer::new().enable_transaction()))
+            .layer(from_fn(request_id::middleware))
+            .layer(from_fn_with_state(state.clone(), access_log::observe))
+            .layer(CatchPanicLayer::custom(panic_response))
+            .layer(from_fn(refuse_nul_in_uri))
+            .option_layer(cors(config))
+            // Answers are about one user's money, identity and tokens: never
+            // kept by a browser or a shared cache. (Each header is set only
+            // where a handler did not choose otherwise.)
+            .layer(unless_set(header::CACHE_CONTROL, "no-store"))
+            .layer(unless_set(header::X_CONTENT_TYPE_OPTIONS, "nosniff"))
+            .layer(unless_set(header::X_FRAME_OPTIONS, "DENY"))
+            .layer(unless_set(header::REFERRER_POLICY, "no-referrer"))
+            .option_layer(
+                config
+                    .force_https
+                    .then(|| unless_set(header::STRICT_TRANSPORT_SECURITY, "max-age=63072000; includeSubDomains")),
+            ),
+    )
 }
 
 /// `METRICS_ADDR`'s listener: `/metrics` and nothing else. Requests that
@@ -201,12 +216,15 @@ fn routes(state: AppState) -> Router {
         // A panicking or timed-out handler is answered here, inside
         // record_route, so its 500 or 503 keeps the route label; the outer
         // panic catcher covers the middleware.
-        .route_layer(CatchPanicLayer::custom(panic_response))
-        .route_layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
-        .route_layer(from_fn_with_state(state.clone(), access_log::record_route))
+        .route_layer(
+            ServiceBuilder::new()
+                .layer(from_fn_with_state(state.clone(), access_log::record_route))
+                .layer(TimeoutLayer::with_status_code(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    request_timeout,
+                ))
+                .layer(CatchPanicLayer::custom(panic_response)),
+        )
         .layer(DefaultBodyLimit::max(max_body_bytes))
         .with_state(state)
 }
@@ -226,25 +244,6 @@ async fn refuse_nul_in_uri(request: axum::extract::Request, next: axum::middlewa
         return ApiError::bad_request("the URL must not contain a NUL character (%00)").into_response();
     }
     next.run(request).await
-}
-
-fn security_headers(config: &Config) -> Vec<(HeaderName, HeaderValue)> {
-    let mut headers = vec![
-        // Answers are about one user's money, identity and tokens: never kept
-        // by a browser or a shared cache. (Set only where a handler did not
-        // choose otherwise.)
-        (header::CACHE_CONTROL, HeaderValue::from_static("no-store")),
-        (header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff")),
-        (header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY")),
-        (header::REFERRER_POLICY, HeaderValue::from_static("no-referrer")),
-    ];
-    if config.force_https {
-        headers.push((
-            header::STRICT_TRANSPORT_SECURITY,
-            HeaderValue::from_static("max-age=63072000; includeSubDomains"),
-        ));
-    }
-    headers
 }
 
 fn cors(config: &Config) -> Option<CorsLayer> {
