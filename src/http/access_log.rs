@@ -90,9 +90,8 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         trace_id = tracing::field::Empty,
         span_id = tracing::field::Empty,
         user_id = tracing::field::Empty,
-        method = %method,
-        route = tracing::field::Empty,
-        status = tracing::field::Empty,
+        // Log lines name these two `method` and `route` (see
+        // `telemetry::json`); the span names them as OpenTelemetry does.
         http.request.method = %method,
         http.route = tracing::field::Empty,
         http.response.status_code = tracing::field::Empty,
@@ -119,9 +118,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
     let status = response.status();
     let elapsed = started.elapsed();
     crate::telemetry::traces::rename(&span, format!("{method} {route}"));
-    span.record("route", route);
     span.record("http.route", route);
-    span.record("status", status.as_u16());
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
         span.record("otel.status_code", "error");

@@ -72,7 +72,14 @@ struct CorrelationVisitor<'a>(&'a mut SpanCorrelation);
 
 impl CorrelationVisitor<'_> {
     fn slot(&mut self, field: &Field) -> Option<&mut Option<String>> {
-        let index = CORRELATION_FIELDS.iter().position(|name| *name == field.name())?;
+        // The request span names the method and the route as OpenTelemetry
+        // does: the same value, not a second copy of it on the span.
+        let name = match field.name() {
+            "http.request.method" => "method",
+            "http.route" => "route",
+            name => name,
+        };
+        let index = CORRELATION_FIELDS.iter().position(|known| *known == name)?;
         self.0.0.get_mut(index)
     }
 }

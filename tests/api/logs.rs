@@ -35,7 +35,14 @@ async fn every_line_of_a_request_carries_its_request_id_and_trace_id() {
             assert!(line.get(field).is_some(), "{field} missing: {line}");
         }
         assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+        // From the request's span, which names it `http.request.method`.
+        assert_eq!(line["method"], "GET", "{line}");
+        assert!(line.get("http.request.method").is_none(), "{line}");
     }
+    assert!(
+        ours.len() > 1,
+        "lines inside the request besides its access line: {ours:#?}"
+    );
     let access = ours
         .iter()
         .find(|l| l["message"] == "request completed")

@@ -128,6 +128,9 @@ fn assert_request_trace(server_span: &Span, spans: &[Span]) {
         Some("200")
     );
     assert_eq!(attribute(server_span, "request_id").as_deref(), Some("trace-test-1"));
+    for copy in ["method", "route", "status"] {
+        assert_eq!(attribute(server_span, copy), None, "{copy} repeats an http.* attribute");
+    }
     // Not exported, not computed per request: the code location, the
     // thread, busy and idle time.
     for span in spans {
