@@ -3,7 +3,7 @@
 
 use sqlx::FromRow;
 
-use super::kept::{KeptRow, Values};
+use super::kept::{self, KeptRow, Values};
 use super::{DbHandle, StoreError, Tx, timestamp};
 use crate::domain::money::Currency;
 use crate::domain::payment::{TransactionKind, TransactionStatus};
@@ -72,8 +72,18 @@ impl Tx {
     /// and whose id is new (escrow's holds and releases); a payment, whose
     /// reference may be a duplicate, is written at once by [`insert`].
     pub fn record(&mut self, new: NewTransaction<'_>) -> EscrowTransaction {
+        let record = EscrowTransaction::new(new);
+        self.records.push(record.clone());
+        record
+    }
+}
+
+impl EscrowTransaction {
+    /// A new record as it is stored: its reference is its id, created and
+    /// updated now, nothing yet from a gateway.
+    fn new(new: NewTransaction<'_>) -> EscrowTransaction {
         let now = timestamp::now();
-        let record = EscrowTransaction {
+        EscrowTransaction {
             id: new.id.to_owned(),
             kind: new.kind,
             status: new.status,
@@ -93,9 +103,7 @@ impl Tx {
             destination_id: new.destination_id.map(str::to_owned),
             failure_reason: None,
             amount_received: None,
-        };
-        self.records.push(record.clone());
-        record
+        }
     }
 }
 
@@ -128,34 +136,13 @@ impl KeptRow for EscrowTransaction {
 
 /// Writes a business record and returns it as stored.
 pub async fn insert(db: &mut impl DbHandle, new: NewTransaction<'_>) -> Result<EscrowTransaction, StoreError> {
-    let now = timestamp::now();
+    let record = EscrowTransaction::new(new);
+    let query = kept::insert_one(&record)?;
     let (conn, obs) = db.parts();
-    obs.run(
-        "escrow_transactions.insert",
-        sqlx::query_as(concat!(
-            "insert into escrow_transactions (id, type, status, user_id, counterparty_id, project_id, milestone_id, \
-             amount, fee, currency, provider, gateway_reference, notes, created_at, updated_at, destination_id) \
-             values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $1, $12, $13, $13, $14) returning ",
-            columns!()
-        ))
-        .bind(new.id)
-        .bind(new.kind)
-        .bind(new.status)
-        .bind(new.user_id)
-        .bind(new.counterparty_id)
-        .bind(new.project_id)
-        .bind(new.milestone_id)
-        .bind(new.amount)
-        .bind(new.fee)
-        .bind(new.currency)
-        .bind(new.provider)
-        .bind(new.notes)
-        .bind(&now)
-        .bind(new.destination_id)
-        .fetch_one(conn),
-    )
-    .await
-    .map_err(super::map_duplicate("a transaction with this reference"))
+    obs.run(EscrowTransaction::OPERATION, query.execute(conn))
+        .await
+        .map_err(super::map_duplicate("a transaction with this reference"))?;
+    Ok(record)
 }
 
 pub async fn find(db: &mut impl DbHandle, id: &str) -> Result<Option<EscrowTransaction>, StoreError> {
