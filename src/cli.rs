@@ -543,6 +543,9 @@ async fn ledger_check(config: Config, format: Format) -> Result<(), String> {
         for (currency, held) in &report.held_in_escrow {
             lines.push_str(&format!("held in escrow: {held} {currency} (minor units)\n"));
         }
+        for (currency, fees) in &report.platform_fees {
+            lines.push_str(&format!("platform fees: {fees} {currency} (minor units)\n"));
+        }
         if report.balanced {
             lines.push_str(&format!(
                 "ledger balanced: {} accounts, {} transfers",

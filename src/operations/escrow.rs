@@ -148,7 +148,7 @@ pub async fn hold(
     let needed: i64 = to_fund.iter().map(|m| m.amount + fee_for(m.amount, fee_bps)).sum();
     let buyer_account = Account::available(&buyer.id, project.currency);
     let escrow_account = Account::escrow(&project.id, project.currency);
-    let fees_account = Account::fees(project.currency);
+    let fees_account = Account::fees(&project.id, project.currency);
     let mut done = Vec::new();
     let mut ids = Vec::new();
     for milestone in to_fund {

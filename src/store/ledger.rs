@@ -77,10 +77,24 @@ impl Account {
         }
     }
 
-    pub fn fees(currency: Currency) -> Account {
+    /// The fee account a project's holds credit: one of [`FEE_SHARDS`]
+    /// per currency, chosen by the project (see [`Account::fee_shard`]).
+    pub fn fees(project_id: &str, currency: Currency) -> Account {
+        Account::fee_shard(fee_shard_of(project_id), currency)
+    }
+
+    /// The platform's fee income in a currency is split over
+    /// [`FEE_SHARDS`] accounts, so that holds of different projects do not
+    /// wait for each other's commit on one row (every hold credits a fee
+    /// account, and its row stays locked until the hold commits). Fees are
+    /// only ever credited, so any shard will do; the platform's fees are
+    /// their sum ([`LedgerReport::platform_fees`]). Shard 0 is the account
+    /// from before the split (`platform_fees::NGN`), shard n is
+    /// `platform_fees:n:NGN`.
+    pub fn fee_shard(shard: u32, currency: Currency) -> Account {
         Account {
             kind: AccountKind::PlatformFees,
-            owner_id: String::new(),
+            owner_id: if shard == 0 { String::new() } else { shard.to_string() },
             currency,
         }
     }
@@ -96,6 +110,20 @@ impl Account {
     pub fn id(&self) -> String {
         format!("{}:{}:{}", self.kind.as_str(), self.owner_id, self.currency.code())
     }
+}
+
+/// How many fee accounts a currency has (opened by migration
+/// `20261208000001_fee_shards.sql`; a shard missing is opened by its first
+/// credit, like any account).
+pub const FEE_SHARDS: u32 = 16;
+
+/// A project's fee shard: FNV-1a of its id, so a project always credits the
+/// same account and projects spread evenly over the shards.
+fn fee_shard_of(project_id: &str) -> u32 {
+    let hash = project_id.bytes().fold(0x811c_9dc5_u32, |hash, byte| {
+        (hash ^ u32::from(byte)).wrapping_mul(0x0100_0193)
+    });
+    hash % FEE_SHARDS
 }
 
 /// One movement of money.
@@ -424,6 +452,8 @@ pub struct LedgerReport {
     pub totals: BTreeMap<String, i64>,
     /// Per currency: money held in escrow.
     pub held_in_escrow: BTreeMap<String, i64>,
+    /// Per currency: the platform's fees, the sum of its fee accounts.
+    pub platform_fees: BTreeMap<String, i64>,
     pub accounts: i64,
     pub transfers: i64,
 }
@@ -435,18 +465,25 @@ pub struct LedgerReport {
 pub async fn check(db: &mut impl DbHandle) -> Result<LedgerReport, StoreError> {
     let mut report = LedgerReport::default();
     let (conn, obs) = db.parts();
-    let totals: Vec<(String, i64, i64)> = obs
+    let totals: Vec<(String, i64, i64, i64)> = obs
         .run(
             "ledger.check_totals",
-            sqlx::query_as("select currency, cast(coalesce(sum(balance), 0) as bigint), count(*) from ledger_accounts group by currency")
-                .fetch_all(conn),
+            sqlx::query_as(
+                "select currency, cast(coalesce(sum(balance), 0) as bigint), count(*), \
+                 cast(coalesce(sum(case when kind = 'platform_fees' then balance else 0 end), 0) as bigint) \
+                 from ledger_accounts group by currency",
+            )
+            .fetch_all(conn),
         )
         .await?;
-    for (currency, total, count) in totals {
+    for (currency, total, count, fees) in totals {
         if total != 0 {
             report
                 .problems
                 .push(format!("{currency}: balances sum to {total}, not 0"));
+        }
+        if fees != 0 {
+            report.platform_fees.insert(currency.clone(), fees);
         }
         report.totals.insert(currency, total);
         report.accounts += count;
@@ -559,7 +596,7 @@ mod tests {
     fn the_platform_accounts_opened_by_migration_are_the_codes() {
         let migration = include_str!("../../migrations/20261207000009_platform_accounts.sql");
         for currency in Currency::ALL {
-            for account in [Account::fees(currency), Account::external(currency)] {
+            for account in [Account::fee_shard(0, currency), Account::external(currency)] {
                 let row = format!(
                     "('{}', '{}', '', '{}', 0,",
                     account.id(),
@@ -569,5 +606,26 @@ mod tests {
                 assert!(migration.contains(&row), "{row} missing");
             }
         }
+    }
+
+    #[test]
+    fn a_project_always_credits_the_same_fee_shard_and_projects_spread_over_all() {
+        let project = Uuid::now_v7().to_string();
+        assert_eq!(
+            Account::fees(&project, Currency::Ngn),
+            Account::fees(&project, Currency::Ngn)
+        );
+        let mut per_shard = [0_u32; FEE_SHARDS as usize];
+        for _ in 0..1600 {
+            per_shard[fee_shard_of(&Uuid::now_v7().to_string()) as usize] += 1;
+        }
+        // 100 expected a shard; no shard left empty or taking a fifth.
+        assert!(per_shard.iter().all(|&n| (40..=320).contains(&n)), "{per_shard:?}");
+    }
+
+    #[test]
+    fn the_first_fee_shard_is_the_account_from_before_the_split() {
+        assert_eq!(Account::fee_shard(0, Currency::Usd).id(), "platform_fees::USD");
+        assert_eq!(Account::fee_shard(15, Currency::Usd).id(), "platform_fees:15:USD");
     }
 }

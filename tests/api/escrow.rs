@@ -185,7 +185,80 @@ both_engines!(
     a_client_names_the_freelancer_by_email,
     a_key_found_at_commit_rolls_back_the_transaction_with_its_audit_and_events,
     a_hold_of_a_hundred_milestones_commits_in_one_statement,
+    holds_of_different_projects_credit_different_fee_accounts_whose_sum_is_the_platforms_fees,
 );
+
+/// The fee income is split over 16 accounts a currency (opened by
+/// migration), so that holds of different projects do not queue on one
+/// row: each project credits its own shard, and `ledger check` reports
+/// their sum.
+async fn holds_of_different_projects_credit_different_fee_accounts_whose_sum_is_the_platforms_fees(engine: Engine) {
+    use amani::domain::money::Currency;
+    use amani::store::ledger::{self, Account, FEE_SHARDS};
+
+    let db = TestDb::create(engine).await;
+    let app = TestApp::spawn(&db).await;
+    let admin = app.admin().await;
+    let buyer = verified_user(&app, "client", &admin).await;
+    let seller = verified_user(&app, "freelancer", &admin).await;
+    let mut conn = app.state.db.acquire().await.unwrap();
+    for currency in Currency::ALL {
+        for shard in 0..FEE_SHARDS {
+            let account = Account::fee_shard(shard, currency);
+            assert_eq!(
+                ledger::balance(&mut conn, &account).await.unwrap(),
+                0,
+                "{}",
+                account.id()
+            );
+        }
+    }
+    let (opened,): (i64,) = {
+        let (conn, obs) = amani::store::DbHandle::parts(&mut conn);
+        obs.run(
+            "test.fee_accounts",
+            sqlx::query_as("select count(*) from ledger_accounts where kind = 'platform_fees'").fetch_one(&mut *conn),
+        )
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        opened,
+        i64::from(FEE_SHARDS) * Currency::ALL.len() as i64,
+        "every shard opened by migration"
+    );
+    drop(conn);
+
+    deposit(&app, &buyer, 8 * 10_250).await;
+    let mut projects = Vec::new();
+    for _ in 0..8 {
+        let (project, milestones) = active_project(&app, &buyer, &seller, &[10_000]).await;
+        hold_milestone(&app, &buyer, &project, &milestones[0]).await;
+        projects.push(project);
+    }
+    let mut conn = app.state.db.acquire().await.unwrap();
+    let mut credited = std::collections::BTreeMap::new();
+    for project in &projects {
+        *credited.entry(Account::fees(project, Currency::Ngn).id()).or_insert(0) += 250;
+    }
+    assert!(credited.len() > 1, "eight projects on one shard: {credited:?}");
+    let mut sum = 0;
+    for shard in 0..FEE_SHARDS {
+        let account = Account::fee_shard(shard, Currency::Ngn);
+        let balance = ledger::balance(&mut conn, &account).await.unwrap();
+        assert_eq!(
+            balance,
+            credited.get(&account.id()).copied().unwrap_or(0),
+            "{}",
+            account.id()
+        );
+        sum += balance;
+    }
+    assert_eq!(sum, 8 * 250);
+    let report = ledger::check(&mut conn).await.unwrap();
+    assert!(report.balanced, "{:#?}", report.problems);
+    assert_eq!(report.platform_fees.get("NGN"), Some(&(8 * 250)), "{report:#?}");
+}
 
 /// The largest hold there is (every milestone of a project with the most
 /// milestones allowed) writes its records, 200 transfers, audit records,
