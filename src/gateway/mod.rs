@@ -165,10 +165,10 @@ pub async fn observed<T>(
             outcome,
         })
         .inc();
-    metrics
-        .gateway_request_duration
-        .get_or_create(&GatewayOperationLabels { provider, operation })
-        .observe(started.elapsed().as_secs_f64());
+    metrics.gateway_request_duration.observe(
+        &GatewayOperationLabels { provider, operation },
+        started.elapsed().as_secs_f64(),
+    );
     metrics.gateway_calls.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     metrics.note_gateway_outcome(operation, outcome);
     if let Err(err) = &result {

@@ -264,7 +264,9 @@ impl Deliverer {
                 outcome: answer.outcome,
             })
             .inc();
-        self.metrics.webhook_attempt_duration.observe(latency.as_secs_f64());
+        self.metrics
+            .webhook_attempt_duration
+            .observe(&(), latency.as_secs_f64());
         let next = (answer.outcome != "delivered")
             .then(|| self.next_attempt(outgoing.attempts + 1, answer.retry_after))
             .flatten()

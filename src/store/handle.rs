@@ -72,8 +72,7 @@ impl QueryObserver {
         let result = statement.instrument(span).await;
         self.metrics
             .db_query_duration
-            .get_or_create(&OperationLabels { operation })
-            .observe(started.elapsed().as_secs_f64());
+            .observe(&OperationLabels { operation }, started.elapsed().as_secs_f64());
         if let Err(err) = &result
             && is_connection_error(err)
         {
@@ -219,10 +218,10 @@ impl TxTimer {
 impl Drop for TxTimer {
     fn drop(&mut self) {
         let outcome = if self.committed { "committed" } else { "rolled_back" };
-        self.metrics
-            .db_transaction_duration
-            .get_or_create(&crate::telemetry::metrics::OutcomeLabels { outcome })
-            .observe(self.started.elapsed().as_secs_f64());
+        self.metrics.db_transaction_duration.observe(
+            &crate::telemetry::metrics::OutcomeLabels { outcome },
+            self.started.elapsed().as_secs_f64(),
+        );
     }
 }
 

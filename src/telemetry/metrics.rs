@@ -26,9 +26,9 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::exemplar::HistogramWithExemplars;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use super::histogram::{HistogramFamily, HistogramLabels};
 use super::process::ProcessCollector;
 use crate::build_info::BuildInfo;
 use crate::config::Config;
@@ -106,6 +106,12 @@ pub struct OperationLabels {
     pub operation: &'static str,
 }
 
+impl HistogramLabels for OperationLabels {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![("operation", self.operation)]
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ErrorLabels {
     pub error_type: &'static str,
@@ -130,6 +136,12 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+impl HistogramLabels for OutcomeLabels {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![("outcome", self.outcome)]
+    }
+}
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabels {
     pub status: &'static str,
@@ -151,6 +163,12 @@ pub struct GatewayLabels {
 pub struct GatewayOperationLabels {
     pub provider: &'static str,
     pub operation: &'static str,
+}
+
+impl HistogramLabels for GatewayOperationLabels {
+    fn pairs(&self) -> Vec<(&'static str, &str)> {
+        vec![("provider", self.provider), ("operation", self.operation)]
+    }
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -208,7 +226,6 @@ pub struct InfoLabels {
 
 type LatencyFamily =
     Family<RouteLabels, HistogramWithExemplars<TraceExemplar>, fn() -> HistogramWithExemplars<TraceExemplar>>;
-type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
 /// Declares every metric once — field, type, initial value, exported name
 /// and help — and generates the struct, its constructor and its
@@ -217,11 +234,13 @@ type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 macro_rules! metrics {
     (
         exported { $( $field:ident : $ty:ty = $init:expr => $name:literal, $help:literal; )+ }
+        histograms { $( $hfield:ident : $labels:ty, $bounds:expr => $hname:literal, $hhelp:literal; )+ }
         internal { $( $(#[$doc:meta])* $ifield:ident : $ity:ty = $iinit:expr; )+ }
     ) => {
         pub struct Metrics {
             registry: Registry,
             $( pub $field: $ty, )+
+            $( pub $hfield: HistogramFamily<$labels>, )+
             $( $(#[$doc])* pub $ifield: $ity, )+
         }
 
@@ -230,12 +249,19 @@ macro_rules! metrics {
                 Metrics {
                     registry: Registry::default(),
                     $( $field: $init, )+
+                    $( $hfield: HistogramFamily::new($hname, $hhelp, &$bounds), )+
                     $( $ifield: $iinit, )+
                 }
             }
 
             fn register_all(&self, registry: &mut Registry) {
                 $( registry.register($name, $help, self.$field.clone()); )+
+            }
+
+            /// The histograms kept outside the registry (see
+            /// [`super::histogram`]), in OpenMetrics text.
+            fn render_histograms(&self, out: &mut String) {
+                $( self.$hfield.render(out); )+
             }
         }
     };
@@ -255,10 +281,6 @@ metrics! {
             => "db_connections_idle", "Pooled database connections open and idle";
         db_connections_max: Gauge = Gauge::default()
             => "db_connections_max", "Configured maximum pool size";
-        db_query_duration: HistogramFamily<OperationLabels> = Family::new_with_constructor(db_histogram)
-            => "db_query_duration_seconds", "Database statement latency by operation";
-        db_transaction_duration: HistogramFamily<OutcomeLabels> = Family::new_with_constructor(db_histogram)
-            => "db_transaction_duration_seconds", "Write transactions from begin to commit or rollback (on SQLite, how long the writer's lock was held), by outcome";
         escrow_transactions: Family<EscrowLabels, Counter> = Family::default()
             => "escrow_transactions", "Escrow ledger operations by type (hold, release, refund, deposit, withdrawal) and outcome";
         user_registrations: Counter = Counter::default()
@@ -273,8 +295,6 @@ metrics! {
             => "amani_kyc_pending", "KYC submissions awaiting review (read from the database)";
         gateway_requests: Family<GatewayLabels, Counter> = Family::default()
             => "amani_gateway_requests", "Payment-gateway calls by provider, operation and outcome";
-        gateway_request_duration: HistogramFamily<GatewayOperationLabels> = Family::new_with_constructor(gateway_histogram)
-            => "amani_gateway_request_duration_seconds", "Payment-gateway call latency";
         webhooks_received: Family<WebhookLabels, Counter> = Family::default()
             => "amani_webhooks_received", "Payment webhooks received by provider and outcome";
         payments_pending: Family<PaymentAgeLabels, Gauge> = Family::default()
@@ -291,8 +311,6 @@ metrics! {
             => "amani_webhook_attempts", "Outbound webhook attempts by outcome (delivered, http_error, timeout, connection_error, refused)";
         webhook_deliveries: Family<OutcomeLabels, Counter> = Family::default()
             => "amani_webhook_deliveries", "Outbound webhook deliveries finished, by outcome (delivered, or failed after the last retry)";
-        webhook_attempt_duration: Histogram = gateway_histogram()
-            => "amani_webhook_attempt_duration_seconds", "Outbound webhook attempt latency";
         webhook_pending: Gauge = Gauge::default()
             => "amani_webhook_deliveries_pending", "Outbound webhook deliveries not yet made, including events not yet fanned out (read from the database)";
         webhook_oldest_undelivered: Gauge = Gauge::default()
@@ -326,6 +344,16 @@ metrics! {
         database_migrations_pending: Gauge = Gauge::default()
             => "amani_database_migrations_pending", "Embedded migrations not yet applied to the database";
     }
+    histograms {
+        db_query_duration: OperationLabels, DB_BUCKETS
+            => "db_query_duration_seconds", "Database statement latency by operation";
+        db_transaction_duration: OutcomeLabels, DB_BUCKETS
+            => "db_transaction_duration_seconds", "Write transactions from begin to commit or rollback (on SQLite, how long the writer's lock was held), by outcome";
+        gateway_request_duration: GatewayOperationLabels, GATEWAY_BUCKETS
+            => "amani_gateway_request_duration_seconds", "Payment-gateway call latency";
+        webhook_attempt_duration: (), GATEWAY_BUCKETS
+            => "amani_webhook_attempt_duration_seconds", "Outbound webhook attempt latency";
+    }
     internal {
         /// The last payment-gateway call, for `/health`.
         gateway_last_call: Mutex<Option<GatewayCall>> = Mutex::new(None);
@@ -341,14 +369,6 @@ metrics! {
 
 fn latency_histogram() -> HistogramWithExemplars<TraceExemplar> {
     HistogramWithExemplars::new(HTTP_BUCKETS.into_iter())
-}
-
-fn db_histogram() -> Histogram {
-    Histogram::new(DB_BUCKETS)
-}
-
-fn gateway_histogram() -> Histogram {
-    Histogram::new(GATEWAY_BUCKETS)
 }
 
 impl Metrics {
@@ -408,7 +428,7 @@ impl Metrics {
                     outcome,
                 });
             }
-            let _ = self.gateway_request_duration.get_or_create(&GatewayOperationLabels {
+            self.gateway_request_duration.create(&GatewayOperationLabels {
                 provider: gateway,
                 operation,
             });
@@ -438,8 +458,9 @@ impl Metrics {
                 .get_or_create(&EventLabels { r#type: event.as_str() });
         }
         for outcome in TRANSACTION_OUTCOMES {
-            let _ = self.db_transaction_duration.get_or_create(&OutcomeLabels { outcome });
+            self.db_transaction_duration.create(&OutcomeLabels { outcome });
         }
+        self.webhook_attempt_duration.create(&());
         for outcome in WEBHOOK_ATTEMPT_OUTCOMES {
             let _ = self.webhook_attempts.get_or_create(&OutcomeLabels { outcome });
         }
@@ -484,9 +505,11 @@ impl Metrics {
 
     /// Renders the registry as OpenMetrics text (with exemplars).
     pub fn render_openmetrics(&self) -> String {
-        let mut out = String::with_capacity(16 * 1024);
+        let mut out = String::with_capacity(64 * 1024);
         // Writing to a String cannot fail.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode_registry(&mut out, &self.registry);
+        self.render_histograms(&mut out);
+        out.push_str("# EOF\n");
         out
     }
 

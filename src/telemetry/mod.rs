@@ -14,6 +14,7 @@
 //! It returns a guard that flushes the span exporter when dropped.
 
 pub mod error_tracking;
+pub mod histogram;
 pub mod history;
 pub mod json;
 pub mod logs;
