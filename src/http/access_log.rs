@@ -11,6 +11,7 @@ use super::error::{ErrorCause, ErrorKind, slug_for_status};
 use crate::state::AppState;
 use crate::telemetry::metrics::{ErrorLabels, RequestLabels, RouteLabels, TraceExemplar, method_label};
 use crate::telemetry::request_id::RequestId;
+use crate::telemetry::traces::RequestSpan;
 
 /// The route template that served a request, copied from axum's
 /// [`MatchedPath`] into the response so outer layers can read it. Requests
@@ -87,8 +88,6 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         otel.kind = "server",
         otel.status_code = tracing::field::Empty,
         request_id = %request_id,
-        trace_id = tracing::field::Empty,
-        span_id = tracing::field::Empty,
         user_id = tracing::field::Empty,
         // Log lines name these two `method` and `route` (see
         // `telemetry::json`); the span names them as OpenTelemetry does.
@@ -103,12 +102,14 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
             .unwrap_or(""),
     );
     crate::telemetry::traces::continue_trace(&span, request.headers());
-    let trace = crate::telemetry::traces::span_ids(&span);
-    if let Some((trace_id, span_id, _)) = &trace {
-        span.record("trace_id", trace_id.as_str());
-        span.record("span_id", span_id.as_str());
+    let otel_span = RequestSpan::of(&span);
+    let trace = otel_span.ids();
+    if let Some(ids) = trace {
+        // For the log lines of the request (not a span field: recording one
+        // costs every layer a call, and most requests write no line).
+        crate::telemetry::json::attach_trace_ids(&span, ids);
     }
-    crate::telemetry::error_tracking::tag_request(&request_id, trace.as_ref());
+    crate::telemetry::error_tracking::tag_request(&request_id, trace);
     let response = next.run(request).instrument(span.clone()).await;
 
     let route = response
@@ -117,7 +118,7 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
         .map_or(UNMATCHED, |r| r.0.as_str());
     let status = response.status();
     let elapsed = started.elapsed();
-    crate::telemetry::traces::rename(&span, format!("{method} {route}"));
+    otel_span.rename(format!("{method} {route}"));
     span.record("http.route", route);
     span.record("http.response.status_code", status.as_u16());
     if status.is_server_error() {
@@ -137,10 +138,9 @@ pub async fn observe(State(state): State<AppState>, request: Request, next: Next
             .inc();
         // Only exported (enabled and sampled) traces are worth linking.
         let exemplar = trace
-            .as_ref()
-            .filter(|(_, _, sampled)| *sampled && state.config.tracing.enabled)
-            .map(|(trace_id, _, _)| TraceExemplar {
-                trace_id: trace_id.clone(),
+            .filter(|ids| ids.sampled && state.config.tracing.enabled)
+            .map(|ids| TraceExemplar {
+                trace_id: ids.trace_id.to_string(),
             });
         metrics
             .http_request_duration

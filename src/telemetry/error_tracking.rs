@@ -67,12 +67,12 @@ where
 }
 
 /// Tags the current request's scope (a no-op without a Sentry client).
-pub fn tag_request(request_id: &str, trace: Option<&(String, String, bool)>) {
+pub fn tag_request(request_id: &str, trace: Option<super::traces::TraceIds>) {
     sentry::configure_scope(|scope| {
         scope.set_tag("request_id", request_id);
-        if let Some((trace_id, span_id, _)) = trace {
-            scope.set_tag("trace_id", trace_id);
-            scope.set_tag("span_id", span_id);
+        if let Some(ids) = trace {
+            scope.set_tag("trace_id", ids.trace_id);
+            scope.set_tag("span_id", ids.span_id);
         }
     });
 }

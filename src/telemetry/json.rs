@@ -18,8 +18,11 @@ use tracing_subscriber::fmt::MakeWriter;
 use tracing_subscriber::layer::Context;
 use tracing_subscriber::registry::{LookupSpan, Scope};
 
-/// Span fields copied onto every log line emitted inside the span.
-const CORRELATION_FIELDS: [&str; 6] = ["request_id", "trace_id", "span_id", "user_id", "method", "route"];
+use super::traces::TraceIds;
+
+/// Span fields copied onto every log line emitted inside the span (with
+/// `trace_id` and `span_id`, from [`attach_trace_ids`]).
+const CORRELATION_FIELDS: [&str; 4] = ["request_id", "user_id", "method", "route"];
 
 /// Field names whose values never reach a log line.
 const SECRET_FIELD_MARKERS: [&str; 9] = [
@@ -44,6 +47,19 @@ pub fn is_secret_field(name: &str) -> bool {
 /// a few small strings, not a map.
 #[derive(Default)]
 struct SpanCorrelation([Option<String>; CORRELATION_FIELDS.len()]);
+
+/// Gives the log lines written inside `span` its trace's ids (`trace_id`,
+/// `span_id`), kept as numbers in the span's extensions and formatted only
+/// when a line is written.
+pub fn attach_trace_ids(span: &tracing::Span, ids: TraceIds) {
+    span.with_subscriber(|(id, dispatch)| {
+        if let Some(registry) = dispatch.downcast_ref::<tracing_subscriber::Registry>()
+            && let Some(span) = registry.span(id)
+        {
+            span.extensions_mut().insert(ids);
+        }
+    });
+}
 
 /// Captures correlation fields from spans as they are created and recorded.
 pub struct CorrelationLayer;
@@ -153,12 +169,17 @@ where
     let mut line = Map::new();
     if let Some(scope) = scope {
         for span in scope.from_root() {
-            if let Some(fields) = span.extensions().get::<SpanCorrelation>() {
+            let extensions = span.extensions();
+            if let Some(fields) = extensions.get::<SpanCorrelation>() {
                 for (name, value) in CORRELATION_FIELDS.iter().zip(&fields.0) {
                     if let Some(value) = value {
                         line.insert((*name).to_owned(), Value::from(value.as_str()));
                     }
                 }
+            }
+            if let Some(ids) = extensions.get::<TraceIds>() {
+                line.insert("trace_id".into(), Value::from(ids.trace_id.to_string()));
+                line.insert("span_id".into(), Value::from(ids.span_id.to_string()));
             }
         }
     }

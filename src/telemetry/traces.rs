@@ -162,24 +162,41 @@ pub fn link_to(span: &tracing::Span, traceparent: &str) {
     }
 }
 
-/// The trace and span id of `span` as lowercase hex, and whether the trace
-/// is sampled (exported). None when no tracer is installed.
-pub fn span_ids(span: &tracing::Span) -> Option<(String, String, bool)> {
-    let context: Context = span.context();
-    let otel_span = context.span();
-    let span_context = otel_span.span_context();
-    span_context.is_valid().then(|| {
-        (
-            span_context.trace_id().to_string(),
-            span_context.span_id().to_string(),
-            span_context.is_sampled(),
-        )
-    })
+/// The OpenTelemetry span behind a request's `tracing` span, started (to
+/// know its ids) and kept by the request: its ids are read and it is
+/// renamed through this, without looking the span up again.
+pub struct RequestSpan(Context);
+
+/// A trace's ids, as numbers: formatted as hex only where one is written
+/// (a log line, an exemplar, an error report).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TraceIds {
+    pub trace_id: opentelemetry::trace::TraceId,
+    pub span_id: opentelemetry::trace::SpanId,
+    /// Whether the trace is sampled (exported).
+    pub sampled: bool,
 }
 
-/// Renames the OpenTelemetry span behind `span` (tracing-opentelemetry only
-/// honours `otel.name` before the span is started, and the request span is
-/// started early, to know its trace id).
-pub fn rename(span: &tracing::Span, name: String) {
-    span.context().span().update_name(name);
+impl RequestSpan {
+    pub fn of(span: &tracing::Span) -> RequestSpan {
+        RequestSpan(span.context())
+    }
+
+    /// None when no tracer is installed.
+    pub fn ids(&self) -> Option<TraceIds> {
+        let otel_span = self.0.span();
+        let span_context = otel_span.span_context();
+        span_context.is_valid().then(|| TraceIds {
+            trace_id: span_context.trace_id(),
+            span_id: span_context.span_id(),
+            sampled: span_context.is_sampled(),
+        })
+    }
+
+    /// Renames the span (tracing-opentelemetry only honours `otel.name`
+    /// before the span is started, and the request span is started early,
+    /// to know its trace id).
+    pub fn rename(&self, name: String) {
+        self.0.span().update_name(name);
+    }
 }

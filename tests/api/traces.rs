@@ -131,6 +131,11 @@ fn assert_request_trace(server_span: &Span, spans: &[Span]) {
     for copy in ["method", "route", "status"] {
         assert_eq!(attribute(server_span, copy), None, "{copy} repeats an http.* attribute");
     }
+    // The span's own ids are its identity, not attributes (log lines get
+    // them from the span's extensions).
+    for copy in ["trace_id", "span_id"] {
+        assert_eq!(attribute(server_span, copy), None, "{copy} repeats the span's own id");
+    }
     // Not exported, not computed per request: the code location, the
     // thread, busy and idle time.
     for span in spans {
