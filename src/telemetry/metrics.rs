@@ -101,7 +101,8 @@ pub struct TraceExemplar {
     pub trace_id: String,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// A histogram's labels only (written by [`super::histogram`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct OperationLabels {
     pub operation: &'static str,
 }
@@ -159,7 +160,8 @@ pub struct GatewayLabels {
     pub outcome: &'static str,
 }
 
-#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+/// A histogram's labels only (written by [`super::histogram`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub struct GatewayOperationLabels {
     pub provider: &'static str,
     pub operation: &'static str,
